@@ -1,0 +1,93 @@
+//! The broker: configuration, topics, the group coordinator and the durability service,
+//! shared by every connection. [`Broker::start`] opens storage (with recovery) and replays the
+//! internal logs; [`run`] serves until shutdown.
+
+use std::sync::Arc;
+
+use shoal_group::CoordinatorConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::BrokerConfig;
+use crate::coordinator::{self, CoordinatorHandle};
+use crate::durability::Flusher;
+use crate::topics::{TopicManager, CONSUMER_OFFSETS};
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub topics: TopicManager,
+    pub groups: CoordinatorHandle,
+    pub flusher: Flusher,
+    /// Bumped after every append; long-polling fetches wait on it.
+    pub appended: watch::Sender<u64>,
+}
+
+impl Broker {
+    /// Opens the data directory and starts the coordinator and flusher tasks. Must run inside
+    /// a tokio runtime.
+    ///
+    /// Errors: storage that cannot be opened or recovered, a corrupt internal log.
+    pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
+        let config = Arc::new(config);
+        let topics = TopicManager::open(Arc::clone(&config))?;
+        let flusher = Flusher::start();
+        let offsets = topics
+            .partition(CONSUMER_OFFSETS, 0)
+            .ok_or_else(|| anyhow::anyhow!("{CONSUMER_OFFSETS} has no partition 0"))?;
+        let group_config = CoordinatorConfig {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            max_size: usize::try_from(config.group_max_size).unwrap_or(usize::MAX),
+            offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            offset_metadata_max_bytes: usize::try_from(config.offset_metadata_max_bytes).unwrap_or(4096),
+        };
+        let groups = coordinator::start(group_config, offsets, flusher.clone(), config.offsets_retention_check_interval_ms)?;
+        let (appended, _) = watch::channel(0u64);
+        Ok(Arc::new(Self { config, topics, groups, flusher, appended }))
+    }
+
+    /// Wakes long-polling fetches after an append.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Binds the Kafka listener, calls `on_ready` with the bound address, serves until `shutdown` turns true, then flushes logs.
+///
+/// Errors: the address cannot be bound, or storage cannot be opened.
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: watch::Receiver<bool>,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.kafka_addr).await?;
+    let mut config = config;
+    config.kafka_addr = listener.local_addr()?;
+    let broker = Broker::start(config)?;
+    tracing::info!(kafka_addr = %broker.config.kafka_addr, data_dir = %broker.config.data_dir.display(), "shoal broker listening");
+    on_ready(broker.config.kafka_addr);
+    // Retention and periodic flush run in the background.
+    let bg = Arc::clone(&broker);
+    let mut bg_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let every = bg.config.log_retention_check_interval_ms.clamp(1000, i64::from(i32::MAX)) as u64;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(every));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let b = Arc::clone(&bg);
+                    let _ = tokio::task::spawn_blocking(move || b.topics.enforce_retention()).await;
+                }
+                _ = bg_shutdown.changed() => break,
+            }
+        }
+    });
+    crate::server::serve(Arc::clone(&broker), listener, shutdown).await;
+    tracing::info!("shoal broker stopped accepting; syncing logs");
+    let parts: Vec<_> = broker.topics.list().iter().flat_map(|t| t.partitions.clone()).collect();
+    let _ = broker.flusher.sync(parts).await;
+    Ok(())
+}

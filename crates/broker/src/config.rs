@@ -1,0 +1,233 @@
+//! Broker configuration under Kafka's own names (`num.partitions`,
+//! `group.initial.rebalance.delay.ms`, ...), with Kafka's defaults. Values come from, in
+//! increasing precedence: defaults, a TOML file (`key = value` with Kafka names, dotted keys
+//! quoted or nested), and `--set key=value` pairs. Unknown keys are an error, so a typo never
+//! silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A configuration problem, reported before the broker starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown broker setting `{0}` (settings use Kafka's names, e.g. num.partitions)")]
+    UnknownKey(String),
+    #[error("setting `{key}` = `{value}` is invalid: {reason}")]
+    InvalidValue { key: String, value: String, reason: String },
+    #[error("`--set` expects key=value, got `{0}`")]
+    MalformedPair(String),
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// All broker settings. Durations are milliseconds, sizes bytes.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Kafka listener address (`--kafka-addr`, default 127.0.0.1:9092).
+    pub kafka_addr: SocketAddr,
+    /// Host advertised in Metadata (`advertised.host`); defaults to the listener's IP.
+    pub advertised_host: Option<String>,
+    /// HTTP address for the admin API and metrics (`--http-addr`, default 127.0.0.1:8080).
+    pub http_addr: SocketAddr,
+    /// Where logs live (`--data-dir`, `log.dirs`; default ./data).
+    pub data_dir: PathBuf,
+    /// `node.id` / `broker.id` (default 0).
+    pub node_id: i32,
+    /// `num.partitions` for auto-created topics (default 1).
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable` (default true).
+    pub auto_create_topics_enable: bool,
+    /// `default.replication.factor` (only 1 is meaningful on one node).
+    pub default_replication_factor: i16,
+    /// `message.max.bytes`: largest record batch accepted (default 1048588).
+    pub message_max_bytes: i32,
+    /// `socket.request.max.bytes`: largest request frame (default 104857600).
+    pub socket_request_max_bytes: i32,
+    /// `max.connections` (default i32::MAX in Kafka; we cap at 10000).
+    pub max_connections: usize,
+    /// `log.segment.bytes` (default 1 GiB).
+    pub log_segment_bytes: u64,
+    /// `log.roll.ms` (default 7 days, from `log.roll.hours` = 168).
+    pub log_roll_ms: i64,
+    /// `log.retention.ms` (default 7 days, from `log.retention.hours` = 168); -1 = forever.
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes` (default -1 = no limit).
+    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms` (default 300000).
+    pub log_retention_check_interval_ms: i64,
+    /// `log.index.interval.bytes` (default 4096).
+    pub log_index_interval_bytes: u64,
+    /// `log.flush.interval.messages`: fsync after this many messages (Kafka default
+    /// Long.MAX_VALUE; acks=-1 is always fsynced before acknowledgement regardless).
+    pub log_flush_interval_messages: i64,
+    /// `log.flush.interval.ms`: fsync dirty logs at least this often (default: never).
+    pub log_flush_interval_ms: i64,
+    /// `group.initial.rebalance.delay.ms` (default 3000).
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms` (default 6000).
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms` (default 1800000).
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size` (default i32::MAX).
+    pub group_max_size: i32,
+    /// `offsets.retention.minutes` (default 10080 = 7 days).
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms` (default 600000).
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes` (default 4096).
+    pub offset_metadata_max_bytes: i32,
+    /// `cluster.id` reported in Metadata and DescribeCluster.
+    pub cluster_id: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            node_id: 0,
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            default_replication_factor: 1,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            max_connections: 10_000,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 168 * 3_600_000,
+            log_retention_ms: 168 * 3_600_000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_index_interval_bytes: 4096,
+            log_flush_interval_messages: i64::MAX,
+            log_flush_interval_ms: i64::MAX,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX,
+            offsets_retention_minutes: 10080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            cluster_id: "shoal-cluster".to_string(),
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse::<T>().map_err(|e| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+impl BrokerConfig {
+    /// Applies one setting by its Kafka name.
+    ///
+    /// Errors: [`ConfigError::UnknownKey`] for a name Shoal does not know,
+    /// [`ConfigError::InvalidValue`] when the value does not parse.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "kafka.addr" | "listeners" => {
+                let v = value.trim_start_matches("PLAINTEXT://");
+                self.kafka_addr = parse(key, v)?
+            }
+            "http.addr" => self.http_addr = parse(key, value)?,
+            "advertised.host" | "advertised.host.name" => self.advertised_host = Some(value.to_string()),
+            "data.dir" | "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
+            "node.id" | "broker.id" => self.node_id = parse(key, value)?,
+            "num.partitions" => self.num_partitions = parse(key, value)?,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse(key, value)?,
+            "default.replication.factor" => self.default_replication_factor = parse(key, value)?,
+            "message.max.bytes" => self.message_max_bytes = parse(key, value)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
+            "max.connections" => self.max_connections = parse(key, value)?,
+            "log.segment.bytes" => self.log_segment_bytes = parse(key, value)?,
+            "log.roll.ms" => self.log_roll_ms = parse(key, value)?,
+            "log.roll.hours" => self.log_roll_ms = parse::<i64>(key, value)? * 3_600_000,
+            "log.retention.ms" => self.log_retention_ms = parse(key, value)?,
+            "log.retention.minutes" => self.log_retention_ms = parse::<i64>(key, value)? * 60_000,
+            "log.retention.hours" => self.log_retention_ms = parse::<i64>(key, value)? * 3_600_000,
+            "log.retention.bytes" => self.log_retention_bytes = parse(key, value)?,
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(key, value)?,
+            "log.index.interval.bytes" => self.log_index_interval_bytes = parse(key, value)?,
+            "log.flush.interval.messages" => self.log_flush_interval_messages = parse(key, value)?,
+            "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse(key, value)?,
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse(key, value)?,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse(key, value)?,
+            "group.max.size" => self.group_max_size = parse(key, value)?,
+            "offsets.retention.minutes" => self.offsets_retention_minutes = parse(key, value)?,
+            "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = parse(key, value)?,
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, value)?,
+            "cluster.id" => self.cluster_id = value.to_string(),
+            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Applies a `key=value` pair (the `--set` flag).
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), ConfigError> {
+        let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError::MalformedPair(pair.to_string()))?;
+        self.set(k.trim(), v.trim())
+    }
+
+    /// Applies every setting in a TOML document. Keys are Kafka names; nested tables are
+    /// joined with dots (`[log] retention.ms = 1` is `log.retention.ms`).
+    pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &toml::Value::Table(value), &mut flat);
+        for (k, v) in flat {
+            self.set(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Host and port clients should connect to.
+    pub fn advertised(&self) -> (String, i32) {
+        let host = self.advertised_host.clone().unwrap_or_else(|| self.kafka_addr.ip().to_string());
+        (host, i32::from(self.kafka_addr.port()))
+    }
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_use_kafka_names_and_reject_unknown_keys() {
+        let mut c = BrokerConfig::default();
+        c.set_pair("num.partitions=6").expect("set");
+        assert_eq!(c.num_partitions, 6);
+        c.apply_toml("[group.initial.rebalance]\n\"delay.ms\" = 0\n", "x.toml").expect("toml");
+        assert_eq!(c.group_initial_rebalance_delay_ms, 0);
+        assert!(matches!(c.set_pair("num.partitons=6"), Err(ConfigError::UnknownKey(_))));
+        assert!(matches!(c.set_pair("num.partitions=six"), Err(ConfigError::InvalidValue { .. })));
+    }
+}

@@ -1,0 +1,91 @@
+//! Group commit: one fsync covers every append that arrived while the previous fsync ran.
+//!
+//! Callers append under the partition lock, then [`Flusher::sync`] the partitions they wrote
+//! and await the result; the flusher task takes every waiting request, fsyncs each dirty
+//! partition once (outside the partition lock, on a blocking thread) and answers all of them.
+//! A failed fsync poisons that partition's log (it refuses further appends) and fails the
+//! waiters: nothing acknowledged is ever not on disk.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::topics::Partition;
+
+type Waiter = (Vec<Arc<Partition>>, oneshot::Sender<Result<(), String>>);
+
+/// Handle to the group-commit task.
+#[derive(Debug, Clone)]
+pub struct Flusher {
+    tx: mpsc::UnboundedSender<Waiter>,
+}
+
+impl Flusher {
+    /// Starts the flusher task on the current runtime.
+    pub fn start() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(rx));
+        Self { tx }
+    }
+
+    /// Resolves once every batch appended to `partitions` before this call is on disk.
+    ///
+    /// Errors: a message when the fsync failed (the partition is now poisoned) or the flusher
+    /// stopped.
+    pub async fn sync(&self, partitions: Vec<Arc<Partition>>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((partitions, tx)).map_err(|_| "flusher stopped".to_string())?;
+        rx.await.map_err(|_| "flusher stopped".to_string())?
+    }
+}
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let mut unique: Vec<Arc<Partition>> = Vec::new();
+        for (parts, _) in &waiters {
+            for p in parts {
+                if !unique.iter().any(|u| Arc::ptr_eq(u, p)) {
+                    unique.push(Arc::clone(p));
+                }
+            }
+        }
+        let targets: Vec<(Arc<Partition>, shoal_log::SyncTarget)> = unique
+            .into_iter()
+            .filter_map(|p| {
+                let t = shoal_log::PartitionLog::sync_target(&*p.log())?;
+                Some((p, t))
+            })
+            .collect();
+        let results = tokio::task::spawn_blocking(move || {
+            targets
+                .into_iter()
+                .map(|(p, t)| {
+                    let r = t.file.sync_data();
+                    (p, t.upto_offset, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(results) = results else {
+            for (_, reply) in waiters {
+                let _ = reply.send(Err("fsync task failed".to_string()));
+            }
+            continue;
+        };
+        let mut failed: Vec<Arc<Partition>> = Vec::new();
+        for (p, upto, r) in results {
+            let mut log = p.log();
+            if shoal_log::PartitionLog::sync_done(&mut *log, upto, r).is_err() {
+                failed.push(Arc::clone(&p));
+            }
+        }
+        for (parts, reply) in waiters {
+            let bad = parts.iter().any(|p| failed.iter().any(|f| Arc::ptr_eq(f, p)));
+            let _ = reply.send(if bad { Err("fsync failed; partition is read-only until restart".to_string()) } else { Ok(()) });
+        }
+    }
+}

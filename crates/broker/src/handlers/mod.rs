@@ -1,0 +1,186 @@
+//! Request dispatch: frame -> header -> typed request -> handler -> encoded response.
+//!
+//! One file per request family, each with the same shape: a `handle` taking the decoded
+//! request and returning the response message. Decoding of untrusted bytes happens only in
+//! [`decode_request`], which refuses versions we do not advertise and contains any panic in
+//! the protocol library; the process-wide allocation guard (see the `shoal` binary) bounds the
+//! library's pre-allocation from untrusted lengths.
+//!
+//! Unknown API keys and unadvertised versions close the connection (as Kafka does), except
+//! ApiVersions, which answers `UNSUPPORTED_VERSION` in v0 with the versions we support, and
+//! Produce v0-2, which answers `UNSUPPORTED_VERSION` (see [`produce::legacy_unsupported`]).
+
+pub mod admin;
+pub mod api_versions;
+pub mod fetch;
+pub mod groups;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::broker::Broker;
+use crate::server::ConnInfo;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Write this frame (length prefix included).
+    Respond(BytesMut),
+    /// Produce with acks=0: nothing to write.
+    NoResponse,
+    /// Close the connection (malformed or unsupported request).
+    Close(String),
+}
+
+/// Everything a handler knows about the request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub api_version: i16,
+    pub client_id: String,
+    pub peer: std::net::SocketAddr,
+}
+
+/// Decodes the request body for `api_key` at `version`. The only place untrusted request
+/// bytes are decoded.
+///
+/// Errors: a message when the version is not advertised, the body is malformed, or the
+/// decoder panicked.
+pub fn decode_request(api_key: ApiKey, version: i16, body: &mut Bytes) -> Result<RequestKind, String> {
+    if !api_versions::is_supported(api_key, version) {
+        return Err(format!("{api_key:?} v{version} is not supported"));
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestKind::decode(api_key, body, version)));
+    match result {
+        Ok(Ok(req)) => Ok(req),
+        Ok(Err(e)) => Err(format!("malformed {api_key:?} v{version} request: {e}")),
+        Err(_) => Err(format!("malformed {api_key:?} v{version} request (decoder panicked)")),
+    }
+}
+
+/// Encodes a response frame: length, header (v0 or v1 per API/version), body.
+pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<BytesMut, String> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    let header_version = api_key.response_header_version(version);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)
+        .map_err(|e| e.to_string())?;
+    body.encode(&mut buf, version).map_err(|e| e.to_string())?;
+    let len = (buf.len() - 4) as i32;
+    buf.get_mut(0..4).ok_or("short buffer")?.copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+fn peek_i16(frame: &[u8], at: usize) -> Option<i16> {
+    Some(i16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Handles one request frame (without its length prefix).
+pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome {
+    let (Some(key), Some(version)) = (peek_i16(&frame, 0), peek_i16(&frame, 2)) else {
+        return Outcome::Close("truncated request header".into());
+    };
+    let Ok(api_key) = ApiKey::try_from(key) else {
+        return Outcome::Close(format!("unknown api key {key}"));
+    };
+    let header_version = if api_key == ApiKey::ApiVersions && !api_versions::is_supported(api_key, version) {
+        // An ApiVersions we do not know: read the v1 header part Kafka guarantees.
+        1
+    } else if api_key == ApiKey::Produce && (0..=2).contains(&version) {
+        1
+    } else {
+        api_key.request_header_version(version)
+    };
+    let mut body = frame;
+    let header = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestHeader::decode(&mut body, header_version))) {
+        Ok(Ok(h)) => h,
+        _ => return Outcome::Close("malformed request header".into()),
+    };
+    let ctx = RequestContext {
+        api_version: version,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+        peer: conn.peer,
+    };
+    let correlation_id = header.correlation_id;
+    if api_key == ApiKey::ApiVersions && !api_versions::is_supported(api_key, version) {
+        let resp = api_versions::unsupported_version_response();
+        return respond(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(resp));
+    }
+    if api_key == ApiKey::Produce && (0..=2).contains(&version) {
+        return match produce::legacy_unsupported(&body, version, correlation_id) {
+            Some(frame) => Outcome::Respond(frame),
+            None => Outcome::Close("malformed legacy produce request".into()),
+        };
+    }
+    let request = match decode_request(api_key, version, &mut body) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Close(e),
+    };
+    let response = match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, &ctx, r)),
+        RequestKind::Produce(r) => match produce::handle(broker, &ctx, r).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Outcome::NoResponse,
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, &ctx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(broker, &ctx, r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(broker, &ctx, r)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(broker, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin::describe_configs(broker, r)),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(admin::describe_cluster(broker, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(broker, r)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(broker, &ctx, r)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(broker, &ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(broker, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(broker, &ctx, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(broker, r).await),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(broker, r).await),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(broker, r).await),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offsets::commit(broker, &ctx, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(broker, &ctx, r).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(broker, r).await),
+        other => return Outcome::Close(format!("no handler for {other:?}")),
+    };
+    respond(api_key, version, correlation_id, &response)
+}
+
+fn respond(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Outcome {
+    match encode_response(api_key, version, correlation_id, body) {
+        Ok(frame) => Outcome::Respond(frame),
+        Err(e) => Outcome::Close(format!("cannot encode {api_key:?} v{version} response: {e}")),
+    }
+}
+
+/// Kafka error codes used by the handlers (`org.apache.kafka.common.protocol.Errors`).
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+}

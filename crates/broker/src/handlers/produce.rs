@@ -1,0 +1,235 @@
+//! Produce and InitProducerId.
+//!
+//! Produce validates each batch (magic 2, lengths, CRC-32C) and appends it byte for byte,
+//! with only `base_offset` patched; compressed batches (gzip, snappy, lz4, zstd) are stored as
+//! produced. acks=-1 is acknowledged after the group-commit fsync that covers the batch, acks=1
+//! after the write, acks=0 gets no response.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId};
+use kafka_protocol::protocol::StrBytes;
+use shoal_log::{BatchError, LogError, PartitionLog};
+
+use super::{code, RequestContext};
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::topics::{Partition, TopicError};
+
+/// Maps a storage error to the Kafka error code the producer receives.
+pub fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::Batch(BatchError::CrcMismatch { .. }) => code::CORRUPT_MESSAGE,
+        LogError::Batch(_) => code::INVALID_RECORD,
+        LogError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
+        LogError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+        LogError::Io(_) | LogError::Poisoned => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+struct Appended {
+    error: i16,
+    base_offset: i64,
+    log_start_offset: i64,
+    message: Option<String>,
+}
+
+fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) -> Appended {
+    let fail = |error: i16, message: String| Appended { error, base_offset: -1, log_start_offset: -1, message: Some(message) };
+    let Some(records) = records else {
+        return fail(code::INVALID_RECORD, "records are null".into());
+    };
+    if records.len() > broker.config.message_max_bytes.max(0) as usize {
+        return fail(code::MESSAGE_TOO_LARGE, format!("batch of {} bytes exceeds message.max.bytes", records.len()));
+    }
+    let spans = match shoal_log::batch::split_and_validate(&records) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return fail(code::INVALID_RECORD, "no record batch".into()),
+        Err(e) => return fail(log_error_code(&LogError::Batch(e.clone())), e.to_string()),
+    };
+    let mut log = partition.log();
+    let mut first: Option<i64> = None;
+    for (range, _) in spans {
+        let Some(slice) = records.get(range) else { break };
+        let mut owned = BytesMut::from(slice);
+        match log.append(&mut owned, now_ms()) {
+            Ok(info) => {
+                first.get_or_insert(info.base_offset);
+            }
+            Err(e) => {
+                if matches!(e, LogError::Io(_) | LogError::Poisoned) {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "append failed");
+                }
+                return fail(log_error_code(&e), e.to_string());
+            }
+        }
+    }
+    Appended { error: code::NONE, base_offset: first.unwrap_or(-1), log_start_offset: log.log_start_offset(), message: None }
+}
+
+/// Handles Produce; `None` for acks=0 (no response is sent).
+pub async fn handle(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut to_sync: Vec<Arc<Partition>> = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended_any = false;
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut topic_obj = broker.topics.get(&name);
+        if topic_obj.is_none() && broker.config.auto_create_topics_enable {
+            topic_obj = match broker.topics.create(&name, broker.config.num_partitions, Default::default(), false) {
+                Ok(t) => Some(t),
+                Err(TopicError::AlreadyExists) => broker.topics.get(&name),
+                Err(_) => None,
+            };
+        }
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for pd in topic.partition_data {
+            let resp = PartitionProduceResponse::default().with_index(pd.index).with_log_append_time_ms(-1);
+            let result = if !matches!(acks, -1..=1) {
+                Appended { error: code::INVALID_REQUIRED_ACKS, base_offset: -1, log_start_offset: -1, message: None }
+            } else {
+                match topic_obj.as_ref() {
+                    Some(t) if t.internal => Appended { error: code::INVALID_TOPIC_EXCEPTION, base_offset: -1, log_start_offset: -1, message: Some("cannot produce to an internal topic".into()) },
+                    Some(t) => match usize::try_from(pd.index).ok().and_then(|i| t.partitions.get(i)) {
+                        Some(p) => {
+                            let r = append_one(broker, p, pd.records);
+                            if r.error == code::NONE {
+                                appended_any = true;
+                                if acks == -1 {
+                                    to_sync.push(Arc::clone(p));
+                                }
+                            }
+                            r
+                        }
+                        None => Appended { error: code::UNKNOWN_TOPIC_OR_PARTITION, base_offset: -1, log_start_offset: -1, message: None },
+                    },
+                    None => Appended { error: code::UNKNOWN_TOPIC_OR_PARTITION, base_offset: -1, log_start_offset: -1, message: None },
+                }
+            };
+            parts.push((resp, result));
+        }
+        responses.push((topic.name, parts));
+    }
+    if appended_any {
+        broker.notify_appended();
+    }
+    let mut sync_error = None;
+    if !to_sync.is_empty() {
+        if let Err(e) = broker.flusher.sync(to_sync.clone()).await {
+            sync_error = Some(e);
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    let _ = ctx;
+    Some(
+        ProduceResponse::default().with_responses(
+            responses
+                .into_iter()
+                .map(|(name, parts)| {
+                    TopicProduceResponse::default().with_name(name).with_partition_responses(
+                        parts
+                            .into_iter()
+                            .map(|(resp, r)| {
+                                let (error, message) = match (&sync_error, r.error) {
+                                    (Some(e), code::NONE) => (code::KAFKA_STORAGE_ERROR, Some(e.clone())),
+                                    _ => (r.error, r.message),
+                                };
+                                resp.with_error_code(error)
+                                    .with_base_offset(r.base_offset)
+                                    .with_log_start_offset(r.log_start_offset)
+                                    .with_error_message(message.map(StrBytes::from_string))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    )
+}
+
+/// Produce v0-2 (message formats v0/v1, which Shoal does not store): parses the request just
+/// enough to answer every partition with `UNSUPPORTED_VERSION`. `None` if malformed.
+pub fn legacy_unsupported(body: &[u8], version: i16, correlation_id: i32) -> Option<BytesMut> {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let (h, t) = (self.0.get(..n)?, self.0.get(n..)?);
+            self.0 = t;
+            Some(h)
+        }
+        fn i16(&mut self) -> Option<i16> {
+            Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+        }
+    }
+    let mut r = R(body);
+    let _acks = r.i16()?;
+    let _timeout = r.i32()?;
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    let topics = r.i32()?;
+    if topics < 0 || topics as usize > body.len() {
+        return None;
+    }
+    out.extend_from_slice(&topics.to_be_bytes());
+    for _ in 0..topics {
+        let n = r.i16()?;
+        let name = r.take(usize::try_from(n).ok()?)?;
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(name);
+        let parts = r.i32()?;
+        if parts < 0 || parts as usize > body.len() {
+            return None;
+        }
+        out.extend_from_slice(&parts.to_be_bytes());
+        for _ in 0..parts {
+            let index = r.i32()?;
+            let size = r.i32()?;
+            r.take(usize::try_from(size).ok()?)?;
+            out.extend_from_slice(&index.to_be_bytes());
+            out.extend_from_slice(&code::UNSUPPORTED_VERSION.to_be_bytes());
+            out.extend_from_slice(&(-1i64).to_be_bytes());
+            if version >= 2 {
+                out.extend_from_slice(&(-1i64).to_be_bytes());
+            }
+        }
+    }
+    if version >= 1 {
+        out.extend_from_slice(&0i32.to_be_bytes());
+    }
+    let len = (out.len() - 4) as i32;
+    out.get_mut(0..4)?.copy_from_slice(&len.to_be_bytes());
+    Some(out)
+}
+
+/// InitProducerId for idempotent producers: a new producer id with epoch 0, or, when the
+/// client presents its current id and epoch (KIP-360), the same id with the epoch bumped.
+/// Transactions are not supported: a `transactional_id` gets
+/// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`.
+pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        return resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
+        if req.producer_epoch < i16::MAX - 1 {
+            return resp.with_error_code(code::NONE).with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1);
+        }
+    }
+    match broker.topics.allocate_producer_id() {
+        Ok(id) => resp.with_error_code(code::NONE).with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate producer id");
+            resp.with_error_code(code::KAFKA_STORAGE_ERROR)
+        }
+    }
+}

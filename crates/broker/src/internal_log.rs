@@ -1,0 +1,49 @@
+//! Key/value records in Shoal's internal logs (`__consumer_offsets`, `__shoal_metadata`),
+//! written as ordinary uncompressed magic-2 record batches so the same storage engine, recovery
+//! and tools apply to them.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// Encodes `(key, value)` pairs (value `None` = tombstone) into one record batch stamped
+/// `now_ms`. Errors only if the encoder fails (it does not for uncompressed batches).
+pub fn encode_batch(entries: &[(Vec<u8>, Option<Vec<u8>>)], now_ms: i64) -> anyhow::Result<BytesMut> {
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now_ms,
+            key: Some(Bytes::copy_from_slice(k)),
+            value: v.as_ref().map(|v| Bytes::copy_from_slice(v)),
+            headers: indexmap::IndexMap::<StrBytes, Option<Bytes>>::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })?;
+    Ok(buf)
+}
+
+/// Decodes every record in `batches` (concatenated record batches) into `(offset, key,
+/// value)`. Errors on a malformed batch.
+pub fn decode_batches(batches: Bytes) -> anyhow::Result<Vec<(i64, Option<Bytes>, Option<Bytes>)>> {
+    let mut buf = batches;
+    let mut out = Vec::new();
+    for set in RecordBatchDecoder::decode_all(&mut buf)? {
+        for r in set.records {
+            out.push((r.offset, r.key, r.value));
+        }
+    }
+    Ok(out)
+}

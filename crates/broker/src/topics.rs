@@ -1,0 +1,393 @@
+//! Topics and partitions: the registry the handlers look partitions up in, persisted as
+//! records in the internal `__shoal_metadata` log (one JSON value per topic, keyed by name; a
+//! tombstone deletes) and replayed at startup. Each partition owns a [`PartitionLog`].
+//!
+//! Invariants: a topic's partition count only grows; partition directories are
+//! `<data>/<topic>-<partition>` as in Kafka; `__consumer_offsets` is an internal topic with one
+//! partition (Shoal runs one group coordinator per node, see docs/compatibility.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::{Deserialize, Serialize};
+use shoal_log::{LocalLog, LogConfig, LogError, PartitionLog};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::internal_log;
+
+/// Name of the internal offsets topic.
+pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
+const METADATA_DIR: &str = "__shoal_metadata-0";
+
+/// Topic-level configs Shoal understands, with how they map to the broker default.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "compression.type",
+];
+
+/// One partition: its log and identity.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    log: Mutex<LocalLog>,
+}
+
+impl Partition {
+    /// Locks the partition log. A poisoned mutex (a panic while appending) is recovered: the
+    /// log's own invariants are maintained by the storage engine, not by the lock.
+    pub fn log(&self) -> MutexGuard<'_, LocalLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A topic and its partitions.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<Arc<Partition>>,
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ProducerIdRecord {
+    next_producer_id: i64,
+}
+
+/// Why a topic operation failed; handlers map these to Kafka error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic already exists")]
+    AlreadyExists,
+    #[error("topic name is invalid: {0}")]
+    InvalidName(String),
+    #[error("unknown topic or partition")]
+    Unknown,
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("internal topics cannot be changed")]
+    Internal,
+    #[error("storage error: {0}")]
+    Storage(#[from] LogError),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// Kafka's topic name rule: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
+        return Err(TopicError::InvalidName(name.to_string()));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+        return Err(TopicError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// The registry of topics.
+#[derive(Debug)]
+pub struct TopicManager {
+    config: Arc<BrokerConfig>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    meta: Mutex<LocalLog>,
+    next_producer_id: Mutex<(i64, i64)>,
+}
+
+fn now_ms() -> i64 {
+    crate::clock::now_ms()
+}
+
+impl TopicManager {
+    /// Opens the registry under `config.data_dir`, replaying `__shoal_metadata` and opening
+    /// every partition log (with recovery). Creates `__consumer_offsets` if absent.
+    pub fn open(config: Arc<BrokerConfig>) -> Result<Self, TopicError> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(&data).map_err(|e| TopicError::Other(e.to_string()))?;
+        let meta = LocalLog::open(&data.join(METADATA_DIR), LogConfig { retention_ms: -1, ..LogConfig::default() }, now_ms())?;
+        let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
+        let mut next_pid = 0i64;
+        let mut offset = meta.log_start_offset();
+        while offset < meta.log_end_offset() {
+            let read = meta.read(offset, 1 << 20)?;
+            if read.records.is_empty() {
+                break;
+            }
+            let entries = internal_log::decode_batches(read.records).map_err(|e| TopicError::Other(e.to_string()))?;
+            for (off, key, value) in entries {
+                offset = off + 1;
+                let Some(key) = key else { continue };
+                let key = String::from_utf8_lossy(&key).to_string();
+                if key == "producer_id_block" {
+                    if let Some(v) = value.and_then(|v| serde_json::from_slice::<ProducerIdRecord>(&v).ok()) {
+                        next_pid = next_pid.max(v.next_producer_id);
+                    }
+                    continue;
+                }
+                match value.and_then(|v| serde_json::from_slice::<TopicRecord>(&v).ok()) {
+                    Some(t) => {
+                        records.insert(t.name.clone(), t);
+                    }
+                    None => {
+                        records.remove(&key);
+                    }
+                }
+            }
+        }
+        let mgr = Self {
+            config: Arc::clone(&config),
+            topics: RwLock::new(HashMap::new()),
+            meta: Mutex::new(meta),
+            next_producer_id: Mutex::new((next_pid, next_pid)),
+        };
+        for rec in records.into_values() {
+            let topic = mgr.open_topic(&rec)?;
+            mgr.write_topics().insert(rec.name.clone(), Arc::new(topic));
+        }
+        if mgr.get(CONSUMER_OFFSETS).is_none() {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+            mgr.create(CONSUMER_OFFSETS, 1, configs, true)?;
+        }
+        Ok(mgr)
+    }
+
+    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn partition_dir(&self, topic: &str, p: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{p}"))
+    }
+
+    /// The storage settings for a topic: its configs over the broker defaults.
+    pub fn log_config(&self, configs: &BTreeMap<String, String>) -> LogConfig {
+        let get = |k: &str| configs.get(k).and_then(|v| v.parse::<i64>().ok());
+        LogConfig {
+            segment_bytes: get("segment.bytes").map_or(self.config.log_segment_bytes, |v| v.max(1024) as u64),
+            segment_ms: get("segment.ms").unwrap_or(self.config.log_roll_ms),
+            index_interval_bytes: self.config.log_index_interval_bytes,
+            retention_ms: get("retention.ms").unwrap_or(self.config.log_retention_ms),
+            retention_bytes: get("retention.bytes").unwrap_or(self.config.log_retention_bytes),
+        }
+    }
+
+    fn open_topic(&self, rec: &TopicRecord) -> Result<Topic, TopicError> {
+        let log_config = self.log_config(&rec.configs);
+        let mut partitions = Vec::with_capacity(rec.partitions as usize);
+        for p in 0..rec.partitions {
+            let log = LocalLog::open(&self.partition_dir(&rec.name, p), log_config.clone(), now_ms())?;
+            partitions.push(Arc::new(Partition { topic: rec.name.clone(), index: p, log: Mutex::new(log) }));
+        }
+        Ok(Topic {
+            name: rec.name.clone(),
+            id: rec.id,
+            partitions,
+            configs: rec.configs.clone(),
+            internal: rec.name.starts_with("__"),
+        })
+    }
+
+    fn persist(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), TopicError> {
+        let mut batch = internal_log::encode_batch(&[(key.as_bytes().to_vec(), value)], now_ms())
+            .map_err(|e| TopicError::Other(e.to_string()))?;
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        meta.append(&mut batch, now_ms())?;
+        if let Some(target) = meta.sync_target() {
+            let res = target.file.sync_data();
+            meta.sync_done(target.upto_offset, res)?;
+        }
+        Ok(())
+    }
+
+    /// Looks a topic up by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_topics().get(name).cloned()
+    }
+
+    /// Looks a topic up by id.
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.read_topics().values().find(|t| t.id == id).cloned()
+    }
+
+    /// Looks a partition up.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let t = self.get(topic)?;
+        usize::try_from(index).ok().and_then(|i| t.partitions.get(i).cloned())
+    }
+
+    /// All topics, sorted by name.
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<Arc<Topic>> = self.read_topics().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Validates a topic config map: known keys, parseable values.
+    pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+        for (k, v) in configs {
+            if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
+                return Err(TopicError::InvalidConfig(format!("unknown topic config {k}")));
+            }
+            let numeric = matches!(k.as_str(), "retention.ms" | "retention.bytes" | "segment.bytes" | "segment.ms" | "max.message.bytes" | "min.insync.replicas");
+            if numeric && v.parse::<i64>().is_err() {
+                return Err(TopicError::InvalidConfig(format!("{k}={v} is not a number")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a topic with `partitions` partitions (>= 1).
+    ///
+    /// Errors: `AlreadyExists`, `InvalidName`, `InvalidPartitions`, `InvalidConfig`, storage.
+    pub fn create(&self, name: &str, partitions: i32, configs: BTreeMap<String, String>, allow_internal: bool) -> Result<Arc<Topic>, TopicError> {
+        validate_topic_name(name)?;
+        if name.starts_with("__") && !allow_internal {
+            return Err(TopicError::InvalidName(format!("{name}: names starting with __ are reserved")));
+        }
+        if partitions < 1 || partitions > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!("{partitions} must be between 1 and 100000")));
+        }
+        Self::validate_configs(&configs)?;
+        let mut topics = self.write_topics();
+        if topics.contains_key(name) {
+            return Err(TopicError::AlreadyExists);
+        }
+        let rec = TopicRecord { name: name.to_string(), id: Uuid::new_v4(), partitions, configs };
+        for p in 0..partitions {
+            // A leftover directory from a deleted topic of the same name must not leak data.
+            let dir = self.partition_dir(name, p);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| TopicError::Other(e.to_string()))?;
+            }
+        }
+        let topic = Arc::new(self.open_topic(&rec)?);
+        self.persist(name, Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?))?;
+        topics.insert(name.to_string(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data. Errors: `Unknown`, `Internal`, storage.
+    pub fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
+        let mut topics = self.write_topics();
+        let Some(topic) = topics.get(name).cloned() else { return Err(TopicError::Unknown) };
+        if topic.internal {
+            return Err(TopicError::Internal);
+        }
+        self.persist(name, None)?;
+        topics.remove(name);
+        drop(topics);
+        for p in &topic.partitions {
+            let dir: PathBuf = p.log().dir().to_path_buf();
+            remove_dir_logged(&dir);
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Grows a topic to `count` partitions. Errors: `Unknown`, `InvalidPartitions`, storage.
+    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let mut topics = self.write_topics();
+        let Some(old) = topics.get(name).cloned() else { return Err(TopicError::Unknown) };
+        if old.internal {
+            return Err(TopicError::Internal);
+        }
+        let current = old.partitions.len() as i32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!("topic has {current} partitions; the new count must be larger, got {count}")));
+        }
+        if count > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!("{count} is more than 100000")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let rec = TopicRecord { name: name.to_string(), id: old.id, partitions: count, configs: old.configs.clone() };
+        let log_config = self.log_config(&rec.configs);
+        let mut partitions = old.partitions.clone();
+        for p in current..count {
+            let log = LocalLog::open(&self.partition_dir(name, p), log_config.clone(), now_ms())?;
+            partitions.push(Arc::new(Partition { topic: name.to_string(), index: p, log: Mutex::new(log) }));
+        }
+        self.persist(name, Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?))?;
+        topics.insert(name.to_string(), Arc::new(Topic { partitions, ..clone_topic_shell(&old) }));
+        Ok(())
+    }
+
+    /// Allocates a new idempotent producer id, unique across restarts (ids are reserved in
+    /// blocks of 1000 in `__shoal_metadata`).
+    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let mut g = self.next_producer_id.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, reserved) = *g;
+        if next >= reserved {
+            let new_reserved = next + 1000;
+            let rec = ProducerIdRecord { next_producer_id: new_reserved };
+            self.persist("producer_id_block", Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?))?;
+            *g = (next + 1, new_reserved);
+        } else {
+            *g = (next + 1, reserved);
+        }
+        Ok(next)
+    }
+
+    /// Deletes segments beyond retention in every partition; returns segments deleted.
+    pub fn enforce_retention(&self) -> usize {
+        let mut deleted = 0;
+        for t in self.list() {
+            if t.name == CONSUMER_OFFSETS {
+                continue; // compacted, never deleted by time (compaction: see docs)
+            }
+            for p in &t.partitions {
+                match p.log().enforce_retention(now_ms()) {
+                    Ok(n) => deleted += n,
+                    Err(e) => tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed"),
+                }
+            }
+        }
+        deleted
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+}
+
+fn clone_topic_shell(t: &Topic) -> Topic {
+    Topic { name: t.name.clone(), id: t.id, partitions: Vec::new(), configs: t.configs.clone(), internal: t.internal }
+}
+
+fn remove_dir_logged(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
+    }
+}

@@ -1,0 +1,20 @@
+//! Shoal's storage engine: a partition is a directory of segment files holding Kafka record
+//! batches (magic 2) byte for byte as produced, with a sparse offset index per segment.
+//!
+//! - [`batch`]: header parsing, validation (CRC-32C) and the in-place patch of `base_offset`.
+//! - [`partition_log`]: the [`PartitionLog`] trait and the embedded [`LocalLog`].
+//! - [`producer_state`]: idempotent-producer sequence checks (KIP-98).
+//!
+//! This crate is synchronous and std-only; durability (fsync) is driven by the caller through
+//! [`PartitionLog::sync_target`] / [`PartitionLog::sync_done`] so one fsync can cover many
+//! appends (group commit).
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+pub mod batch;
+mod error;
+pub mod partition_log;
+pub mod producer_state;
+mod segment;
+
+pub use error::{BatchError, LogError};
+pub use partition_log::{AppendInfo, LocalLog, LogConfig, PartitionLog, ReadResult, SyncTarget};

@@ -1,0 +1,390 @@
+//! A partition's log: ordered segments, append with offset assignment and idempotent-producer
+//! checks, reads of whole stored batches, rolling, retention and durability bookkeeping.
+//!
+//! [`PartitionLog`] is the trait the broker talks to, so a remote backend (object storage,
+//! PostgreSQL) can replace [`LocalLog`] later. [`LocalLog`] keeps `<dir>/<base>.log` segments.
+//!
+//! Invariants: offsets in the log are contiguous from `log_start_offset` to
+//! `log_end_offset - 1`; only the last segment is written; `synced_offset <= log_end_offset`
+//! and every offset below it is on disk (fsync) ; after a failed write or fsync the log is
+//! poisoned and refuses appends.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::batch;
+use crate::error::LogError;
+use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::segment::Segment;
+
+/// Per-partition storage settings, under their Kafka topic-config names.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll to a new segment beyond this size (bytes). Kafka default 1 GiB.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll a segment older than this (ms). Kafka default 7 days.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: log bytes between sparse index entries. Kafka default 4096.
+    pub index_interval_bytes: u64,
+    /// `retention.ms`: delete sealed segments whose newest record is older (ms); -1 = forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete the oldest sealed segments beyond this size; -1 = no limit.
+    pub retention_bytes: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+        }
+    }
+}
+
+/// Result of an append: where the batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record of the batch.
+    pub base_offset: i64,
+    /// Offset of the last record of the batch.
+    pub last_offset: i64,
+    /// True when the batch repeated an already-appended idempotent batch and was not written.
+    pub duplicate: bool,
+}
+
+/// Result of a read: stored batches, as bytes, plus the partition's offsets.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole record batches, concatenated, exactly as stored. Empty at the log end.
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// What an fsync must cover: the file to sync and the offset it makes durable.
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    pub file: Arc<File>,
+    /// Every offset below this is durable once `file.sync_data()` returns.
+    pub upto_offset: i64,
+}
+
+/// The storage interface a partition exposes to the broker.
+///
+/// Offsets are Kafka offsets (i64); sizes are bytes; timestamps are ms since the Unix epoch.
+pub trait PartitionLog: Send {
+    /// Validates `batch` (one magic-2 record batch), checks idempotent-producer sequence,
+    /// assigns offsets by patching `base_offset` in place and appends it.
+    ///
+    /// Errors: `Batch` for malformed input (nothing written), `OutOfOrderSequence` /
+    /// `InvalidProducerEpoch` for idempotence violations, `Io`/`Poisoned` for storage failures.
+    fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError>;
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` but
+    /// always at least one batch. Errors: `OffsetOutOfRange` outside
+    /// `[log_start_offset, log_end_offset]`.
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError>;
+    fn log_start_offset(&self) -> i64;
+    fn log_end_offset(&self) -> i64;
+    /// Offset of the first batch whose `max_timestamp >= timestamp_ms`, with that timestamp;
+    /// `None` when no batch qualifies. Batch granularity (see docs/compatibility.md).
+    fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError>;
+    /// Largest timestamp and its batch's base offset (ListOffsets `MAX_TIMESTAMP`).
+    fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError>;
+    /// What an fsync must cover to make every appended batch durable; `None` when clean.
+    fn sync_target(&self) -> Option<SyncTarget>;
+    /// Records that an fsync of a [`SyncTarget`] succeeded (`Ok`) or failed (poisons the log).
+    fn sync_done(&mut self, upto_offset: i64, result: std::io::Result<()>) -> Result<(), LogError>;
+    /// Offsets below this are on disk.
+    fn synced_offset(&self) -> i64;
+    /// Deletes sealed segments beyond retention; returns how many were deleted.
+    fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError>;
+    /// Total bytes of all segments.
+    fn size_bytes(&self) -> u64;
+}
+
+/// The embedded, file-backed [`PartitionLog`].
+#[derive(Debug)]
+pub struct LocalLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    producers: ProducerStateTable,
+    synced_offset: i64,
+    poisoned: bool,
+}
+
+impl LocalLog {
+    /// Opens (or creates) the log in `dir`. The last segment is scanned with CRC checks and a
+    /// torn tail is truncated; sealed segments open from their index files when valid.
+    /// Idempotent-producer state is rebuilt from the last two segments.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
+        std::fs::create_dir_all(dir)?;
+        let mut bases: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            } else if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let last = bases.last().copied();
+        for base in bases {
+            let path = dir.join(format!("{}.log", crate::segment::file_stem(base)));
+            let is_last = Some(base) == last;
+            let seg = Segment::open(&path, base, is_last, config.index_interval_bytes, now_ms)?;
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0, now_ms)?);
+        }
+        let mut log = Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            producers: ProducerStateTable::default(),
+            synced_offset: 0,
+            poisoned: false,
+        };
+        log.synced_offset = log.log_end_offset();
+        log.rebuild_producer_state()?;
+        Ok(log)
+    }
+
+    fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
+        self.producers.clear();
+        for seg in self.segments.values().rev().take(2).collect::<Vec<_>>().into_iter().rev() {
+            let mut pos = 0u64;
+            while let Some(h) = seg.header_at(pos)? {
+                self.producers.record(&h);
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory holding this log's segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Replaces the storage settings (topic config change); applies from the next append.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    fn active(&self) -> Result<&Segment, LogError> {
+        self.segments.values().next_back().ok_or(LogError::Poisoned)
+    }
+
+    fn roll_if_needed(&mut self, incoming: u64, now_ms: i64) -> Result<(), LogError> {
+        let active = self.active()?;
+        let full = active.size > 0 && active.size + incoming > self.config.segment_bytes;
+        let old = active.size > 0 && now_ms - active.created_ms >= self.config.segment_ms;
+        if !(full || old) {
+            return Ok(());
+        }
+        let next = active.next_offset;
+        if let Err(e) = active.seal() {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let seg = Segment::create(&self.dir, next, now_ms)?;
+        self.segments.insert(next, seg);
+        Ok(())
+    }
+}
+
+impl PartitionLog for LocalLog {
+    fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let mut header = batch::validate(batch)?;
+        if let SequenceCheck::Duplicate { base_offset, .. } = self.producers.check(&header)? {
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset: base_offset + i64::from(header.last_offset_delta),
+                duplicate: true,
+            });
+        }
+        self.roll_if_needed(batch.len() as u64, now_ms)?;
+        let base_offset = self.log_end_offset();
+        batch::set_base_offset(batch, base_offset)?;
+        batch::set_partition_leader_epoch(batch, 0)?;
+        header.base_offset = base_offset;
+        header.partition_leader_epoch = 0;
+        let interval = self.config.index_interval_bytes;
+        let active = self.segments.values_mut().next_back().ok_or(LogError::Poisoned)?;
+        if let Err(e) = active.append(batch, &header, interval) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.producers.record(&header);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            duplicate: false,
+        })
+    }
+
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let log_start_offset = self.log_start_offset();
+        let high_watermark = self.log_end_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset: high_watermark,
+            });
+        }
+        let empty = ReadResult {
+            records: Bytes::new(),
+            log_start_offset,
+            high_watermark,
+        };
+        for seg in self.segments.range(..=offset).next_back().into_iter().map(|(_, s)| s).chain(
+            self.segments.range(offset + 1..).map(|(_, s)| s),
+        ) {
+            let Some(first) = seg.locate(offset.max(seg.base_offset))? else { continue };
+            let start = first.position;
+            let mut end = start + first.header.total_len() as u64;
+            while end < seg.size {
+                let Some(h) = seg.header_at(end)? else { break };
+                let next_end = end + h.total_len() as u64;
+                if (next_end - start) as usize > max_bytes {
+                    break;
+                }
+                end = next_end;
+            }
+            let mut buf = BytesMut::zeroed((end - start) as usize);
+            seg.file.read_exact_at(&mut buf, start)?;
+            return Ok(ReadResult {
+                records: buf.freeze(),
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        Ok(empty)
+    }
+
+    fn log_start_offset(&self) -> i64 {
+        self.segments.values().next().map_or(0, |s| s.base_offset)
+    }
+
+    fn log_end_offset(&self) -> i64 {
+        self.segments.values().next_back().map_or(0, |s| s.next_offset)
+    }
+
+    fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let mut pos = 0u64;
+            while let Some(h) = seg.header_at(pos)? {
+                if h.max_timestamp >= timestamp_ms {
+                    return Ok(Some((h.base_offset, h.max_timestamp)));
+                }
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let mut best: Option<(i64, i64)> = None;
+        for seg in self.segments.values() {
+            if seg.max_timestamp < 0 || best.is_some_and(|(_, ts)| seg.max_timestamp <= ts) {
+                continue;
+            }
+            let mut pos = 0u64;
+            while let Some(h) = seg.header_at(pos)? {
+                if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
+                    best = Some((h.base_offset, h.max_timestamp));
+                }
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(best)
+    }
+
+    fn sync_target(&self) -> Option<SyncTarget> {
+        let end = self.log_end_offset();
+        if end <= self.synced_offset {
+            return None;
+        }
+        let active = self.segments.values().next_back()?;
+        Some(SyncTarget {
+            file: Arc::clone(&active.file),
+            upto_offset: end,
+        })
+    }
+
+    fn sync_done(&mut self, upto_offset: i64, result: std::io::Result<()>) -> Result<(), LogError> {
+        match result {
+            Ok(()) => {
+                self.synced_offset = self.synced_offset.max(upto_offset);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed; log poisoned");
+                self.poisoned = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn synced_offset(&self) -> i64 {
+        self.synced_offset
+    }
+
+    fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        let mut total: i64 = self.segments.values().map(|s| s.size as i64).sum();
+        while self.segments.len() > 1 {
+            let Some((&base, seg)) = self.segments.iter().next() else { break };
+            let too_old = self.config.retention_ms >= 0
+                && seg.max_timestamp >= 0
+                && now_ms - seg.max_timestamp > self.config.retention_ms;
+            let too_big = self.config.retention_bytes >= 0
+                && total - seg.size as i64 >= self.config.retention_bytes;
+            if !(too_old || too_big) {
+                break;
+            }
+            seg.remove_files()?;
+            total -= seg.size as i64;
+            self.segments.remove(&base);
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+}
+
+impl Drop for LocalLog {
+    fn drop(&mut self) {
+        if let Some(active) = self.segments.values().next_back() {
+            if !self.poisoned && active.file.sync_data().is_ok() {
+                let _ = active.seal();
+            }
+        }
+    }
+}

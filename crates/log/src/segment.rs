@@ -1,0 +1,281 @@
+//! One segment of a partition log: a `.log` file of whole record batches starting at
+//! `base_offset`, and a sparse offset index (`.index`) mapping relative offsets to file
+//! positions, one entry per `index.interval.bytes` of log.
+//!
+//! Invariants: the `.log` file holds only whole, CRC-valid batches with increasing offsets (a
+//! torn tail is cut by recovery); `size` is the file length; `next_offset` is one past the last
+//! offset in the segment. The index file is written when a segment is sealed and is only a
+//! hint: a missing or malformed index is rebuilt from the batch headers.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::LogError;
+
+/// File name stem for a segment starting at `base_offset` (20 digits, as Kafka).
+pub(crate) fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+const INDEX_MAGIC: u32 = 0x5348_4958; // "SHIX"
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    pub(crate) file: Arc<File>,
+    pub(crate) log_path: PathBuf,
+    pub(crate) index_path: PathBuf,
+    /// Bytes in the `.log` file.
+    pub(crate) size: u64,
+    /// `(relative offset, file position)`, ascending.
+    pub(crate) index: Vec<(u32, u32)>,
+    bytes_since_index: u64,
+    pub(crate) next_offset: i64,
+    /// Largest `max_timestamp` of any batch (ms), or -1 when empty.
+    pub(crate) max_timestamp: i64,
+    /// When the segment got its first batch (ms, broker clock), for `segment.ms` rolling.
+    pub(crate) created_ms: i64,
+}
+
+/// A batch header found at a file position.
+pub(crate) struct Located {
+    pub(crate) position: u64,
+    pub(crate) header: BatchHeader,
+}
+
+impl Segment {
+    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
+        let stem = file_stem(base_offset);
+        let log_path = dir.join(format!("{stem}.log"));
+        let index_path = dir.join(format!("{stem}.index"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
+        Ok(Self {
+            base_offset,
+            file: Arc::new(file),
+            log_path,
+            index_path,
+            size: 0,
+            index: Vec::new(),
+            bytes_since_index: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. A sealed segment with a valid index file is opened from it
+    /// without reading the log; otherwise (active segment, or index missing) every batch is
+    /// scanned, with CRC checks when `validate` is set, and the file is truncated after the
+    /// last whole valid batch.
+    pub(crate) fn open(
+        log_path: &Path,
+        base_offset: i64,
+        validate: bool,
+        index_interval: u64,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        let file = OpenOptions::new().read(true).write(true).open(log_path)?;
+        let size = file.metadata()?.len();
+        let index_path = log_path.with_extension("index");
+        let created_ms = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(now_ms, |d| d.as_millis() as i64);
+        let mut seg = Self {
+            base_offset,
+            file: Arc::new(file),
+            log_path: log_path.to_path_buf(),
+            index_path,
+            size,
+            index: Vec::new(),
+            bytes_since_index: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            created_ms,
+        };
+        if !validate && seg.load_index(size) {
+            return Ok(seg);
+        }
+        seg.recover(validate, index_interval)?;
+        Ok(seg)
+    }
+
+    /// Scans every batch from the start, rebuilding the index, `next_offset` and
+    /// `max_timestamp`; cuts the file after the last whole batch that passes the checks.
+    fn recover(&mut self, validate: bool, index_interval: u64) -> Result<(), LogError> {
+        let file_len = self.size;
+        let mut pos = 0u64;
+        self.index.clear();
+        self.bytes_since_index = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        let mut buf = Vec::new();
+        while pos < file_len {
+            let Some(header) = self.header_at(pos)? else { break };
+            let len = header.total_len() as u64;
+            if pos + len > file_len || header.base_offset < self.next_offset {
+                break;
+            }
+            if validate {
+                buf.resize(len as usize, 0);
+                self.file.read_exact_at(&mut buf, pos)?;
+                if batch::validate(&buf).is_err() {
+                    break;
+                }
+            }
+            self.note_batch(&header, pos, index_interval);
+            pos += len;
+        }
+        if pos < file_len {
+            tracing::warn!(
+                segment = %self.log_path.display(),
+                valid_bytes = pos,
+                file_bytes = file_len,
+                "truncating torn or corrupt tail of log segment"
+            );
+            self.file.set_len(pos)?;
+            self.file.sync_all()?;
+        }
+        self.size = pos;
+        Ok(())
+    }
+
+    fn note_batch(&mut self, header: &BatchHeader, position: u64, index_interval: u64) {
+        if self.index.is_empty() || self.bytes_since_index >= index_interval {
+            let rel = (header.base_offset - self.base_offset) as u32;
+            self.index.push((rel, position as u32));
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.total_len() as u64;
+        self.next_offset = header.last_offset() + 1;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+    }
+
+    /// Reads the batch header at `pos`; `None` when fewer than a header's bytes remain or the
+    /// header is malformed.
+    pub(crate) fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>, LogError> {
+        if pos + HEADER_LEN as u64 > self.size_on_disk_hint() {
+            return Ok(None);
+        }
+        let mut h = [0u8; HEADER_LEN];
+        match self.file.read_exact_at(&mut h, pos) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(BatchHeader::parse(&h).ok())
+    }
+
+    fn size_on_disk_hint(&self) -> u64 {
+        // During recovery `size` is the file length; afterwards it is the valid length.
+        self.size
+    }
+
+    /// Appends one batch whose header already carries its assigned `base_offset`.
+    pub(crate) fn append(
+        &mut self,
+        bytes: &[u8],
+        header: &BatchHeader,
+        index_interval: u64,
+    ) -> Result<(), LogError> {
+        self.file.write_all_at(bytes, self.size)?;
+        let pos = self.size;
+        self.size += bytes.len() as u64;
+        self.note_batch(header, pos, index_interval);
+        Ok(())
+    }
+
+    /// File position of the first batch that contains `offset` or comes after it, and that
+    /// batch's header; `None` when `offset >= next_offset`.
+    pub(crate) fn locate(&self, offset: i64) -> Result<Option<Located>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let rel = (offset - self.base_offset).max(0) as u32;
+        let idx = self.index.partition_point(|(r, _)| *r <= rel);
+        let mut pos = match idx.checked_sub(1).and_then(|i| self.index.get(i)) {
+            Some((_, p)) => u64::from(*p),
+            None => 0,
+        };
+        while let Some(header) = self.header_at(pos)? {
+            if header.last_offset() >= offset {
+                return Ok(Some(Located { position: pos, header }));
+            }
+            pos += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Writes the index file (atomically, via a temporary file) and fsyncs the segment.
+    pub(crate) fn seal(&self) -> Result<(), LogError> {
+        self.file.sync_data()?;
+        let mut out = Vec::with_capacity(24 + self.index.len() * 8);
+        out.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
+        out.extend_from_slice(&(self.size).to_be_bytes());
+        out.extend_from_slice(&self.next_offset.to_be_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        for (rel, pos) in &self.index {
+            out.extend_from_slice(&rel.to_be_bytes());
+            out.extend_from_slice(&pos.to_be_bytes());
+        }
+        let tmp = self.index_path.with_extension("index.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &self.index_path)?;
+        Ok(())
+    }
+
+    /// Loads the index file written by [`Segment::seal`]; false when absent, malformed, or
+    /// written for a different log length.
+    fn load_index(&mut self, log_len: u64) -> bool {
+        let Ok(bytes) = std::fs::read(&self.index_path) else { return false };
+        let word = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
+        let (Some(magic), Some(size), Some(next), Some(max_ts)) = (
+            bytes.get(0..4).and_then(|s| <[u8; 4]>::try_from(s).ok()),
+            word(4),
+            word(12),
+            word(20),
+        ) else {
+            return false;
+        };
+        if u32::from_be_bytes(magic) != INDEX_MAGIC || u64::from_be_bytes(size) != log_len {
+            return false;
+        }
+        let Some(entries) = bytes.get(28..) else { return false };
+        if entries.len() % 8 != 0 {
+            return false;
+        }
+        self.index = entries
+            .chunks_exact(8)
+            .filter_map(|c| {
+                let rel = u32::from_be_bytes(c.get(0..4)?.try_into().ok()?);
+                let pos = u32::from_be_bytes(c.get(4..8)?.try_into().ok()?);
+                Some((rel, pos))
+            })
+            .collect();
+        self.next_offset = i64::from_be_bytes(next);
+        self.max_timestamp = i64::from_be_bytes(max_ts);
+        true
+    }
+
+    pub(crate) fn remove_files(&self) -> Result<(), LogError> {
+        std::fs::remove_file(&self.log_path)?;
+        match std::fs::remove_file(&self.index_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+use rdkafka as _;
