@@ -107,7 +107,9 @@ pub async fn handle(broker: &Broker, _ctx: &RequestContext, req: FetchRequest) -
 /// ListOffsets: -2 earliest (`log_start_offset`), -1 latest (`log_end_offset`), -3 the batch
 /// with the largest timestamp, otherwise the first batch with a timestamp at or after the one
 /// given (-1 offset when none).
-pub fn list_offsets(broker: &Broker, _ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(broker: &Broker, ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    // `leader_epoch` exists from v4 on; earlier versions must leave it at its default.
+    let epoch = if ctx.api_version >= 4 { 0 } else { -1 };
     let topics = req
         .topics
         .into_iter()
@@ -130,7 +132,7 @@ pub fn list_offsets(broker: &Broker, _ctx: &RequestContext, req: ListOffsetsRequ
                         _ => Ok(None),
                     };
                     match found {
-                        Ok(Some((offset, ts))) => resp.with_offset(offset).with_timestamp(ts).with_leader_epoch(0),
+                        Ok(Some((offset, ts))) => resp.with_offset(offset).with_timestamp(ts).with_leader_epoch(epoch),
                         Ok(None) => resp,
                         Err(e) => {
                             tracing::error!(error = %e, "list offsets failed");

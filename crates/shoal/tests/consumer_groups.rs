@@ -1,0 +1,226 @@
+//! Consumer groups through librdkafka against a real shoal process: partitions shared with
+//! exactly one owner each, a crashed member's partitions taken over after its session times
+//! out, committed offsets surviving a broker SIGKILL.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{create_topic, produce, wait_until, Shoal};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+type Seen = Arc<Mutex<Vec<(usize, i32, i64, String)>>>;
+
+/// One member in a thread: records what it consumes and its current assignment.
+struct Member {
+    stop: Arc<AtomicBool>,
+    assignment: Arc<Mutex<Vec<i32>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    fn start(id: usize, broker: &Shoal, group: &str, topic: &str, seen: Seen) -> Member {
+        let consumer: BaseConsumer = broker
+            .client()
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "200")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let stop = Arc::new(AtomicBool::new(false));
+        let assignment = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (Arc::clone(&stop), Arc::clone(&assignment));
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                    let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                    seen.lock().expect("lock").push((id, m.partition(), m.offset(), v));
+                }
+                let mut parts: Vec<i32> = consumer.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+                parts.sort_unstable();
+                *a.lock().expect("lock") = parts;
+            }
+            consumer.unsubscribe();
+        });
+        Member { stop, assignment, handle: Some(handle) }
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.assignment.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "orders", 6);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let members: Vec<Member> = (0..3).map(|i| Member::start(i, &broker, "billing", "orders", Arc::clone(&seen))).collect();
+    // Every partition owned by exactly one member, two each, held steadily for a second.
+    let balanced = || {
+        let sets: Vec<Vec<i32>> = members.iter().map(Member::partitions).collect();
+        let all: Vec<i32> = sets.iter().flatten().copied().collect();
+        let unique: HashSet<i32> = all.iter().copied().collect();
+        sets.iter().all(|s| s.len() == 2) && all.len() == 6 && unique.len() == 6
+    };
+    assert!(wait_until(Duration::from_secs(30), || balanced()), "group never balanced: {:?}\n{}", members.iter().map(Member::partitions).collect::<Vec<_>>(), broker.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(balanced(), "assignment changed after balancing");
+    let owner: HashMap<i32, usize> = members.iter().enumerate().flat_map(|(i, m)| m.partitions().into_iter().map(move |p| (p, i))).collect();
+
+    let records: Vec<(String, String)> = (0..600).map(|i| (format!("customer-{}", i % 37), format!("{i}"))).collect();
+    produce(&broker, "orders", &records, &[]);
+    assert!(wait_until(Duration::from_secs(30), || seen.lock().expect("lock").len() >= 600), "consumed only {} of 600", seen.lock().expect("lock").len());
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 600, "no record consumed twice");
+    let values: HashSet<&String> = seen.iter().map(|r| &r.3).collect();
+    assert_eq!(values.len(), 600, "every record consumed once");
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    for (member, p, off, _) in &seen {
+        assert_eq!(owner.get(p), Some(member), "partition {p} consumed by member {member}, owned by {:?}", owner.get(p));
+        if let Some(prev) = last.insert(*p, *off) {
+            assert!(*off > prev, "partition {p} out of order: {prev} then {off}");
+        }
+    }
+    let used: HashSet<usize> = seen.iter().map(|r| r.0).collect();
+    assert_eq!(used.len(), 3, "all three members consumed");
+}
+
+#[test]
+fn member_killed_without_leaving_loses_its_partitions_to_the_survivor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "jobs", 4);
+    // The victim is a separate process so it can die without LeaveGroup.
+    let exe = std::env::current_exe().expect("exe");
+    let member_bin = exe.parent().and_then(|d| d.parent()).map(|d| d.join("examples/group_member")).expect("examples dir");
+    let mut victim = Command::new(&member_bin)
+        .args([broker.addr.as_str(), "workers", "jobs"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e} (`cargo test --workspace` builds it; for a filtered run, `cargo build --example group_member` first)", member_bin.display()));
+    let victim_assigned = Arc::new(Mutex::new(0usize));
+    let va = Arc::clone(&victim_assigned);
+    let out = victim.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("assigned ") {
+                *va.lock().expect("lock") = n.parse().unwrap_or(0);
+            }
+        }
+    });
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let survivor = Member::start(0, &broker, "workers", "jobs", Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || survivor.partitions().len() == 2 && *victim_assigned.lock().expect("lock") == 2),
+        "two members never split four partitions: survivor {:?}, victim {}",
+        survivor.partitions(),
+        victim_assigned.lock().expect("lock")
+    );
+    let killed_at = Instant::now();
+    victim.kill().expect("kill victim");
+    let _ = victim.wait();
+    // No LeaveGroup: the broker must notice the missed session (6 s) and rebalance.
+    assert!(
+        wait_until(Duration::from_secs(30), || survivor.partitions() == vec![0, 1, 2, 3]),
+        "survivor never took over all partitions: {:?}\n{}",
+        survivor.partitions(),
+        broker.log()
+    );
+    let took = killed_at.elapsed();
+    assert!(took >= Duration::from_secs(3), "takeover came before the session could expire ({took:?}): did the victim leave?");
+    let records: Vec<(String, String)> = (0..40).map(|i| (format!("k{i}"), format!("job-{i}"))).collect();
+    produce(&broker, "jobs", &records, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let s = seen.lock().expect("lock");
+            records.iter().all(|(_, v)| s.iter().any(|r| &r.3 == v))
+        }),
+        "survivor did not consume the records of the dead member's partitions"
+    );
+}
+
+#[test]
+fn committed_offsets_survive_a_broker_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut broker = Shoal::start(&data, &[]);
+    create_topic(&broker, "ledger", 2);
+    let records: Vec<(String, String)> = (0..100).map(|i| (format!("k{i}"), format!("{i}"))).collect();
+    produce(&broker, "ledger", &records, &[("acks", "all")]);
+    let mut committed: HashMap<i32, i64> = HashMap::new();
+    {
+        let consumer: BaseConsumer = broker
+            .client()
+            .set("group.id", "auditors")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["ledger"]).expect("subscribe");
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while n < 60 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                consumer.commit_message(&m, CommitMode::Sync).expect("commit");
+                committed.insert(m.partition(), m.offset() + 1);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 60, "consumed 60 records before the crash");
+    }
+    let addr = broker.addr.clone();
+    broker.kill();
+    let broker = Shoal::start_on(&data, &addr, &[]);
+    let consumer: BaseConsumer = broker
+        .client()
+        .set("group.id", "auditors")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("ledger", 0);
+    tpl.add_partition("ledger", 1);
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("OffsetFetch after restart");
+    for e in got.elements() {
+        let want = committed.get(&e.partition()).copied().map_or(Offset::Invalid, Offset::Offset);
+        assert_eq!(e.offset(), want, "committed offset of partition {} after SIGKILL", e.partition());
+    }
+    // A new member resumes exactly at the committed positions and sees the other 40 records.
+    consumer.subscribe(&["ledger"]).expect("subscribe");
+    let mut firsts: HashMap<i32, i64> = HashMap::new();
+    let mut rest = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rest < 40 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            firsts.entry(m.partition()).or_insert(m.offset());
+            rest += 1;
+        }
+    }
+    assert_eq!(rest, 40, "the 40 unconsumed records are delivered after restart");
+    for (p, first) in firsts {
+        assert_eq!(Some(&first), committed.get(&p).or(Some(&0)), "partition {p} resumed at the committed offset");
+    }
+}
