@@ -42,11 +42,23 @@ impl Broker {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             max_size: usize::try_from(config.group_max_size).unwrap_or(usize::MAX),
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
-            offset_metadata_max_bytes: usize::try_from(config.offset_metadata_max_bytes).unwrap_or(4096),
+            offset_metadata_max_bytes: usize::try_from(config.offset_metadata_max_bytes)
+                .unwrap_or(4096),
         };
-        let groups = coordinator::start(group_config, offsets, flusher.clone(), config.offsets_retention_check_interval_ms)?;
+        let groups = coordinator::start(
+            group_config,
+            offsets,
+            flusher.clone(),
+            config.offsets_retention_check_interval_ms,
+        )?;
         let (appended, _) = watch::channel(0u64);
-        Ok(Arc::new(Self { config, topics, groups, flusher, appended }))
+        Ok(Arc::new(Self {
+            config,
+            topics,
+            groups,
+            flusher,
+            appended,
+        }))
     }
 
     /// Wakes long-polling fetches after an append.
@@ -73,7 +85,10 @@ pub async fn run(
     let bg = Arc::clone(&broker);
     let mut bg_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let every = bg.config.log_retention_check_interval_ms.clamp(1000, i64::from(i32::MAX)) as u64;
+        let every = bg
+            .config
+            .log_retention_check_interval_ms
+            .clamp(1000, i64::from(i32::MAX)) as u64;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(every));
         loop {
             tokio::select! {
@@ -87,7 +102,12 @@ pub async fn run(
     });
     crate::server::serve(Arc::clone(&broker), listener, shutdown).await;
     tracing::info!("shoal broker stopped accepting; syncing logs");
-    let parts: Vec<_> = broker.topics.list().iter().flat_map(|t| t.partitions.clone()).collect();
+    let parts: Vec<_> = broker
+        .topics
+        .list()
+        .iter()
+        .flat_map(|t| t.partitions.clone())
+        .collect();
     let _ = broker.flusher.sync(parts).await;
     Ok(())
 }

@@ -14,7 +14,11 @@ pub enum ConfigError {
     #[error("unknown broker setting `{0}` (settings use Kafka's names, e.g. num.partitions)")]
     UnknownKey(String),
     #[error("setting `{key}` = `{value}` is invalid: {reason}")]
-    InvalidValue { key: String, value: String, reason: String },
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("`--set` expects key=value, got `{0}`")]
     MalformedPair(String),
     #[error("cannot read config file {path}: {reason}")]
@@ -119,11 +123,14 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    value.trim().parse::<T>().map_err(|e| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: e.to_string(),
-    })
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|e| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 impl BrokerConfig {
@@ -138,7 +145,9 @@ impl BrokerConfig {
                 self.kafka_addr = parse(key, v)?
             }
             "http.addr" => self.http_addr = parse(key, value)?,
-            "advertised.host" | "advertised.host.name" => self.advertised_host = Some(value.to_string()),
+            "advertised.host" | "advertised.host.name" => {
+                self.advertised_host = Some(value.to_string())
+            }
             "data.dir" | "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
             "node.id" | "broker.id" => self.node_id = parse(key, value)?,
             "num.partitions" => self.num_partitions = parse(key, value)?,
@@ -154,16 +163,26 @@ impl BrokerConfig {
             "log.retention.minutes" => self.log_retention_ms = parse::<i64>(key, value)? * 60_000,
             "log.retention.hours" => self.log_retention_ms = parse::<i64>(key, value)? * 3_600_000,
             "log.retention.bytes" => self.log_retention_bytes = parse(key, value)?,
-            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(key, value)?,
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = parse(key, value)?
+            }
             "log.index.interval.bytes" => self.log_index_interval_bytes = parse(key, value)?,
             "log.flush.interval.messages" => self.log_flush_interval_messages = parse(key, value)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,
-            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse(key, value)?,
-            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse(key, value)?,
-            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse(key, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = parse(key, value)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = parse(key, value)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = parse(key, value)?
+            }
             "group.max.size" => self.group_max_size = parse(key, value)?,
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse(key, value)?,
-            "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = parse(key, value)?,
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms = parse(key, value)?
+            }
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, value)?,
             "cluster.id" => self.cluster_id = value.to_string(),
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
@@ -173,17 +192,21 @@ impl BrokerConfig {
 
     /// Applies a `key=value` pair (the `--set` flag).
     pub fn set_pair(&mut self, pair: &str) -> Result<(), ConfigError> {
-        let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError::MalformedPair(pair.to_string()))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| ConfigError::MalformedPair(pair.to_string()))?;
         self.set(k.trim(), v.trim())
     }
 
     /// Applies every setting in a TOML document. Keys are Kafka names; nested tables are
     /// joined with dots (`[log] retention.ms = 1` is `log.retention.ms`).
     pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
-        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-            path: path.to_string(),
-            reason: e.to_string(),
-        })?;
+        let value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
         let mut flat = BTreeMap::new();
         flatten("", &toml::Value::Table(value), &mut flat);
         for (k, v) in flat {
@@ -194,7 +217,10 @@ impl BrokerConfig {
 
     /// Host and port clients should connect to.
     pub fn advertised(&self) -> (String, i32) {
-        let host = self.advertised_host.clone().unwrap_or_else(|| self.kafka_addr.ip().to_string());
+        let host = self
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| self.kafka_addr.ip().to_string());
         (host, i32::from(self.kafka_addr.port()))
     }
 }
@@ -203,7 +229,11 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
     match v {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -225,9 +255,16 @@ mod tests {
         let mut c = BrokerConfig::default();
         c.set_pair("num.partitions=6").expect("set");
         assert_eq!(c.num_partitions, 6);
-        c.apply_toml("[group.initial.rebalance]\n\"delay.ms\" = 0\n", "x.toml").expect("toml");
+        c.apply_toml("[group.initial.rebalance]\n\"delay.ms\" = 0\n", "x.toml")
+            .expect("toml");
         assert_eq!(c.group_initial_rebalance_delay_ms, 0);
-        assert!(matches!(c.set_pair("num.partitons=6"), Err(ConfigError::UnknownKey(_))));
-        assert!(matches!(c.set_pair("num.partitions=six"), Err(ConfigError::InvalidValue { .. })));
+        assert!(matches!(
+            c.set_pair("num.partitons=6"),
+            Err(ConfigError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            c.set_pair("num.partitions=six"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
     }
 }

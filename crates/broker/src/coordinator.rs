@@ -9,9 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_group::classic::{
-    CommitRequest, GroupDescription, GroupListing, JoinRequest, JoinResponse, SyncRequest, SyncResponse,
+    CommitRequest, GroupDescription, GroupListing, JoinRequest, JoinResponse, SyncRequest,
+    SyncResponse,
 };
-use shoal_group::{ClassicCoordinator, CoordinatorConfig, GroupError, OffsetAndMetadata, Output, Record, Reply, RequestId, TimerKey};
+use shoal_group::{
+    ClassicCoordinator, CoordinatorConfig, GroupError, OffsetAndMetadata, Output, Record, Reply,
+    RequestId, TimerKey,
+};
 use shoal_log::PartitionLog;
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,14 +32,40 @@ type OffsetList = Vec<((String, i32), Option<OffsetAndMetadata>)>;
 enum Command {
     Join(JoinRequest, Tx<JoinResponse>),
     Sync(SyncRequest, Tx<SyncResponse>),
-    Heartbeat { group_id: String, member_id: String, instance_id: Option<String>, generation_id: i32, tx: Tx<Option<GroupError>> },
-    Leave { group_id: String, members: Vec<(String, Option<String>)>, tx: Tx<Vec<Option<GroupError>>> },
+    Heartbeat {
+        group_id: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation_id: i32,
+        tx: Tx<Option<GroupError>>,
+    },
+    Leave {
+        group_id: String,
+        members: Vec<(String, Option<String>)>,
+        tx: Tx<Vec<Option<GroupError>>>,
+    },
     Commit(CommitRequest, Tx<Vec<Option<GroupError>>>),
-    FetchOffsets { group_id: String, partitions: Option<Vec<(String, i32)>>, tx: Tx<OffsetList> },
-    DeleteOffsets { group_id: String, partitions: Vec<(String, i32)>, tx: Tx<Result<Vec<Option<GroupError>>, GroupError>> },
-    DeleteGroup { group_id: String, tx: Tx<Option<GroupError>> },
-    Describe { group_id: String, tx: Tx<GroupDescription> },
-    List { tx: Tx<Vec<GroupListing>> },
+    FetchOffsets {
+        group_id: String,
+        partitions: Option<Vec<(String, i32)>>,
+        tx: Tx<OffsetList>,
+    },
+    DeleteOffsets {
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+        tx: Tx<Result<Vec<Option<GroupError>>, GroupError>>,
+    },
+    DeleteGroup {
+        group_id: String,
+        tx: Tx<Option<GroupError>>,
+    },
+    Describe {
+        group_id: String,
+        tx: Tx<GroupDescription>,
+    },
+    List {
+        tx: Tx<Vec<GroupListing>>,
+    },
 }
 
 /// Cheap, cloneable handle the handlers use.
@@ -65,24 +95,64 @@ impl CoordinatorHandle {
         self.call(|tx| Command::Sync(req, tx)).await
     }
     /// Heartbeat; the error, if any, for the member.
-    pub async fn heartbeat(&self, group_id: String, member_id: String, instance_id: Option<String>, generation_id: i32) -> Result<Option<GroupError>, GroupError> {
-        self.call(|tx| Command::Heartbeat { group_id, member_id, instance_id, generation_id, tx }).await
+    pub async fn heartbeat(
+        &self,
+        group_id: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation_id: i32,
+    ) -> Result<Option<GroupError>, GroupError> {
+        self.call(|tx| Command::Heartbeat {
+            group_id,
+            member_id,
+            instance_id,
+            generation_id,
+            tx,
+        })
+        .await
     }
     /// LeaveGroup; an error per member.
-    pub async fn leave(&self, group_id: String, members: Vec<(String, Option<String>)>) -> Result<Vec<Option<GroupError>>, GroupError> {
-        self.call(|tx| Command::Leave { group_id, members, tx }).await
+    pub async fn leave(
+        &self,
+        group_id: String,
+        members: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        self.call(|tx| Command::Leave {
+            group_id,
+            members,
+            tx,
+        })
+        .await
     }
     /// OffsetCommit; an error per partition, after the commit is durable.
     pub async fn commit(&self, req: CommitRequest) -> Result<Vec<Option<GroupError>>, GroupError> {
         self.call(|tx| Command::Commit(req, tx)).await
     }
     /// OffsetFetch.
-    pub async fn fetch_offsets(&self, group_id: String, partitions: Option<Vec<(String, i32)>>) -> Result<OffsetList, GroupError> {
-        self.call(|tx| Command::FetchOffsets { group_id, partitions, tx }).await
+    pub async fn fetch_offsets(
+        &self,
+        group_id: String,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<OffsetList, GroupError> {
+        self.call(|tx| Command::FetchOffsets {
+            group_id,
+            partitions,
+            tx,
+        })
+        .await
     }
     /// OffsetDelete.
-    pub async fn delete_offsets(&self, group_id: String, partitions: Vec<(String, i32)>) -> Result<Vec<Option<GroupError>>, GroupError> {
-        self.call(|tx| Command::DeleteOffsets { group_id, partitions, tx }).await?
+    pub async fn delete_offsets(
+        &self,
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        self.call(|tx| Command::DeleteOffsets {
+            group_id,
+            partitions,
+            tx,
+        })
+        .await?
     }
     /// DeleteGroups for one group.
     pub async fn delete_group(&self, group_id: String) -> Result<Option<GroupError>, GroupError> {
@@ -117,7 +187,12 @@ struct Runtime {
 /// Replays `__consumer_offsets` into a new coordinator and starts its task.
 ///
 /// Errors: a storage or decoding failure of the offsets log.
-pub fn start(config: CoordinatorConfig, offsets: Arc<Partition>, flusher: Flusher, retention_check_ms: i64) -> anyhow::Result<CoordinatorHandle> {
+pub fn start(
+    config: CoordinatorConfig,
+    offsets: Arc<Partition>,
+    flusher: Flusher,
+    retention_check_ms: i64,
+) -> anyhow::Result<CoordinatorHandle> {
     let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
     let mut core = ClassicCoordinator::new(config, incarnation);
     let now = now_ms();
@@ -138,7 +213,9 @@ pub fn start(config: CoordinatorConfig, offsets: Arc<Partition>, flusher: Flushe
                         core.replay(&r, now);
                         replayed += 1;
                     }
-                    Err(e) => tracing::warn!(offset = off, error = %e, "skipping undecodable __consumer_offsets record"),
+                    Err(e) => {
+                        tracing::warn!(offset = off, error = %e, "skipping undecodable __consumer_offsets record")
+                    }
                 }
             }
         }
@@ -163,12 +240,17 @@ pub fn start(config: CoordinatorConfig, offsets: Arc<Partition>, flusher: Flushe
 
 impl Runtime {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let mut retention_tick = tokio::time::interval(Duration::from_millis(self.retention_check_ms.max(1000) as u64));
+        let mut retention_tick = tokio::time::interval(Duration::from_millis(
+            self.retention_check_ms.max(1000) as u64,
+        ));
         loop {
             let next = self.queue.iter().next().map(|(d, _)| *d);
             let sleep = async {
                 match next {
-                    Some(d) => tokio::time::sleep(Duration::from_millis((d - now_ms()).max(0) as u64)).await,
+                    Some(d) => {
+                        tokio::time::sleep(Duration::from_millis((d - now_ms()).max(0) as u64))
+                            .await
+                    }
                     None => std::future::pending::<()>().await,
                 }
             };
@@ -231,27 +313,76 @@ impl Runtime {
                 let out = self.core.sync(id, req, now);
                 self.finish(out, None);
             }
-            Command::Heartbeat { group_id, member_id, instance_id, generation_id, tx } => {
-                let (err, out) = self.core.heartbeat(&group_id, &member_id, instance_id.as_deref(), generation_id, now);
-                self.finish(out, Some(Box::new(move || { let _ = tx.send(err); })));
+            Command::Heartbeat {
+                group_id,
+                member_id,
+                instance_id,
+                generation_id,
+                tx,
+            } => {
+                let (err, out) = self.core.heartbeat(
+                    &group_id,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation_id,
+                    now,
+                );
+                self.finish(
+                    out,
+                    Some(Box::new(move || {
+                        let _ = tx.send(err);
+                    })),
+                );
             }
-            Command::Leave { group_id, members, tx } => {
+            Command::Leave {
+                group_id,
+                members,
+                tx,
+            } => {
                 let (errs, out) = self.core.leave(&group_id, &members, now);
-                self.finish(out, Some(Box::new(move || { let _ = tx.send(errs); })));
+                self.finish(
+                    out,
+                    Some(Box::new(move || {
+                        let _ = tx.send(errs);
+                    })),
+                );
             }
             Command::Commit(req, tx) => {
                 let (errs, out) = self.core.commit(req, now);
-                self.finish(out, Some(Box::new(move || { let _ = tx.send(errs); })));
+                self.finish(
+                    out,
+                    Some(Box::new(move || {
+                        let _ = tx.send(errs);
+                    })),
+                );
             }
-            Command::FetchOffsets { group_id, partitions, tx } => {
+            Command::FetchOffsets {
+                group_id,
+                partitions,
+                tx,
+            } => {
                 let _ = tx.send(self.core.fetch_offsets(&group_id, partitions.as_deref()));
             }
-            Command::DeleteOffsets { group_id, partitions, tx } => match self.core.delete_offsets(&group_id, &partitions, now) {
-                Ok((errs, out)) => self.finish(out, Some(Box::new(move || { let _ = tx.send(Ok(errs)); }))),
+            Command::DeleteOffsets {
+                group_id,
+                partitions,
+                tx,
+            } => match self.core.delete_offsets(&group_id, &partitions, now) {
+                Ok((errs, out)) => self.finish(
+                    out,
+                    Some(Box::new(move || {
+                        let _ = tx.send(Ok(errs));
+                    })),
+                ),
                 Err(e) => drop(tx.send(Err(e))),
             },
             Command::DeleteGroup { group_id, tx } => match self.core.delete_group(&group_id, now) {
-                Ok(out) => self.finish(out, Some(Box::new(move || { let _ = tx.send(None); }))),
+                Ok(out) => self.finish(
+                    out,
+                    Some(Box::new(move || {
+                        let _ = tx.send(None);
+                    })),
+                ),
                 Err(e) => drop(tx.send(Some(e))),
             },
             Command::Describe { group_id, tx } => drop(tx.send(self.core.describe(&group_id))),
@@ -285,10 +416,19 @@ impl Runtime {
             deliver();
             return;
         }
-        let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = out.records.iter().map(|r| (r.encode_key(), r.encode_value())).collect();
+        let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = out
+            .records
+            .iter()
+            .map(|r| (r.encode_key(), r.encode_value()))
+            .collect();
         let appended = internal_log::encode_batch(&entries, now_ms())
             .map_err(|e| e.to_string())
-            .and_then(|mut b| self.offsets.log().append(&mut b, now_ms()).map_err(|e| e.to_string()));
+            .and_then(|mut b| {
+                self.offsets
+                    .log()
+                    .append(&mut b, now_ms())
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = appended {
             // The reply senders are dropped: clients see COORDINATOR_NOT_AVAILABLE and retry.
             tracing::error!(error = %e, "cannot append to __consumer_offsets");

@@ -34,7 +34,9 @@ impl Flusher {
     /// stopped.
     pub async fn sync(&self, partitions: Vec<Arc<Partition>>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((partitions, tx)).map_err(|_| "flusher stopped".to_string())?;
+        self.tx
+            .send((partitions, tx))
+            .map_err(|_| "flusher stopped".to_string())?;
         rx.await.map_err(|_| "flusher stopped".to_string())?
     }
 }
@@ -84,8 +86,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>) {
             }
         }
         for (parts, reply) in waiters {
-            let bad = parts.iter().any(|p| failed.iter().any(|f| Arc::ptr_eq(f, p)));
-            let _ = reply.send(if bad { Err("fsync failed; partition is read-only until restart".to_string()) } else { Ok(()) });
+            let bad = parts
+                .iter()
+                .any(|p| failed.iter().any(|f| Arc::ptr_eq(f, p)));
+            let _ = reply.send(if bad {
+                Err("fsync failed; partition is read-only until restart".to_string())
+            } else {
+                Ok(())
+            });
         }
     }
 }

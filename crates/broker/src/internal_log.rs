@@ -10,7 +10,10 @@ use kafka_protocol::records::{
 
 /// Encodes `(key, value)` pairs (value `None` = tombstone) into one record batch stamped
 /// `now_ms`. Errors only if the encoder fails (it does not for uncompressed batches).
-pub fn encode_batch(entries: &[(Vec<u8>, Option<Vec<u8>>)], now_ms: i64) -> anyhow::Result<BytesMut> {
+pub fn encode_batch(
+    entries: &[(Vec<u8>, Option<Vec<u8>>)],
+    now_ms: i64,
+) -> anyhow::Result<BytesMut> {
     let records: Vec<Record> = entries
         .iter()
         .enumerate()
@@ -31,13 +34,23 @@ pub fn encode_batch(entries: &[(Vec<u8>, Option<Vec<u8>>)], now_ms: i64) -> anyh
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
     Ok(buf)
 }
 
+/// A decoded internal record: `(offset, key, value)`.
+pub type KeyValue = (i64, Option<Bytes>, Option<Bytes>);
+
 /// Decodes every record in `batches` (concatenated record batches) into `(offset, key,
 /// value)`. Errors on a malformed batch.
-pub fn decode_batches(batches: Bytes) -> anyhow::Result<Vec<(i64, Option<Bytes>, Option<Bytes>)>> {
+pub fn decode_batches(batches: Bytes) -> anyhow::Result<Vec<KeyValue>> {
     let mut buf = batches;
     let mut out = Vec::new();
     for set in RecordBatchDecoder::decode_all(&mut buf)? {

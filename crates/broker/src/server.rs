@@ -29,7 +29,11 @@ pub struct ConnInfo {
 }
 
 /// Accepts connections until `shutdown` becomes true.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
@@ -68,7 +72,12 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: wat
     }
 }
 
-async fn connection(broker: Arc<Broker>, stream: TcpStream, conn: ConnInfo, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    conn: ConnInfo,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.socket_request_max_bytes;

@@ -102,7 +102,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
         return Err(TopicError::InvalidName(name.to_string()));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
         return Err(TopicError::InvalidName(name.to_string()));
     }
     Ok(())
@@ -127,7 +130,14 @@ impl TopicManager {
     pub fn open(config: Arc<BrokerConfig>) -> Result<Self, TopicError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| TopicError::Other(e.to_string()))?;
-        let meta = LocalLog::open(&data.join(METADATA_DIR), LogConfig { retention_ms: -1, ..LogConfig::default() }, now_ms())?;
+        let meta = LocalLog::open(
+            &data.join(METADATA_DIR),
+            LogConfig {
+                retention_ms: -1,
+                ..LogConfig::default()
+            },
+            now_ms(),
+        )?;
         let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
         let mut next_pid = 0i64;
         let mut offset = meta.log_start_offset();
@@ -136,13 +146,16 @@ impl TopicManager {
             if read.records.is_empty() {
                 break;
             }
-            let entries = internal_log::decode_batches(read.records).map_err(|e| TopicError::Other(e.to_string()))?;
+            let entries = internal_log::decode_batches(read.records)
+                .map_err(|e| TopicError::Other(e.to_string()))?;
             for (off, key, value) in entries {
                 offset = off + 1;
                 let Some(key) = key else { continue };
                 let key = String::from_utf8_lossy(&key).to_string();
                 if key == "producer_id_block" {
-                    if let Some(v) = value.and_then(|v| serde_json::from_slice::<ProducerIdRecord>(&v).ok()) {
+                    if let Some(v) =
+                        value.and_then(|v| serde_json::from_slice::<ProducerIdRecord>(&v).ok())
+                    {
                         next_pid = next_pid.max(v.next_producer_id);
                     }
                     continue;
@@ -192,7 +205,8 @@ impl TopicManager {
     pub fn log_config(&self, configs: &BTreeMap<String, String>) -> LogConfig {
         let get = |k: &str| configs.get(k).and_then(|v| v.parse::<i64>().ok());
         LogConfig {
-            segment_bytes: get("segment.bytes").map_or(self.config.log_segment_bytes, |v| v.max(1024) as u64),
+            segment_bytes: get("segment.bytes")
+                .map_or(self.config.log_segment_bytes, |v| v.max(1024) as u64),
             segment_ms: get("segment.ms").unwrap_or(self.config.log_roll_ms),
             index_interval_bytes: self.config.log_index_interval_bytes,
             retention_ms: get("retention.ms").unwrap_or(self.config.log_retention_ms),
@@ -204,8 +218,16 @@ impl TopicManager {
         let log_config = self.log_config(&rec.configs);
         let mut partitions = Vec::with_capacity(rec.partitions as usize);
         for p in 0..rec.partitions {
-            let log = LocalLog::open(&self.partition_dir(&rec.name, p), log_config.clone(), now_ms())?;
-            partitions.push(Arc::new(Partition { topic: rec.name.clone(), index: p, log: Mutex::new(log) }));
+            let log = LocalLog::open(
+                &self.partition_dir(&rec.name, p),
+                log_config.clone(),
+                now_ms(),
+            )?;
+            partitions.push(Arc::new(Partition {
+                topic: rec.name.clone(),
+                index: p,
+                log: Mutex::new(log),
+            }));
         }
         Ok(Topic {
             name: rec.name.clone(),
@@ -241,7 +263,9 @@ impl TopicManager {
     /// Looks a partition up.
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let t = self.get(topic)?;
-        usize::try_from(index).ok().and_then(|i| t.partitions.get(i).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| t.partitions.get(i).cloned())
     }
 
     /// All topics, sorted by name.
@@ -255,11 +279,23 @@ impl TopicManager {
     pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
         for (k, v) in configs {
             if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
-                return Err(TopicError::InvalidConfig(format!("unknown topic config {k}")));
+                return Err(TopicError::InvalidConfig(format!(
+                    "unknown topic config {k}"
+                )));
             }
-            let numeric = matches!(k.as_str(), "retention.ms" | "retention.bytes" | "segment.bytes" | "segment.ms" | "max.message.bytes" | "min.insync.replicas");
+            let numeric = matches!(
+                k.as_str(),
+                "retention.ms"
+                    | "retention.bytes"
+                    | "segment.bytes"
+                    | "segment.ms"
+                    | "max.message.bytes"
+                    | "min.insync.replicas"
+            );
             if numeric && v.parse::<i64>().is_err() {
-                return Err(TopicError::InvalidConfig(format!("{k}={v} is not a number")));
+                return Err(TopicError::InvalidConfig(format!(
+                    "{k}={v} is not a number"
+                )));
             }
         }
         Ok(())
@@ -268,20 +304,35 @@ impl TopicManager {
     /// Creates a topic with `partitions` partitions (>= 1).
     ///
     /// Errors: `AlreadyExists`, `InvalidName`, `InvalidPartitions`, `InvalidConfig`, storage.
-    pub fn create(&self, name: &str, partitions: i32, configs: BTreeMap<String, String>, allow_internal: bool) -> Result<Arc<Topic>, TopicError> {
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        allow_internal: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
         validate_topic_name(name)?;
         if name.starts_with("__") && !allow_internal {
-            return Err(TopicError::InvalidName(format!("{name}: names starting with __ are reserved")));
+            return Err(TopicError::InvalidName(format!(
+                "{name}: names starting with __ are reserved"
+            )));
         }
-        if partitions < 1 || partitions > 100_000 {
-            return Err(TopicError::InvalidPartitions(format!("{partitions} must be between 1 and 100000")));
+        if !(1..=100_000).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions} must be between 1 and 100000"
+            )));
         }
         Self::validate_configs(&configs)?;
         let mut topics = self.write_topics();
         if topics.contains_key(name) {
             return Err(TopicError::AlreadyExists);
         }
-        let rec = TopicRecord { name: name.to_string(), id: Uuid::new_v4(), partitions, configs };
+        let rec = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
         for p in 0..partitions {
             // A leftover directory from a deleted topic of the same name must not leak data.
             let dir = self.partition_dir(name, p);
@@ -290,7 +341,10 @@ impl TopicManager {
             }
         }
         let topic = Arc::new(self.open_topic(&rec)?);
-        self.persist(name, Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?))?;
+        self.persist(
+            name,
+            Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?),
+        )?;
         topics.insert(name.to_string(), Arc::clone(&topic));
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
@@ -299,7 +353,9 @@ impl TopicManager {
     /// Deletes a topic and its data. Errors: `Unknown`, `Internal`, storage.
     pub fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
         let mut topics = self.write_topics();
-        let Some(topic) = topics.get(name).cloned() else { return Err(TopicError::Unknown) };
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(TopicError::Unknown);
+        };
         if topic.internal {
             return Err(TopicError::Internal);
         }
@@ -315,43 +371,80 @@ impl TopicManager {
     }
 
     /// Grows a topic to `count` partitions. Errors: `Unknown`, `InvalidPartitions`, storage.
-    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let mut topics = self.write_topics();
-        let Some(old) = topics.get(name).cloned() else { return Err(TopicError::Unknown) };
+        let Some(old) = topics.get(name).cloned() else {
+            return Err(TopicError::Unknown);
+        };
         if old.internal {
             return Err(TopicError::Internal);
         }
         let current = old.partitions.len() as i32;
         if count <= current {
-            return Err(TopicError::InvalidPartitions(format!("topic has {current} partitions; the new count must be larger, got {count}")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic has {current} partitions; the new count must be larger, got {count}"
+            )));
         }
         if count > 100_000 {
-            return Err(TopicError::InvalidPartitions(format!("{count} is more than 100000")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "{count} is more than 100000"
+            )));
         }
         if validate_only {
             return Ok(());
         }
-        let rec = TopicRecord { name: name.to_string(), id: old.id, partitions: count, configs: old.configs.clone() };
+        let rec = TopicRecord {
+            name: name.to_string(),
+            id: old.id,
+            partitions: count,
+            configs: old.configs.clone(),
+        };
         let log_config = self.log_config(&rec.configs);
         let mut partitions = old.partitions.clone();
         for p in current..count {
             let log = LocalLog::open(&self.partition_dir(name, p), log_config.clone(), now_ms())?;
-            partitions.push(Arc::new(Partition { topic: name.to_string(), index: p, log: Mutex::new(log) }));
+            partitions.push(Arc::new(Partition {
+                topic: name.to_string(),
+                index: p,
+                log: Mutex::new(log),
+            }));
         }
-        self.persist(name, Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?))?;
-        topics.insert(name.to_string(), Arc::new(Topic { partitions, ..clone_topic_shell(&old) }));
+        self.persist(
+            name,
+            Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?),
+        )?;
+        topics.insert(
+            name.to_string(),
+            Arc::new(Topic {
+                partitions,
+                ..clone_topic_shell(&old)
+            }),
+        );
         Ok(())
     }
 
     /// Allocates a new idempotent producer id, unique across restarts (ids are reserved in
     /// blocks of 1000 in `__shoal_metadata`).
     pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
-        let mut g = self.next_producer_id.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .next_producer_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (next, reserved) = *g;
         if next >= reserved {
             let new_reserved = next + 1000;
-            let rec = ProducerIdRecord { next_producer_id: new_reserved };
-            self.persist("producer_id_block", Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?))?;
+            let rec = ProducerIdRecord {
+                next_producer_id: new_reserved,
+            };
+            self.persist(
+                "producer_id_block",
+                Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?),
+            )?;
             *g = (next + 1, new_reserved);
         } else {
             *g = (next + 1, reserved);
@@ -369,7 +462,9 @@ impl TopicManager {
             for p in &t.partitions {
                 match p.log().enforce_retention(now_ms()) {
                     Ok(n) => deleted += n,
-                    Err(e) => tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed"),
+                    Err(e) => {
+                        tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed")
+                    }
                 }
             }
         }
@@ -383,7 +478,13 @@ impl TopicManager {
 }
 
 fn clone_topic_shell(t: &Topic) -> Topic {
-    Topic { name: t.name.clone(), id: t.id, partitions: Vec::new(), configs: t.configs.clone(), internal: t.internal }
+    Topic {
+        name: t.name.clone(),
+        id: t.id,
+        partitions: Vec::new(),
+        configs: t.configs.clone(),
+        internal: t.internal,
+    }
 }
 
 fn remove_dir_logged(dir: &Path) {

@@ -99,7 +99,10 @@ pub enum TimerKey {
     /// The join phase of a rebalance ends (initial delay or rebalance timeout).
     Join { group_id: String },
     /// Members that got a JoinGroup reply must SyncGroup before this (rebalance timeout).
-    Sync { group_id: String, generation_id: i32 },
+    Sync {
+        group_id: String,
+        generation_id: i32,
+    },
 }
 
 /// A reply to deliver to a parked or current request.
@@ -195,7 +198,12 @@ pub struct SyncResponse {
 
 impl SyncResponse {
     fn error(e: GroupError) -> Self {
-        Self { error: Some(e), protocol_type: None, protocol_name: None, assignment: Bytes::new() }
+        Self {
+            error: Some(e),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
     }
 }
 
@@ -344,7 +352,11 @@ impl Group {
     }
 
     fn max_rebalance_timeout_ms(&self) -> i64 {
-        self.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0)
+        self.members
+            .values()
+            .map(|m| i64::from(m.rebalance_timeout_ms))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Protocols every member supports, voted by each member's first choice among them.
@@ -384,7 +396,11 @@ impl Group {
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        protocols.iter().any(|(n, _)| self.members.values().all(|m| m.protocols.iter().any(|(mn, _)| mn == n)))
+        protocols.iter().any(|(n, _)| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(mn, _)| mn == n))
+        })
     }
 
     fn metadata_record(&self) -> Record {
@@ -433,14 +449,22 @@ pub struct ClassicCoordinator {
 }
 
 fn session_key(group_id: &str, member_id: &str) -> TimerKey {
-    TimerKey::Session { group_id: group_id.to_string(), member_id: member_id.to_string() }
+    TimerKey::Session {
+        group_id: group_id.to_string(),
+        member_id: member_id.to_string(),
+    }
 }
 
 impl ClassicCoordinator {
     /// A coordinator with no groups. `incarnation` should differ between broker starts (e.g.
     /// random) so generated member ids never repeat.
     pub fn new(config: CoordinatorConfig, incarnation: u64) -> Self {
-        Self { config, groups: HashMap::new(), incarnation, next_id: 0 }
+        Self {
+            config,
+            groups: HashMap::new(),
+            incarnation,
+            next_id: 0,
+        }
     }
 
     /// The settings in force.
@@ -467,9 +491,17 @@ impl ClassicCoordinator {
     /// Applies a `__consumer_offsets` record; used at startup (and for offset commits live).
     pub fn replay(&mut self, record: &Record, now_ms: i64) {
         match record {
-            Record::OffsetCommit { group_id, topic, partition, value } => match value {
+            Record::OffsetCommit {
+                group_id,
+                topic,
+                partition,
+                value,
+            } => match value {
                 Some(v) => {
-                    let g = self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id, now_ms));
+                    let g = self
+                        .groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Group::new(group_id, now_ms));
                     g.offsets.insert((topic.clone(), *partition), v.clone());
                 }
                 None => {
@@ -480,12 +512,19 @@ impl ClassicCoordinator {
             },
             Record::GroupMetadata { group_id, value } => match value {
                 Some(v) => {
-                    let g = self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id, now_ms));
+                    let g = self
+                        .groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Group::new(group_id, now_ms));
                     g.protocol_type = Some(v.protocol_type.clone()).filter(|s| !s.is_empty());
                     g.generation_id = v.generation_id;
                     g.protocol_name = v.protocol_name.clone();
                     g.leader_id = v.leader.clone();
-                    g.state_timestamp_ms = if v.current_state_timestamp_ms > 0 { v.current_state_timestamp_ms } else { now_ms };
+                    g.state_timestamp_ms = if v.current_state_timestamp_ms > 0 {
+                        v.current_state_timestamp_ms
+                    } else {
+                        now_ms
+                    };
                     g.members.clear();
                     g.static_members.clear();
                     for (i, m) in v.members.iter().enumerate() {
@@ -514,7 +553,11 @@ impl ClassicCoordinator {
                             },
                         );
                     }
-                    g.state = if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+                    g.state = if g.members.is_empty() {
+                        GroupState::Empty
+                    } else {
+                        GroupState::Stable
+                    };
                 }
                 None => {
                     self.groups.remove(group_id);
@@ -530,7 +573,10 @@ impl ClassicCoordinator {
         let mut out = Output::default();
         for g in self.groups.values() {
             for m in g.members.values() {
-                out.timers.push((session_key(&g.group_id, &m.member_id), Some(now_ms + i64::from(m.session_timeout_ms))));
+                out.timers.push((
+                    session_key(&g.group_id, &m.member_id),
+                    Some(now_ms + i64::from(m.session_timeout_ms)),
+                ));
             }
         }
         out
@@ -543,29 +589,57 @@ impl ClassicCoordinator {
     pub fn join(&mut self, req_id: RequestId, req: JoinRequest, now_ms: i64) -> Output {
         let mut out = Output::default();
         if let Some(e) = self.validate_join(&req) {
-            out.replies.push((req_id, Reply::Join(JoinResponse::error(e, &req.member_id))));
+            out.replies
+                .push((req_id, Reply::Join(JoinResponse::error(e, &req.member_id))));
             return out;
         }
         if !self.groups.contains_key(&req.group_id) {
             if !req.member_id.is_empty() {
-                out.replies.push((req_id, Reply::Join(JoinResponse::error(GroupError::UnknownMemberId, &req.member_id))));
+                out.replies.push((
+                    req_id,
+                    Reply::Join(JoinResponse::error(
+                        GroupError::UnknownMemberId,
+                        &req.member_id,
+                    )),
+                ));
                 return out;
             }
-            self.groups.insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+            self.groups
+                .insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
         }
         let max_size = self.config.max_size;
-        let Some(group) = self.groups.get(&req.group_id) else { return out };
+        let Some(group) = self.groups.get(&req.group_id) else {
+            return out;
+        };
         if group.is(GroupState::Dead) {
-            out.replies.push((req_id, Reply::Join(JoinResponse::error(GroupError::CoordinatorNotAvailable, &req.member_id))));
+            out.replies.push((
+                req_id,
+                Reply::Join(JoinResponse::error(
+                    GroupError::CoordinatorNotAvailable,
+                    &req.member_id,
+                )),
+            ));
             return out;
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
-            out.replies.push((req_id, Reply::Join(JoinResponse::error(GroupError::InconsistentGroupProtocol, &req.member_id))));
+            out.replies.push((
+                req_id,
+                Reply::Join(JoinResponse::error(
+                    GroupError::InconsistentGroupProtocol,
+                    &req.member_id,
+                )),
+            ));
             return out;
         }
         let is_known = group.members.contains_key(&req.member_id);
         if !is_known && group.members.len() + group.pending_members.len() >= max_size {
-            out.replies.push((req_id, Reply::Join(JoinResponse::error(GroupError::GroupMaxSizeReached, &req.member_id))));
+            out.replies.push((
+                req_id,
+                Reply::Join(JoinResponse::error(
+                    GroupError::GroupMaxSizeReached,
+                    &req.member_id,
+                )),
+            ));
             return out;
         }
         if req.member_id.is_empty() {
@@ -588,13 +662,33 @@ impl ClassicCoordinator {
         None
     }
 
-    fn join_unknown_member(&mut self, req_id: RequestId, req: JoinRequest, now_ms: i64, out: &mut Output) {
-        let prefix = req.group_instance_id.clone().unwrap_or_else(|| req.client_id.clone());
+    fn join_unknown_member(
+        &mut self,
+        req_id: RequestId,
+        req: JoinRequest,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
+        let prefix = req
+            .group_instance_id
+            .clone()
+            .unwrap_or_else(|| req.client_id.clone());
         let new_id = self.new_member_id(&prefix);
-        let Some(group) = self.groups.get_mut(&req.group_id) else { return };
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return;
+        };
         if let Some(instance_id) = req.group_instance_id.clone() {
             if let Some(old_id) = group.static_members.get(&instance_id).cloned() {
-                Self::replace_static_member(group, req_id, &req, &old_id, new_id, now_ms, &self.config, out);
+                Self::replace_static_member(
+                    group,
+                    req_id,
+                    &req,
+                    &old_id,
+                    new_id,
+                    now_ms,
+                    &self.config,
+                    out,
+                );
                 return;
             }
             group.static_members.insert(instance_id, new_id.clone());
@@ -603,8 +697,14 @@ impl ClassicCoordinator {
         }
         if req.require_known_member_id {
             group.pending_members.insert(new_id.clone());
-            out.timers.push((session_key(&group.group_id, &new_id), Some(now_ms + i64::from(req.session_timeout_ms))));
-            out.replies.push((req_id, Reply::Join(JoinResponse::error(GroupError::MemberIdRequired, &new_id))));
+            out.timers.push((
+                session_key(&group.group_id, &new_id),
+                Some(now_ms + i64::from(req.session_timeout_ms)),
+            ));
+            out.replies.push((
+                req_id,
+                Reply::Join(JoinResponse::error(GroupError::MemberIdRequired, &new_id)),
+            ));
             return;
         }
         Self::add_member_and_rebalance(group, req_id, req, new_id, now_ms, &self.config, out);
@@ -632,13 +732,20 @@ impl ClassicCoordinator {
             Self::add_member_and_rebalance(group, req_id, req.clone(), new_id, now_ms, config, out);
             return;
         };
-        out.timers.push((session_key(&group.group_id, old_id), None));
+        out.timers
+            .push((session_key(&group.group_id, old_id), None));
         // The old incarnation's parked requests are fenced.
         if let Some(r) = member.awaiting_join.take() {
-            out.replies.push((r, Reply::Join(JoinResponse::error(GroupError::FencedInstanceId, old_id))));
+            out.replies.push((
+                r,
+                Reply::Join(JoinResponse::error(GroupError::FencedInstanceId, old_id)),
+            ));
         }
         if let Some(r) = member.awaiting_sync.take() {
-            out.replies.push((r, Reply::Sync(SyncResponse::error(GroupError::FencedInstanceId))));
+            out.replies.push((
+                r,
+                Reply::Sync(SyncResponse::error(GroupError::FencedInstanceId)),
+            ));
         }
         let protocols_changed = !member.same_protocols(&req.protocols);
         member.member_id = new_id.clone();
@@ -657,7 +764,10 @@ impl ClassicCoordinator {
             group.static_members.insert(iid.clone(), new_id.clone());
         }
         group.members.insert(new_id.clone(), member);
-        out.timers.push((session_key(&group.group_id, &new_id), Some(now_ms + i64::from(req.session_timeout_ms))));
+        out.timers.push((
+            session_key(&group.group_id, &new_id),
+            Some(now_ms + i64::from(req.session_timeout_ms)),
+        ));
         match group.state {
             GroupState::Stable if !protocols_changed => {
                 out.records.push(group.metadata_record());
@@ -696,7 +806,12 @@ impl ClassicCoordinator {
         config: &CoordinatorConfig,
         out: &mut Output,
     ) {
-        let join_seq = group.members.values().map(|m| m.join_seq + 1).max().unwrap_or(0);
+        let join_seq = group
+            .members
+            .values()
+            .map(|m| m.join_seq + 1)
+            .max()
+            .unwrap_or(0);
         if group.members.is_empty() {
             group.protocol_type = Some(req.protocol_type.clone());
         }
@@ -720,7 +835,8 @@ impl ClassicCoordinator {
         );
         group.new_member_added = true;
         // Session timer is re-armed when the join phase completes.
-        out.timers.push((session_key(&group.group_id, &member_id), None));
+        out.timers
+            .push((session_key(&group.group_id, &member_id), None));
         if group.is(GroupState::PreparingRebalance) {
             Self::maybe_complete_join(group, now_ms, out);
         } else {
@@ -728,23 +844,41 @@ impl ClassicCoordinator {
         }
     }
 
-    fn join_known_member(&mut self, req_id: RequestId, req: JoinRequest, now_ms: i64, out: &mut Output) {
+    fn join_known_member(
+        &mut self,
+        req_id: RequestId,
+        req: JoinRequest,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
         let config = self.config.clone();
-        let Some(group) = self.groups.get_mut(&req.group_id) else { return };
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return;
+        };
         if group.pending_members.contains(&req.member_id) {
             let id = req.member_id.clone();
             Self::add_member_and_rebalance(group, req_id, req, id, now_ms, &config, out);
             return;
         }
-        if let Some(e) = Self::check_member(group, &req.member_id, req.group_instance_id.as_deref()) {
-            out.replies.push((req_id, Reply::Join(JoinResponse::error(e, &req.member_id))));
+        if let Some(e) = Self::check_member(group, &req.member_id, req.group_instance_id.as_deref())
+        {
+            out.replies
+                .push((req_id, Reply::Join(JoinResponse::error(e, &req.member_id))));
             return;
         }
         let state = group.state;
-        let Some(member) = group.members.get_mut(&req.member_id) else { return };
+        let Some(member) = group.members.get_mut(&req.member_id) else {
+            return;
+        };
         // A member re-sending JoinGroup while parked: the newer request replaces the old one.
         if let Some(old) = member.awaiting_join.take() {
-            out.replies.push((old, Reply::Join(JoinResponse::error(GroupError::RebalanceInProgress, &req.member_id))));
+            out.replies.push((
+                old,
+                Reply::Join(JoinResponse::error(
+                    GroupError::RebalanceInProgress,
+                    &req.member_id,
+                )),
+            ));
         }
         let unchanged = member.same_protocols(&req.protocols);
         member.client_id = req.client_id.clone();
@@ -755,16 +889,23 @@ impl ClassicCoordinator {
             GroupState::PreparingRebalance => {
                 member.protocols = req.protocols;
                 member.awaiting_join = Some(req_id);
-                out.timers.push((session_key(&group.group_id, &req.member_id), None));
+                out.timers
+                    .push((session_key(&group.group_id, &req.member_id), None));
                 Self::maybe_complete_join(group, now_ms, out);
             }
             GroupState::CompletingRebalance | GroupState::Stable
-                if unchanged && !(state == GroupState::Stable && group.leader_id.as_deref() == Some(req.member_id.as_str())) =>
+                if unchanged
+                    && !(state == GroupState::Stable
+                        && group.leader_id.as_deref() == Some(req.member_id.as_str())) =>
             {
                 // Nothing changed: answer with the current generation (Kafka does the same).
                 let is_leader = group.leader_id.as_deref() == Some(req.member_id.as_str());
                 let protocol = group.protocol_name.clone().unwrap_or_default();
-                let members = if is_leader { Self::join_members(group, &protocol) } else { Vec::new() };
+                let members = if is_leader {
+                    Self::join_members(group, &protocol)
+                } else {
+                    Vec::new()
+                };
                 let resp = JoinResponse {
                     error: None,
                     generation_id: group.generation_id,
@@ -775,22 +916,36 @@ impl ClassicCoordinator {
                     members,
                 };
                 out.replies.push((req_id, Reply::Join(resp)));
-                out.timers.push((session_key(&group.group_id, &req.member_id), Some(now_ms + i64::from(req.session_timeout_ms))));
+                out.timers.push((
+                    session_key(&group.group_id, &req.member_id),
+                    Some(now_ms + i64::from(req.session_timeout_ms)),
+                ));
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 member.protocols = req.protocols;
                 member.awaiting_join = Some(req_id);
-                out.timers.push((session_key(&group.group_id, &req.member_id), None));
+                out.timers
+                    .push((session_key(&group.group_id, &req.member_id), None));
                 Self::prepare_rebalance(group, now_ms, &config, out);
             }
             GroupState::Empty | GroupState::Dead => {
-                out.replies.push((req_id, Reply::Join(JoinResponse::error(GroupError::UnknownMemberId, &req.member_id))));
+                out.replies.push((
+                    req_id,
+                    Reply::Join(JoinResponse::error(
+                        GroupError::UnknownMemberId,
+                        &req.member_id,
+                    )),
+                ));
             }
         }
     }
 
     /// UNKNOWN_MEMBER_ID / FENCED_INSTANCE_ID checks shared by every member request.
-    fn check_member(group: &Group, member_id: &str, instance_id: Option<&str>) -> Option<GroupError> {
+    fn check_member(
+        group: &Group,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Option<GroupError> {
         if let Some(iid) = instance_id {
             match group.static_members.get(iid) {
                 Some(current) if current != member_id => return Some(GroupError::FencedInstanceId),
@@ -818,22 +973,38 @@ impl ClassicCoordinator {
             .collect()
     }
 
-    fn prepare_rebalance(group: &mut Group, now_ms: i64, config: &CoordinatorConfig, out: &mut Output) {
+    fn prepare_rebalance(
+        group: &mut Group,
+        now_ms: i64,
+        config: &CoordinatorConfig,
+        out: &mut Output,
+    ) {
         if group.is(GroupState::CompletingRebalance) {
             // Members waiting for their assignment must rejoin.
             for m in group.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some(r) = m.awaiting_sync.take() {
-                    out.replies.push((r, Reply::Sync(SyncResponse::error(GroupError::RebalanceInProgress))));
+                    out.replies.push((
+                        r,
+                        Reply::Sync(SyncResponse::error(GroupError::RebalanceInProgress)),
+                    ));
                 }
             }
         }
         group.pending_sync.clear();
-        out.timers.push((TimerKey::Sync { group_id: group.group_id.clone(), generation_id: group.generation_id }, None));
+        out.timers.push((
+            TimerKey::Sync {
+                group_id: group.group_id.clone(),
+                generation_id: group.generation_id,
+            },
+            None,
+        ));
         let rebalance_timeout = group.max_rebalance_timeout_ms();
         let from_empty = group.is(GroupState::Empty);
         group.transition_to(GroupState::PreparingRebalance, now_ms);
-        let join_key = TimerKey::Join { group_id: group.group_id.clone() };
+        let join_key = TimerKey::Join {
+            group_id: group.group_id.clone(),
+        };
         if from_empty && config.initial_rebalance_delay_ms > 0 {
             let delay = config.initial_rebalance_delay_ms.min(rebalance_timeout);
             group.initial_delay_remaining_ms = Some(rebalance_timeout - delay);
@@ -841,7 +1012,8 @@ impl ClassicCoordinator {
             out.timers.push((join_key, Some(now_ms + delay)));
         } else {
             group.initial_delay_remaining_ms = None;
-            out.timers.push((join_key, Some(now_ms + rebalance_timeout)));
+            out.timers
+                .push((join_key, Some(now_ms + rebalance_timeout)));
             Self::maybe_complete_join(group, now_ms, out);
         }
     }
@@ -858,9 +1030,19 @@ impl ClassicCoordinator {
     /// Ends the join phase: drops members that did not rejoin, starts the next generation and
     /// answers every parked JoinGroup (the leader gets the member list).
     fn complete_join(group: &mut Group, now_ms: i64, out: &mut Output) {
-        out.timers.push((TimerKey::Join { group_id: group.group_id.clone() }, None));
+        out.timers.push((
+            TimerKey::Join {
+                group_id: group.group_id.clone(),
+            },
+            None,
+        ));
         group.initial_delay_remaining_ms = None;
-        let gone: Vec<String> = group.members.values().filter(|m| m.awaiting_join.is_none()).map(|m| m.member_id.clone()).collect();
+        let gone: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none())
+            .map(|m| m.member_id.clone())
+            .collect();
         for id in gone {
             Self::remove_member_only(group, &id, out);
         }
@@ -870,14 +1052,22 @@ impl ClassicCoordinator {
         group.generation_id += 1;
         if group.members.is_empty() {
             group.protocol_name = None;
-            group.protocol_type = if group.offsets.is_empty() { None } else { group.protocol_type.take() };
+            group.protocol_type = if group.offsets.is_empty() {
+                None
+            } else {
+                group.protocol_type.take()
+            };
             group.leader_id = None;
             group.transition_to(GroupState::Empty, now_ms);
             out.records.push(group.metadata_record());
             return;
         }
         group.protocol_name = group.select_protocol();
-        if group.leader_id.as_ref().is_none_or(|l| !group.members.contains_key(l)) {
+        if group
+            .leader_id
+            .as_ref()
+            .is_none_or(|l| !group.members.contains_key(l))
+        {
             group.leader_id = group.sorted_members().first().map(|m| m.member_id.clone());
         }
         group.transition_to(GroupState::CompletingRebalance, now_ms);
@@ -888,7 +1078,9 @@ impl ClassicCoordinator {
         for m in group.members.values_mut() {
             m.is_new = false;
             max_rebalance = max_rebalance.max(i64::from(m.rebalance_timeout_ms));
-            let Some(r) = m.awaiting_join.take() else { continue };
+            let Some(r) = m.awaiting_join.take() else {
+                continue;
+            };
             let resp = JoinResponse {
                 error: None,
                 generation_id: group.generation_id,
@@ -896,22 +1088,35 @@ impl ClassicCoordinator {
                 protocol_name: group.protocol_name.clone(),
                 leader: leader.clone(),
                 member_id: m.member_id.clone(),
-                members: if m.member_id == leader { all.clone() } else { Vec::new() },
+                members: if m.member_id == leader {
+                    all.clone()
+                } else {
+                    Vec::new()
+                },
             };
             out.replies.push((r, Reply::Join(resp)));
-            out.timers.push((session_key(&group.group_id, &m.member_id), Some(now_ms + i64::from(m.session_timeout_ms))));
+            out.timers.push((
+                session_key(&group.group_id, &m.member_id),
+                Some(now_ms + i64::from(m.session_timeout_ms)),
+            ));
         }
         group.pending_sync = group.members.keys().cloned().collect();
         out.timers.push((
-            TimerKey::Sync { group_id: group.group_id.clone(), generation_id: group.generation_id },
+            TimerKey::Sync {
+                group_id: group.group_id.clone(),
+                generation_id: group.generation_id,
+            },
             Some(now_ms + max_rebalance),
         ));
     }
 
     /// Removes a member without starting a rebalance; answers its parked requests.
     fn remove_member_only(group: &mut Group, member_id: &str, out: &mut Output) {
-        out.timers.push((session_key(&group.group_id, member_id), None));
-        let Some(mut m) = group.members.remove(member_id) else { return };
+        out.timers
+            .push((session_key(&group.group_id, member_id), None));
+        let Some(mut m) = group.members.remove(member_id) else {
+            return;
+        };
         if let Some(iid) = &m.group_instance_id {
             if group.static_members.get(iid).map(String::as_str) == Some(member_id) {
                 group.static_members.remove(iid);
@@ -919,10 +1124,16 @@ impl ClassicCoordinator {
         }
         group.pending_sync.remove(member_id);
         if let Some(r) = m.awaiting_join.take() {
-            out.replies.push((r, Reply::Join(JoinResponse::error(GroupError::UnknownMemberId, member_id))));
+            out.replies.push((
+                r,
+                Reply::Join(JoinResponse::error(GroupError::UnknownMemberId, member_id)),
+            ));
         }
         if let Some(r) = m.awaiting_sync.take() {
-            out.replies.push((r, Reply::Sync(SyncResponse::error(GroupError::UnknownMemberId))));
+            out.replies.push((
+                r,
+                Reply::Sync(SyncResponse::error(GroupError::UnknownMemberId)),
+            ));
         }
         if group.leader_id.as_deref() == Some(member_id) {
             group.leader_id = None;
@@ -930,12 +1141,20 @@ impl ClassicCoordinator {
     }
 
     /// Removes a member and rebalances the rest (LeaveGroup, session expiry).
-    fn remove_member_and_rebalance(group: &mut Group, member_id: &str, now_ms: i64, config: &CoordinatorConfig, out: &mut Output) {
+    fn remove_member_and_rebalance(
+        group: &mut Group,
+        member_id: &str,
+        now_ms: i64,
+        config: &CoordinatorConfig,
+        out: &mut Output,
+    ) {
         Self::remove_member_only(group, member_id, out);
         match group.state {
             GroupState::Dead | GroupState::Empty => {}
             GroupState::PreparingRebalance => Self::maybe_complete_join(group, now_ms, out),
-            GroupState::Stable | GroupState::CompletingRebalance => Self::prepare_rebalance(group, now_ms, config, out),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                Self::prepare_rebalance(group, now_ms, config, out)
+            }
         }
     }
 
@@ -945,17 +1164,28 @@ impl ClassicCoordinator {
     pub fn sync(&mut self, req_id: RequestId, req: SyncRequest, now_ms: i64) -> Output {
         let mut out = Output::default();
         let Some(group) = self.groups.get_mut(&req.group_id) else {
-            out.replies.push((req_id, Reply::Sync(SyncResponse::error(GroupError::UnknownMemberId))));
+            out.replies.push((
+                req_id,
+                Reply::Sync(SyncResponse::error(GroupError::UnknownMemberId)),
+            ));
             return out;
         };
         let err = if group.is(GroupState::Dead) {
             Some(GroupError::CoordinatorNotAvailable)
-        } else if let Some(e) = Self::check_member(group, &req.member_id, req.group_instance_id.as_deref()) {
+        } else if let Some(e) =
+            Self::check_member(group, &req.member_id, req.group_instance_id.as_deref())
+        {
             Some(e)
         } else if req.generation_id != group.generation_id {
             Some(GroupError::IllegalGeneration)
-        } else if req.protocol_type.as_ref().is_some_and(|p| Some(p) != group.protocol_type.as_ref())
-            || req.protocol_name.as_ref().is_some_and(|p| Some(p) != group.protocol_name.as_ref())
+        } else if req
+            .protocol_type
+            .as_ref()
+            .is_some_and(|p| Some(p) != group.protocol_type.as_ref())
+            || req
+                .protocol_name
+                .as_ref()
+                .is_some_and(|p| Some(p) != group.protocol_name.as_ref())
         {
             Some(GroupError::InconsistentGroupProtocol)
         } else {
@@ -966,27 +1196,41 @@ impl ClassicCoordinator {
             }
         };
         if let Some(e) = err {
-            out.replies.push((req_id, Reply::Sync(SyncResponse::error(e))));
+            out.replies
+                .push((req_id, Reply::Sync(SyncResponse::error(e))));
             return out;
         }
         group.pending_sync.remove(&req.member_id);
         if let Some(m) = group.members.get(&req.member_id) {
-            out.timers.push((session_key(&group.group_id, &req.member_id), Some(now_ms + i64::from(m.session_timeout_ms))));
+            out.timers.push((
+                session_key(&group.group_id, &req.member_id),
+                Some(now_ms + i64::from(m.session_timeout_ms)),
+            ));
         }
         if group.is(GroupState::Stable) {
-            let assignment = group.members.get(&req.member_id).map(|m| m.assignment.clone()).unwrap_or_default();
-            out.replies.push((req_id, Reply::Sync(SyncResponse {
-                error: None,
-                protocol_type: group.protocol_type.clone(),
-                protocol_name: group.protocol_name.clone(),
-                assignment,
-            })));
+            let assignment = group
+                .members
+                .get(&req.member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default();
+            out.replies.push((
+                req_id,
+                Reply::Sync(SyncResponse {
+                    error: None,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol_name: group.protocol_name.clone(),
+                    assignment,
+                }),
+            ));
             return out;
         }
         // CompletingRebalance
         if let Some(m) = group.members.get_mut(&req.member_id) {
             if let Some(old) = m.awaiting_sync.replace(req_id) {
-                out.replies.push((old, Reply::Sync(SyncResponse::error(GroupError::RebalanceInProgress))));
+                out.replies.push((
+                    old,
+                    Reply::Sync(SyncResponse::error(GroupError::RebalanceInProgress)),
+                ));
             }
         }
         if group.leader_id.as_deref() == Some(req.member_id.as_str()) {
@@ -998,12 +1242,15 @@ impl ClassicCoordinator {
             out.records.push(group.metadata_record());
             for m in group.members.values_mut() {
                 if let Some(r) = m.awaiting_sync.take() {
-                    out.replies.push((r, Reply::Sync(SyncResponse {
-                        error: None,
-                        protocol_type: group.protocol_type.clone(),
-                        protocol_name: group.protocol_name.clone(),
-                        assignment: m.assignment.clone(),
-                    })));
+                    out.replies.push((
+                        r,
+                        Reply::Sync(SyncResponse {
+                            error: None,
+                            protocol_type: group.protocol_type.clone(),
+                            protocol_name: group.protocol_name.clone(),
+                            assignment: m.assignment.clone(),
+                        }),
+                    ));
                 }
             }
         }
@@ -1038,7 +1285,10 @@ impl ClassicCoordinator {
         }
         if let Some(m) = group.members.get(member_id) {
             if m.awaiting_join.is_none() {
-                out.timers.push((session_key(group_id, member_id), Some(now_ms + i64::from(m.session_timeout_ms))));
+                out.timers.push((
+                    session_key(group_id, member_id),
+                    Some(now_ms + i64::from(m.session_timeout_ms)),
+                ));
             }
         }
         let err = match group.state {
@@ -1051,17 +1301,30 @@ impl ClassicCoordinator {
 
     /// Handles LeaveGroup for each `(member_id, group_instance_id)`; returns a per-member
     /// error. A static member may leave by instance id alone (KIP-345).
-    pub fn leave(&mut self, group_id: &str, members: &[(String, Option<String>)], now_ms: i64) -> (Vec<Option<GroupError>>, Output) {
+    pub fn leave(
+        &mut self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+        now_ms: i64,
+    ) -> (Vec<Option<GroupError>>, Output) {
         let mut out = Output::default();
         let config = self.config.clone();
         let Some(group) = self.groups.get_mut(group_id) else {
-            return (members.iter().map(|_| Some(GroupError::UnknownMemberId)).collect(), out);
+            return (
+                members
+                    .iter()
+                    .map(|_| Some(GroupError::UnknownMemberId))
+                    .collect(),
+                out,
+            );
         };
         let mut errors = Vec::with_capacity(members.len());
         for (member_id, instance_id) in members {
             let resolved = match instance_id {
                 Some(iid) => match group.static_members.get(iid) {
-                    Some(current) if member_id.is_empty() || current == member_id => Ok(current.clone()),
+                    Some(current) if member_id.is_empty() || current == member_id => {
+                        Ok(current.clone())
+                    }
                     Some(_) => Err(GroupError::FencedInstanceId),
                     None => Err(GroupError::UnknownMemberId),
                 },
@@ -1091,20 +1354,29 @@ impl ClassicCoordinator {
         let mut out = Output::default();
         let config = self.config.clone();
         match key {
-            TimerKey::Session { group_id, member_id } => {
-                let Some(group) = self.groups.get_mut(group_id) else { return out };
+            TimerKey::Session {
+                group_id,
+                member_id,
+            } => {
+                let Some(group) = self.groups.get_mut(group_id) else {
+                    return out;
+                };
                 if group.pending_members.remove(member_id) {
                     Self::maybe_complete_join(group, now_ms, &mut out);
                     return out;
                 }
-                let Some(m) = group.members.get(member_id) else { return out };
+                let Some(m) = group.members.get(member_id) else {
+                    return out;
+                };
                 if m.awaiting_join.is_some() {
                     return out; // parked in JoinGroup: the rebalance timeout governs it
                 }
                 Self::remove_member_and_rebalance(group, member_id, now_ms, &config, &mut out);
             }
             TimerKey::Join { group_id } => {
-                let Some(group) = self.groups.get_mut(group_id) else { return out };
+                let Some(group) = self.groups.get_mut(group_id) else {
+                    return out;
+                };
                 if !group.is(GroupState::PreparingRebalance) {
                     return out;
                 }
@@ -1119,8 +1391,13 @@ impl ClassicCoordinator {
                 }
                 Self::complete_join(group, now_ms, &mut out);
             }
-            TimerKey::Sync { group_id, generation_id } => {
-                let Some(group) = self.groups.get_mut(group_id) else { return out };
+            TimerKey::Sync {
+                group_id,
+                generation_id,
+            } => {
+                let Some(group) = self.groups.get_mut(group_id) else {
+                    return out;
+                };
                 if group.generation_id != *generation_id
                     || !(group.is(GroupState::CompletingRebalance) || group.is(GroupState::Stable))
                     || group.pending_sync.is_empty()
@@ -1153,14 +1430,19 @@ impl ClassicCoordinator {
         if req.group_id.is_empty() {
             return fail(GroupError::InvalidGroupId);
         }
-        let group = self.groups.entry(req.group_id.clone()).or_insert_with(|| Group::new(&req.group_id, now_ms));
+        let group = self
+            .groups
+            .entry(req.group_id.clone())
+            .or_insert_with(|| Group::new(&req.group_id, now_ms));
         if group.is(GroupState::Dead) {
             return fail(GroupError::CoordinatorNotAvailable);
         }
         if req.generation_id < 0 && group.is(GroupState::Empty) {
             // Commit from a consumer using manual assignment (no group membership).
         } else {
-            if let Some(e) = Self::check_member(group, &req.member_id, req.group_instance_id.as_deref()) {
+            if let Some(e) =
+                Self::check_member(group, &req.member_id, req.group_instance_id.as_deref())
+            {
                 return fail(e);
             }
             if req.generation_id != group.generation_id {
@@ -1171,7 +1453,10 @@ impl ClassicCoordinator {
             }
             if let Some(m) = group.members.get(&req.member_id) {
                 if m.awaiting_join.is_none() {
-                    out.timers.push((session_key(&req.group_id, &req.member_id), Some(now_ms + i64::from(m.session_timeout_ms))));
+                    out.timers.push((
+                        session_key(&req.group_id, &req.member_id),
+                        Some(now_ms + i64::from(m.session_timeout_ms)),
+                    ));
                 }
             }
         }
@@ -1216,7 +1501,12 @@ impl ClassicCoordinator {
                 .collect(),
             None => {
                 let mut all: Vec<_> = group
-                    .map(|g| g.offsets.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect())
+                    .map(|g| {
+                        g.offsets
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Some(v.clone())))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 all.sort_by(|a: &((String, i32), _), b| a.0.cmp(&b.0));
                 all
@@ -1234,7 +1524,9 @@ impl ClassicCoordinator {
         now_ms: i64,
     ) -> Result<(Vec<Option<GroupError>>, Output), GroupError> {
         let mut out = Output::default();
-        let Some(group) = self.groups.get(group_id) else { return Err(GroupError::GroupIdNotFound) };
+        let Some(group) = self.groups.get(group_id) else {
+            return Err(GroupError::GroupIdNotFound);
+        };
         if group.is(GroupState::Dead) {
             return Err(GroupError::GroupIdNotFound);
         }
@@ -1245,7 +1537,9 @@ impl ClassicCoordinator {
             group
                 .members
                 .values()
-                .filter_map(|m| crate::consumer_protocol::subscribed_topics(&m.metadata_for(&protocol)))
+                .filter_map(|m| {
+                    crate::consumer_protocol::subscribed_topics(&m.metadata_for(&protocol))
+                })
                 .flatten()
                 .collect()
         } else {
@@ -1276,7 +1570,9 @@ impl ClassicCoordinator {
     /// DeleteGroups for one group. Errors: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP.
     pub fn delete_group(&mut self, group_id: &str, now_ms: i64) -> Result<Output, GroupError> {
         let mut out = Output::default();
-        let Some(group) = self.groups.get_mut(group_id) else { return Err(GroupError::GroupIdNotFound) };
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Err(GroupError::GroupIdNotFound);
+        };
         match group.state {
             GroupState::Dead => return Err(GroupError::GroupIdNotFound),
             GroupState::Empty => {}
@@ -1291,9 +1587,17 @@ impl ClassicCoordinator {
         let mut keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
         keys.sort();
         for (topic, partition) in keys {
-            out.records.push(Record::OffsetCommit { group_id: group.group_id.clone(), topic, partition, value: None });
+            out.records.push(Record::OffsetCommit {
+                group_id: group.group_id.clone(),
+                topic,
+                partition,
+                value: None,
+            });
         }
-        out.records.push(Record::GroupMetadata { group_id: group.group_id.clone(), value: None });
+        out.records.push(Record::GroupMetadata {
+            group_id: group.group_id.clone(),
+            value: None,
+        });
         group.offsets.clear();
         group.transition_to(GroupState::Dead, now_ms);
     }
@@ -1339,7 +1643,11 @@ impl ClassicCoordinator {
             group_id: g.group_id.clone(),
             state: g.state,
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            protocol_name: if stable { protocol.clone() } else { String::new() },
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
             generation_id: g.generation_id,
             members: g
                 .sorted_members()
@@ -1349,8 +1657,16 @@ impl ClassicCoordinator {
                     group_instance_id: m.group_instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    metadata: if stable { m.metadata_for(&protocol) } else { Bytes::new() },
-                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                    metadata: if stable {
+                        m.metadata_for(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
                 })
                 .collect(),
         }

@@ -11,6 +11,8 @@ pub mod consumer_protocol;
 mod error;
 pub mod records;
 
-pub use classic::{ClassicCoordinator, CoordinatorConfig, GroupState, Output, Reply, RequestId, TimerKey};
+pub use classic::{
+    ClassicCoordinator, CoordinatorConfig, GroupState, Output, Reply, RequestId, TimerKey,
+};
 pub use error::{code_of, GroupError};
 pub use records::{OffsetAndMetadata, Record};

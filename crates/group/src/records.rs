@@ -89,7 +89,11 @@ impl Writer {
     }
     fn str(&mut self, s: &str) {
         self.i16(s.len().min(i16::MAX as usize) as i16);
-        self.0.extend_from_slice(s.as_bytes().get(..s.len().min(i16::MAX as usize)).unwrap_or_default());
+        self.0.extend_from_slice(
+            s.as_bytes()
+                .get(..s.len().min(i16::MAX as usize))
+                .unwrap_or_default(),
+        );
     }
     fn opt_str(&mut self, s: Option<&str>) {
         match s {
@@ -132,7 +136,9 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let raw = self.take(n as usize)?;
-        String::from_utf8(raw.to_vec()).map(Some).map_err(|_| RecordError::InvalidString)
+        String::from_utf8(raw.to_vec())
+            .map(Some)
+            .map_err(|_| RecordError::InvalidString)
     }
     fn str(&mut self) -> Result<String, RecordError> {
         Ok(self.opt_str()?.unwrap_or_default())
@@ -151,7 +157,12 @@ impl Record {
     pub fn encode_key(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(64));
         match self {
-            Record::OffsetCommit { group_id, topic, partition, .. } => {
+            Record::OffsetCommit {
+                group_id,
+                topic,
+                partition,
+                ..
+            } => {
                 w.i16(1);
                 w.str(group_id);
                 w.str(topic);
@@ -221,10 +232,20 @@ impl Record {
                         let leader_epoch = if vv >= 3 { r.i32()? } else { -1 };
                         let metadata = r.str()?;
                         let commit_timestamp_ms = r.i64()?;
-                        Some(OffsetAndMetadata { offset, leader_epoch, metadata, commit_timestamp_ms })
+                        Some(OffsetAndMetadata {
+                            offset,
+                            leader_epoch,
+                            metadata,
+                            commit_timestamp_ms,
+                        })
                     }
                 };
-                Ok(Record::OffsetCommit { group_id, topic, partition, value })
+                Ok(Record::OffsetCommit {
+                    group_id,
+                    topic,
+                    partition,
+                    value,
+                })
             }
             2 => {
                 let group_id = k.str()?;
@@ -280,6 +301,7 @@ fn decode_group_value(v: &[u8]) -> Result<GroupMetadataValue, RecordError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -149,7 +149,9 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 ///
 /// Errors: the first invalid batch's [`BatchError`]; a trailing partial batch is
 /// [`BatchError::Truncated`].
-pub fn split_and_validate(buf: &[u8]) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, BatchError> {
+pub fn split_and_validate(
+    buf: &[u8],
+) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -184,6 +186,7 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) -> Result<(), Batc
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

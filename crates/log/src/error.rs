@@ -26,7 +26,9 @@ pub enum LogError {
     Batch(#[from] BatchError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("log is poisoned after a failed write or fsync; restart the broker after fixing the disk")]
+    #[error(
+        "log is poisoned after a failed write or fsync; restart the broker after fixing the disk"
+    )]
     Poisoned,
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {
@@ -34,8 +36,18 @@ pub enum LogError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
-    #[error("out of order sequence number for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    #[error(
+        "out of order sequence number for producer {producer_id}: expected {expected}, got {got}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
     #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
-    InvalidProducerEpoch { producer_id: i64, current: i16, got: i16 },
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
 }

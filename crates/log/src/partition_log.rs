@@ -167,7 +167,15 @@ impl LocalLog {
 
     fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
         self.producers.clear();
-        for seg in self.segments.values().rev().take(2).collect::<Vec<_>>().into_iter().rev() {
+        for seg in self
+            .segments
+            .values()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             let mut pos = 0u64;
             while let Some(h) = seg.header_at(pos)? {
                 self.producers.record(&h);
@@ -229,7 +237,11 @@ impl PartitionLog for LocalLog {
         header.base_offset = base_offset;
         header.partition_leader_epoch = 0;
         let interval = self.config.index_interval_bytes;
-        let active = self.segments.values_mut().next_back().ok_or(LogError::Poisoned)?;
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .ok_or(LogError::Poisoned)?;
         if let Err(e) = active.append(batch, &header, interval) {
             self.poisoned = true;
             return Err(e);
@@ -257,10 +269,17 @@ impl PartitionLog for LocalLog {
             log_start_offset,
             high_watermark,
         };
-        for seg in self.segments.range(..=offset).next_back().into_iter().map(|(_, s)| s).chain(
-            self.segments.range(offset + 1..).map(|(_, s)| s),
-        ) {
-            let Some(first) = seg.locate(offset.max(seg.base_offset))? else { continue };
+        for seg in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
+        {
+            let Some(first) = seg.locate(offset.max(seg.base_offset))? else {
+                continue;
+            };
             let start = first.position;
             let mut end = start + first.header.total_len() as u64;
             while end < seg.size {
@@ -287,7 +306,10 @@ impl PartitionLog for LocalLog {
     }
 
     fn log_end_offset(&self) -> i64 {
-        self.segments.values().next_back().map_or(0, |s| s.next_offset)
+        self.segments
+            .values()
+            .next_back()
+            .map_or(0, |s| s.next_offset)
     }
 
     fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
@@ -357,7 +379,9 @@ impl PartitionLog for LocalLog {
         let mut deleted = 0;
         let mut total: i64 = self.segments.values().map(|s| s.size as i64).sum();
         while self.segments.len() > 1 {
-            let Some((&base, seg)) = self.segments.iter().next() else { break };
+            let Some((&base, seg)) = self.segments.iter().next() else {
+                break;
+            };
             let too_old = self.config.retention_ms >= 0
                 && seg.max_timestamp >= 0
                 && now_ms - seg.max_timestamp > self.config.retention_ms;

@@ -31,7 +31,10 @@ pub enum SequenceCheck {
     /// Not idempotent or next in sequence: append it.
     Append,
     /// Exactly a batch already appended: acknowledge with its original `base_offset`.
-    Duplicate { base_offset: i64, max_timestamp: i64 },
+    Duplicate {
+        base_offset: i64,
+        max_timestamp: i64,
+    },
 }
 
 /// Per-partition idempotent producer table.

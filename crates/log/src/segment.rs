@@ -122,7 +122,9 @@ impl Segment {
         self.max_timestamp = -1;
         let mut buf = Vec::new();
         while pos < file_len {
-            let Some(header) = self.header_at(pos)? else { break };
+            let Some(header) = self.header_at(pos)? else {
+                break;
+            };
             let len = header.total_len() as u64;
             if pos + len > file_len || header.base_offset < self.next_offset {
                 break;
@@ -210,7 +212,10 @@ impl Segment {
         };
         while let Some(header) = self.header_at(pos)? {
             if header.last_offset() >= offset {
-                return Ok(Some(Located { position: pos, header }));
+                return Ok(Some(Located {
+                    position: pos,
+                    header,
+                }));
             }
             pos += header.total_len() as u64;
         }
@@ -240,7 +245,9 @@ impl Segment {
     /// Loads the index file written by [`Segment::seal`]; false when absent, malformed, or
     /// written for a different log length.
     fn load_index(&mut self, log_len: u64) -> bool {
-        let Ok(bytes) = std::fs::read(&self.index_path) else { return false };
+        let Ok(bytes) = std::fs::read(&self.index_path) else {
+            return false;
+        };
         let word = |at: usize| -> Option<[u8; 8]> { bytes.get(at..at + 8)?.try_into().ok() };
         let (Some(magic), Some(size), Some(next), Some(max_ts)) = (
             bytes.get(0..4).and_then(|s| <[u8; 4]>::try_from(s).ok()),
@@ -253,7 +260,9 @@ impl Segment {
         if u32::from_be_bytes(magic) != INDEX_MAGIC || u64::from_be_bytes(size) != log_len {
             return false;
         }
-        let Some(entries) = bytes.get(28..) else { return false };
+        let Some(entries) = bytes.get(28..) else {
+            return false;
+        };
         if entries.len() % 8 != 0 {
             return false;
         }

@@ -11,7 +11,8 @@ use rdkafka::Message;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(bootstrap), Some(group), Some(topic)) = (args.get(1), args.get(2), args.get(3)) else {
+    let (Some(bootstrap), Some(group), Some(topic)) = (args.get(1), args.get(2), args.get(3))
+    else {
         eprintln!("usage: group_member BOOTSTRAP GROUP TOPIC");
         std::process::exit(2);
     };

@@ -15,10 +15,20 @@ use shoal_broker::BrokerConfig;
 static GLOBAL: alloc_guard::Guard = alloc_guard::Guard;
 
 #[derive(Parser, Debug)]
-#[command(name = "shoal", version, about = "A Kafka-compatible streaming broker built around consumer groups")]
+#[command(
+    name = "shoal",
+    version,
+    about = "A Kafka-compatible streaming broker built around consumer groups"
+)]
 struct Cli {
     /// Log output format.
-    #[arg(long, value_enum, default_value = "text", env = "SHOAL_LOG_FORMAT", global = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "SHOAL_LOG_FORMAT",
+        global = true
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -51,13 +61,21 @@ struct ServeArgs {
     #[arg(long, env = "SHOAL_CONFIG")]
     config: Option<PathBuf>,
     /// A broker setting by its Kafka name, e.g. `--set num.partitions=6` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE", env = "SHOAL_SET", value_delimiter = ',')]
+    #[arg(
+        long = "set",
+        value_name = "KEY=VALUE",
+        env = "SHOAL_SET",
+        value_delimiter = ','
+    )]
     set: Vec<String>,
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -67,7 +85,8 @@ fn init_logging(format: LogFormat) {
 fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
         config.apply_toml(&text, &path.display().to_string())?;
     }
     for pair in &args.set {
@@ -119,7 +138,9 @@ fn main() -> std::process::ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = build_config(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -43,15 +43,24 @@ impl Member {
             while !s.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
                     let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                    seen.lock().expect("lock").push((id, m.partition(), m.offset(), v));
+                    seen.lock()
+                        .expect("lock")
+                        .push((id, m.partition(), m.offset(), v));
                 }
-                let mut parts: Vec<i32> = consumer.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+                let mut parts: Vec<i32> = consumer
+                    .assignment()
+                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default();
                 parts.sort_unstable();
                 *a.lock().expect("lock") = parts;
             }
             consumer.unsubscribe();
         });
-        Member { stop, assignment, handle: Some(handle) }
+        Member {
+            stop,
+            assignment,
+            handle: Some(handle),
+        }
     }
 
     fn partitions(&self) -> Vec<i32> {
@@ -74,7 +83,9 @@ fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_o
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "orders", 6);
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let members: Vec<Member> = (0..3).map(|i| Member::start(i, &broker, "billing", "orders", Arc::clone(&seen))).collect();
+    let members: Vec<Member> = (0..3)
+        .map(|i| Member::start(i, &broker, "billing", "orders", Arc::clone(&seen)))
+        .collect();
     // Every partition owned by exactly one member, two each, held steadily for a second.
     let balanced = || {
         let sets: Vec<Vec<i32>> = members.iter().map(Member::partitions).collect();
@@ -82,14 +93,30 @@ fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_o
         let unique: HashSet<i32> = all.iter().copied().collect();
         sets.iter().all(|s| s.len() == 2) && all.len() == 6 && unique.len() == 6
     };
-    assert!(wait_until(Duration::from_secs(30), || balanced()), "group never balanced: {:?}\n{}", members.iter().map(Member::partitions).collect::<Vec<_>>(), broker.log());
+    assert!(
+        wait_until(Duration::from_secs(30), balanced),
+        "group never balanced: {:?}\n{}",
+        members.iter().map(Member::partitions).collect::<Vec<_>>(),
+        broker.log()
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(balanced(), "assignment changed after balancing");
-    let owner: HashMap<i32, usize> = members.iter().enumerate().flat_map(|(i, m)| m.partitions().into_iter().map(move |p| (p, i))).collect();
+    let owner: HashMap<i32, usize> = members
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| m.partitions().into_iter().map(move |p| (p, i)))
+        .collect();
 
-    let records: Vec<(String, String)> = (0..600).map(|i| (format!("customer-{}", i % 37), format!("{i}"))).collect();
+    let records: Vec<(String, String)> = (0..600)
+        .map(|i| (format!("customer-{}", i % 37), format!("{i}")))
+        .collect();
     produce(&broker, "orders", &records, &[]);
-    assert!(wait_until(Duration::from_secs(30), || seen.lock().expect("lock").len() >= 600), "consumed only {} of 600", seen.lock().expect("lock").len());
+    assert!(
+        wait_until(Duration::from_secs(30), || seen.lock().expect("lock").len()
+            >= 600),
+        "consumed only {} of 600",
+        seen.lock().expect("lock").len()
+    );
     std::thread::sleep(Duration::from_millis(500));
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 600, "no record consumed twice");
@@ -97,7 +124,12 @@ fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_o
     assert_eq!(values.len(), 600, "every record consumed once");
     let mut last: HashMap<i32, i64> = HashMap::new();
     for (member, p, off, _) in &seen {
-        assert_eq!(owner.get(p), Some(member), "partition {p} consumed by member {member}, owned by {:?}", owner.get(p));
+        assert_eq!(
+            owner.get(p),
+            Some(member),
+            "partition {p} consumed by member {member}, owned by {:?}",
+            owner.get(p)
+        );
         if let Some(prev) = last.insert(*p, *off) {
             assert!(*off > prev, "partition {p} out of order: {prev} then {off}");
         }
@@ -113,7 +145,11 @@ fn member_killed_without_leaving_loses_its_partitions_to_the_survivor() {
     create_topic(&broker, "jobs", 4);
     // The victim is a separate process so it can die without LeaveGroup.
     let exe = std::env::current_exe().expect("exe");
-    let member_bin = exe.parent().and_then(|d| d.parent()).map(|d| d.join("examples/group_member")).expect("examples dir");
+    let member_bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples/group_member"))
+        .expect("examples dir");
     let mut victim = Command::new(&member_bin)
         .args([broker.addr.as_str(), "workers", "jobs"])
         .stdout(Stdio::piped())
@@ -133,7 +169,8 @@ fn member_killed_without_leaving_loses_its_partitions_to_the_survivor() {
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let survivor = Member::start(0, &broker, "workers", "jobs", Arc::clone(&seen));
     assert!(
-        wait_until(Duration::from_secs(30), || survivor.partitions().len() == 2 && *victim_assigned.lock().expect("lock") == 2),
+        wait_until(Duration::from_secs(30), || survivor.partitions().len() == 2
+            && *victim_assigned.lock().expect("lock") == 2),
         "two members never split four partitions: survivor {:?}, victim {}",
         survivor.partitions(),
         victim_assigned.lock().expect("lock")
@@ -143,14 +180,20 @@ fn member_killed_without_leaving_loses_its_partitions_to_the_survivor() {
     let _ = victim.wait();
     // No LeaveGroup: the broker must notice the missed session (6 s) and rebalance.
     assert!(
-        wait_until(Duration::from_secs(30), || survivor.partitions() == vec![0, 1, 2, 3]),
+        wait_until(Duration::from_secs(30), || survivor.partitions()
+            == vec![0, 1, 2, 3]),
         "survivor never took over all partitions: {:?}\n{}",
         survivor.partitions(),
         broker.log()
     );
     let took = killed_at.elapsed();
-    assert!(took >= Duration::from_secs(3), "takeover came before the session could expire ({took:?}): did the victim leave?");
-    let records: Vec<(String, String)> = (0..40).map(|i| (format!("k{i}"), format!("job-{i}"))).collect();
+    assert!(
+        took >= Duration::from_secs(3),
+        "takeover came before the session could expire ({took:?}): did the victim leave?"
+    );
+    let records: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("k{i}"), format!("job-{i}")))
+        .collect();
     produce(&broker, "jobs", &records, &[]);
     assert!(
         wait_until(Duration::from_secs(20), || {
@@ -167,7 +210,9 @@ fn committed_offsets_survive_a_broker_sigkill() {
     let data = dir.path().join("data");
     let mut broker = Shoal::start(&data, &[]);
     create_topic(&broker, "ledger", 2);
-    let records: Vec<(String, String)> = (0..100).map(|i| (format!("k{i}"), format!("{i}"))).collect();
+    let records: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("k{i}"), format!("{i}")))
+        .collect();
     produce(&broker, "ledger", &records, &[("acks", "all")]);
     let mut committed: HashMap<i32, i64> = HashMap::new();
     {
@@ -183,7 +228,9 @@ fn committed_offsets_survive_a_broker_sigkill() {
         let deadline = Instant::now() + Duration::from_secs(30);
         while n < 60 && Instant::now() < deadline {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                consumer.commit_message(&m, CommitMode::Sync).expect("commit");
+                consumer
+                    .commit_message(&m, CommitMode::Sync)
+                    .expect("commit");
                 committed.insert(m.partition(), m.offset() + 1);
                 n += 1;
             }
@@ -203,10 +250,20 @@ fn committed_offsets_survive_a_broker_sigkill() {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition("ledger", 0);
     tpl.add_partition("ledger", 1);
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("OffsetFetch after restart");
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("OffsetFetch after restart");
     for e in got.elements() {
-        let want = committed.get(&e.partition()).copied().map_or(Offset::Invalid, Offset::Offset);
-        assert_eq!(e.offset(), want, "committed offset of partition {} after SIGKILL", e.partition());
+        let want = committed
+            .get(&e.partition())
+            .copied()
+            .map_or(Offset::Invalid, Offset::Offset);
+        assert_eq!(
+            e.offset(),
+            want,
+            "committed offset of partition {} after SIGKILL",
+            e.partition()
+        );
     }
     // A new member resumes exactly at the committed positions and sees the other 40 records.
     consumer.subscribe(&["ledger"]).expect("subscribe");
@@ -219,8 +276,15 @@ fn committed_offsets_survive_a_broker_sigkill() {
             rest += 1;
         }
     }
-    assert_eq!(rest, 40, "the 40 unconsumed records are delivered after restart");
+    assert_eq!(
+        rest, 40,
+        "the 40 unconsumed records are delivered after restart"
+    );
     for (p, first) in firsts {
-        assert_eq!(Some(&first), committed.get(&p).or(Some(&0)), "partition {p} resumed at the committed offset");
+        assert_eq!(
+            Some(&first),
+            committed.get(&p).or(Some(&0)),
+            "partition {p} resumed at the committed offset"
+        );
     }
 }

@@ -40,19 +40,46 @@ fn every_compression_codec_round_trips_through_the_log() {
     create_topic(&broker, "codecs", 1);
     let mut expected = Vec::new();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
-        let records: Vec<(String, String)> = (0..50).map(|i| (format!("{codec}-{i}"), format!("{codec} payload {i} {}", "x".repeat(200)))).collect();
-        produce(&broker, "codecs", &records, &[("compression.codec", codec), ("linger.ms", "20")]);
+        let records: Vec<(String, String)> = (0..50)
+            .map(|i| {
+                (
+                    format!("{codec}-{i}"),
+                    format!("{codec} payload {i} {}", "x".repeat(200)),
+                )
+            })
+            .collect();
+        produce(
+            &broker,
+            "codecs",
+            &records,
+            &[("compression.codec", codec), ("linger.ms", "20")],
+        );
         expected.extend(records);
     }
     let got = read_all(&broker, "codecs", expected.len());
-    let got_kv: Vec<(String, String)> = got.iter().map(|(_, _, k, v)| (k.clone(), v.clone())).collect();
-    assert_eq!(got_kv, expected, "records must come back in produce order, byte for byte");
+    let got_kv: Vec<(String, String)> = got
+        .iter()
+        .map(|(_, _, k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        got_kv, expected,
+        "records must come back in produce order, byte for byte"
+    );
     let offsets: Vec<i64> = got.iter().map(|r| r.1).collect();
-    assert_eq!(offsets, (0..expected.len() as i64).collect::<Vec<_>>(), "offsets are contiguous from 0");
+    assert_eq!(
+        offsets,
+        (0..expected.len() as i64).collect::<Vec<_>>(),
+        "offsets are contiguous from 0"
+    );
     // Compressed batches are stored as produced: the log is much smaller than the payload.
-    let seg = std::fs::read(dir.path().join("data/codecs-0/00000000000000000000.log")).expect("segment");
+    let seg =
+        std::fs::read(dir.path().join("data/codecs-0/00000000000000000000.log")).expect("segment");
     let raw: usize = expected.iter().map(|(k, v)| k.len() + v.len()).sum();
-    assert!(seg.len() < raw, "log holds compressed batches ({} bytes for {raw} raw bytes)", seg.len());
+    assert!(
+        seg.len() < raw,
+        "log holds compressed batches ({} bytes for {raw} raw bytes)",
+        seg.len()
+    );
 }
 
 #[test]
@@ -61,23 +88,43 @@ fn keyed_records_keep_per_partition_order_and_survive_restart() {
     let data = dir.path().join("data");
     let mut broker = Shoal::start(&data, &[]);
     create_topic(&broker, "keyed", 4);
-    let records: Vec<(String, String)> = (0..400).map(|i| (format!("key-{}", i % 8), format!("{i}"))).collect();
+    let records: Vec<(String, String)> = (0..400)
+        .map(|i| (format!("key-{}", i % 8), format!("{i}")))
+        .collect();
     let placed = produce(&broker, "keyed", &records, &[("acks", "all")]);
     // Same key -> same partition (the client's partitioner; the broker keeps order).
     let mut key_partition: HashMap<String, i32> = HashMap::new();
     for ((k, _), (p, _)) in records.iter().zip(&placed) {
-        assert_eq!(*key_partition.entry(k.clone()).or_insert(*p), *p, "key {k} moved partitions");
+        assert_eq!(
+            *key_partition.entry(k.clone()).or_insert(*p),
+            *p,
+            "key {k} moved partitions"
+        );
     }
-    assert!(key_partition.values().collect::<std::collections::HashSet<_>>().len() > 1, "keys spread over partitions");
+    assert!(
+        key_partition
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1,
+        "keys spread over partitions"
+    );
     assert!(broker.terminate(), "clean shutdown on SIGTERM");
     let broker = Shoal::start(&data, &[]);
     let got = read_all(&broker, "keyed", records.len());
-    assert_eq!(got.len(), records.len(), "all records present after restart");
+    assert_eq!(
+        got.len(),
+        records.len(),
+        "all records present after restart"
+    );
     let mut last: HashMap<i32, (i64, i64)> = HashMap::new();
     for (p, off, _, v) in &got {
         let n: i64 = v.parse().expect("numeric payload");
         if let Some((lo, lv)) = last.get(p) {
-            assert!(off > lo && n > *lv, "partition {p} out of order: {lo}/{lv} then {off}/{n}");
+            assert!(
+                off > lo && n > *lv,
+                "partition {p} out of order: {lo}/{lv} then {off}/{n}"
+            );
         }
         last.insert(*p, (*off, n));
     }

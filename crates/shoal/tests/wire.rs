@@ -13,16 +13,20 @@ use common::{create_topic, produce, Shoal};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 fn connect(broker: &Shoal) -> TcpStream {
     let s = TcpStream::connect(&broker.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s
 }
 
 fn send_raw(s: &mut TcpStream, payload: &[u8]) {
-    s.write_all(&(payload.len() as i32).to_be_bytes()).expect("write len");
+    s.write_all(&(payload.len() as i32).to_be_bytes())
+        .expect("write len");
     s.write_all(payload).expect("write body");
 }
 
@@ -35,7 +39,12 @@ fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     Some(Bytes::from(buf))
 }
 
-fn request<Req: Encodable, Resp: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &Req) -> Resp {
+fn request<Req: Encodable, Resp: Decodable>(
+    s: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
     let mut buf = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(key as i16)
@@ -47,7 +56,8 @@ fn request<Req: Encodable, Resp: Decodable>(s: &mut TcpStream, key: ApiKey, vers
     req.encode(&mut buf, version).expect("encode body");
     send_raw(s, &buf);
     let mut frame = read_frame(s).expect("response frame");
-    let header = ResponseHeader::decode(&mut frame, key.response_header_version(version)).expect("response header");
+    let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+        .expect("response header");
     assert_eq!(header.correlation_id, 7);
     Resp::decode(&mut frame, version).expect("response body")
 }
@@ -71,14 +81,27 @@ fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: i32) ->
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode batch");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
     buf.freeze()
 }
 
 fn produce_batch(s: &mut TcpStream, topic: &str, batch: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
     let resp: ProduceResponse = request(s, ApiKey::Produce, 9, &req);
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
@@ -86,9 +109,13 @@ fn produce_batch(s: &mut TcpStream, topic: &str, batch: Bytes) -> (i16, i64) {
 
 fn log_end_offset(s: &mut TcpStream, topic: &str) -> i64 {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
     let resp: ListOffsetsResponse = request(s, ApiKey::ListOffsets, 7, &req);
     resp.topics[0].partitions[0].offset
 }
@@ -99,7 +126,16 @@ fn idempotent_retry_is_acknowledged_without_a_second_append_and_gaps_are_refused
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "payments", 1);
     let mut s = connect(&broker);
-    let init: InitProducerIdResponse = request(&mut s, ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    let init: InitProducerIdResponse = request(
+        &mut s,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
     assert_eq!(init.error_code, 0);
     let pid = init.producer_id.0;
     assert!(pid >= 0);
@@ -107,8 +143,16 @@ fn idempotent_retry_is_acknowledged_without_a_second_append_and_gaps_are_refused
     assert_eq!((e1, o1), (0, 0));
     // The same batch again (a retry after a lost response): same offset, nothing appended.
     let (e2, o2) = produce_batch(&mut s, "payments", idempotent_batch(pid, 0, 0, 3));
-    assert_eq!((e2, o2), (0, 0), "retry acknowledged with the original offset");
-    assert_eq!(log_end_offset(&mut s, "payments"), 3, "retry was not appended");
+    assert_eq!(
+        (e2, o2),
+        (0, 0),
+        "retry acknowledged with the original offset"
+    );
+    assert_eq!(
+        log_end_offset(&mut s, "payments"),
+        3,
+        "retry was not appended"
+    );
     let (e3, o3) = produce_batch(&mut s, "payments", idempotent_batch(pid, 0, 3, 2));
     assert_eq!((e3, o3), (0, 3), "next sequence appends");
     // A gap in the sequence: OUT_OF_ORDER_SEQUENCE_NUMBER (45), nothing appended.
@@ -123,7 +167,11 @@ fn idempotent_retry_is_acknowledged_without_a_second_append_and_gaps_are_refused
     let broker = Shoal::start_on(&dir.path().join("data"), &addr, &[]);
     let mut s = connect(&broker);
     let (e5, o5) = produce_batch(&mut s, "payments", idempotent_batch(pid, 0, 3, 2));
-    assert_eq!((e5, o5), (0, 3), "retry after a broker crash is still recognised");
+    assert_eq!(
+        (e5, o5),
+        (0, 3),
+        "retry after a broker crash is still recognised"
+    );
     assert_eq!(log_end_offset(&mut s, "payments"), 5);
 }
 
@@ -132,8 +180,15 @@ fn librdkafka_idempotent_producer_delivers_each_record_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "idem", 3);
-    let records: Vec<(String, String)> = (0..300).map(|i| (format!("k{i}"), format!("{i}"))).collect();
-    let placed = produce(&broker, "idem", &records, &[("enable.idempotence", "true"), ("acks", "all")]);
+    let records: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("k{i}"), format!("{i}")))
+        .collect();
+    let placed = produce(
+        &broker,
+        "idem",
+        &records,
+        &[("enable.idempotence", "true"), ("acks", "all")],
+    );
     let mut per_partition: std::collections::HashMap<i32, Vec<i64>> = Default::default();
     for (p, o) in placed {
         per_partition.entry(p).or_default().push(o);
@@ -143,7 +198,11 @@ fn librdkafka_idempotent_producer_delivers_each_record_once() {
     assert_eq!(total, 300);
     for (p, mut offs) in per_partition {
         offs.sort_unstable();
-        assert_eq!(offs, (0..offs.len() as i64).collect::<Vec<_>>(), "partition {p} offsets contiguous, no duplicates");
+        assert_eq!(
+            offs,
+            (0..offs.len() as i64).collect::<Vec<_>>(),
+            "partition {p} offsets contiguous, no duplicates"
+        );
     }
     let _ = log_end_offset(&mut s, "idem");
 }
@@ -165,12 +224,29 @@ fn api_versions_for_an_unknown_version_answers_unsupported_version_with_the_tabl
     assert_eq!(header.correlation_id, 42);
     let resp = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
     assert_eq!(resp.error_code, 35);
-    let produce = resp.api_keys.iter().find(|k| k.api_key == 0).expect("produce advertised");
-    assert_eq!(produce.min_version, 0, "Produce advertised from v0 (librdkafka compression quirk)");
+    let produce = resp
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == 0)
+        .expect("produce advertised");
+    assert_eq!(
+        produce.min_version, 0,
+        "Produce advertised from v0 (librdkafka compression quirk)"
+    );
     // The real negotiation still works on the same connection.
-    let ok: ApiVersionsResponse = request(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default().with_client_software_name(StrBytes::from_static_str("t")).with_client_software_version(StrBytes::from_static_str("1")));
+    let ok: ApiVersionsResponse = request(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("t"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
     assert_eq!(ok.error_code, 0);
-    assert!(ok.api_keys.iter().any(|k| k.api_key == ApiKey::JoinGroup as i16));
+    assert!(ok
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::JoinGroup as i16));
 }
 
 #[test]
@@ -186,8 +262,12 @@ fn bad_frames_close_only_their_own_connection() {
 
     // 1. A frame claiming more than socket.request.max.bytes: closed without reading it.
     let mut s = connect(&broker);
-    s.write_all(&(200 * 1024 * 1024i32).to_be_bytes()).expect("write");
-    assert!(read_frame(&mut s).is_none(), "oversized frame closes the connection");
+    s.write_all(&(200 * 1024 * 1024i32).to_be_bytes())
+        .expect("write");
+    assert!(
+        read_frame(&mut s).is_none(),
+        "oversized frame closes the connection"
+    );
 
     // 2. A 14-byte Metadata v1 request whose topic array claims 2^31-1 entries: the decoder
     //    would pre-allocate hundreds of GiB. The connection closes; the broker lives.
@@ -199,7 +279,10 @@ fn bad_frames_close_only_their_own_connection() {
     lying.extend_from_slice(&0i16.to_be_bytes());
     lying.extend_from_slice(&i32::MAX.to_be_bytes());
     send_raw(&mut s, &lying);
-    assert!(read_frame(&mut s).is_none(), "lying array length closes the connection");
+    assert!(
+        read_frame(&mut s).is_none(),
+        "lying array length closes the connection"
+    );
 
     // 3. Random garbage, an unknown API key, a negative length.
     for payload in [vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8], {

@@ -4,10 +4,14 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -33,7 +37,10 @@ fn topic_error_code(e: &TopicError) -> i16 {
 
 /// The effective topic configs: explicit ones, then broker defaults, as `(name, value,
 /// is_default)`.
-fn effective_configs(broker: &Broker, configs: &BTreeMap<String, String>) -> Vec<(String, String, bool)> {
+fn effective_configs(
+    broker: &Broker,
+    configs: &BTreeMap<String, String>,
+) -> Vec<(String, String, bool)> {
     let c = &broker.config;
     let defaults: [(&str, String); 9] = [
         ("cleanup.policy", "delete".into()),
@@ -57,45 +64,90 @@ fn effective_configs(broker: &Broker, configs: &BTreeMap<String, String>) -> Vec
 
 /// CreateTopics (v2-v7). Replication factor must be -1 or 1 (one node):
 /// `INVALID_REPLICATION_FACTOR` otherwise.
-pub fn create_topics(broker: &Broker, ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub fn create_topics(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
-            let mut result = CreatableTopicResult::default().with_name(t.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
-            let partitions = if t.num_partitions == -1 { broker.config.num_partitions } else { t.num_partitions };
-            let configs: BTreeMap<String, String> = t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
+            let mut result = CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
+            let partitions = if t.num_partitions == -1 {
+                broker.config.num_partitions
+            } else {
+                t.num_partitions
+            };
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
             let outcome = if !(t.replication_factor == -1 || t.replication_factor == 1) {
-                Err(TopicError::InvalidReplicationFactor(format!("replication factor {} is larger than the 1 available broker", t.replication_factor)))
+                Err(TopicError::InvalidReplicationFactor(format!(
+                    "replication factor {} is larger than the 1 available broker",
+                    t.replication_factor
+                )))
             } else if !t.assignments.is_empty() {
-                Err(TopicError::InvalidPartitions("manual replica assignment is not supported".into()))
+                Err(TopicError::InvalidPartitions(
+                    "manual replica assignment is not supported".into(),
+                ))
             } else if req.validate_only {
                 crate::topics::validate_topic_name(&name)
                     .and_then(|_| TopicManager::validate_configs(&configs))
-                    .and_then(|_| if broker.topics.get(&name).is_some() { Err(TopicError::AlreadyExists) } else { Ok(()) })
-                    .and_then(|_| if partitions < 1 { Err(TopicError::InvalidPartitions(format!("{partitions}"))) } else { Ok(()) })
+                    .and_then(|_| {
+                        if broker.topics.get(&name).is_some() {
+                            Err(TopicError::AlreadyExists)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .and_then(|_| {
+                        if partitions < 1 {
+                            Err(TopicError::InvalidPartitions(format!("{partitions}")))
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map(|_| None)
             } else {
-                broker.topics.create(&name, partitions, configs.clone(), false).map(Some)
+                broker
+                    .topics
+                    .create(&name, partitions, configs.clone(), false)
+                    .map(Some)
             };
             match outcome {
                 Ok(created) => {
                     if let Some(topic) = created {
                         result = result.with_topic_id(topic.id);
                     }
-                    result = result.with_error_code(code::NONE).with_num_partitions(partitions).with_replication_factor(1);
+                    result = result
+                        .with_error_code(code::NONE)
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1);
                     if ctx.api_version >= 5 {
                         result = result.with_configs(Some(
                             effective_configs(broker, &configs)
                                 .into_iter()
-                                .map(|(k, v, is_default)| CreatableTopicConfigs::default().with_name(s(k)).with_value(Some(s(v))).with_config_source(if is_default { 5 } else { 1 }))
+                                .map(|(k, v, is_default)| {
+                                    CreatableTopicConfigs::default()
+                                        .with_name(s(k))
+                                        .with_value(Some(s(v)))
+                                        .with_config_source(if is_default { 5 } else { 1 })
+                                })
                                 .collect(),
                         ));
                     }
                     result
                 }
-                Err(e) => result.with_error_code(topic_error_code(&e)).with_error_message(Some(s(e.to_string()))),
+                Err(e) => result
+                    .with_error_code(topic_error_code(&e))
+                    .with_error_message(Some(s(e.to_string()))),
             }
         })
         .collect();
@@ -103,10 +155,22 @@ pub fn create_topics(broker: &Broker, ctx: &RequestContext, req: CreateTopicsReq
 }
 
 /// DeleteTopics (v1-v6), by name or (v6) by topic id.
-pub fn delete_topics(broker: &Broker, ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req.topic_names.into_iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+pub fn delete_topics(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+        .collect();
     if ctx.api_version >= 6 {
-        targets.extend(req.topics.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)));
+        targets.extend(
+            req.topics
+                .into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)),
+        );
     }
     let responses = targets
         .into_iter()
@@ -115,13 +179,20 @@ pub fn delete_topics(broker: &Broker, ctx: &RequestContext, req: DeleteTopicsReq
                 Some(n) => Some(n.clone()),
                 None => broker.topics.get_by_id(id).map(|t| t.name.clone()),
             };
-            let base = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(s(n)))).with_topic_id(id);
+            let base = DeletableTopicResult::default()
+                .with_name(name.clone().map(|n| TopicName(s(n))))
+                .with_topic_id(id);
             let Some(n) = resolved else {
                 return base.with_error_code(code::UNKNOWN_TOPIC_ID);
             };
             match broker.topics.delete(&n) {
-                Ok(id) => base.with_name(Some(TopicName(s(n)))).with_topic_id(id).with_error_code(code::NONE),
-                Err(e) => base.with_error_code(topic_error_code(&e)).with_error_message(Some(s(e.to_string()))),
+                Ok(id) => base
+                    .with_name(Some(TopicName(s(n))))
+                    .with_topic_id(id)
+                    .with_error_code(code::NONE),
+                Err(e) => base
+                    .with_error_code(topic_error_code(&e))
+                    .with_error_message(Some(s(e.to_string()))),
             }
         })
         .collect();
@@ -129,15 +200,23 @@ pub fn delete_topics(broker: &Broker, ctx: &RequestContext, req: DeleteTopicsReq
 }
 
 /// CreatePartitions (v0-v3): grows a topic; `INVALID_PARTITIONS` when not larger.
-pub fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub fn create_partitions(
+    broker: &Broker,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let results = req
         .topics
         .into_iter()
         .map(|t| {
             let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            match broker.topics.add_partitions(&t.name.0, t.count, req.validate_only) {
+            match broker
+                .topics
+                .add_partitions(&t.name.0, t.count, req.validate_only)
+            {
                 Ok(()) => r.with_error_code(code::NONE),
-                Err(e) => r.with_error_code(topic_error_code(&e)).with_error_message(Some(s(e.to_string()))),
+                Err(e) => r
+                    .with_error_code(topic_error_code(&e))
+                    .with_error_message(Some(s(e.to_string()))),
             }
         })
         .collect();
@@ -150,15 +229,33 @@ pub fn describe_configs(broker: &Broker, req: DescribeConfigsRequest) -> Describ
         .resources
         .into_iter()
         .map(|res| {
-            let base = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
-            let keys: Option<Vec<String>> = res.configuration_keys.map(|k| k.iter().map(|x| x.to_string()).collect());
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let keys: Option<Vec<String>> = res
+                .configuration_keys
+                .map(|k| k.iter().map(|x| x.to_string()).collect());
             let entries: Vec<(String, String, i8)> = match res.resource_type {
                 2 => match broker.topics.get(res.resource_name.as_str()) {
-                    Some(t) => effective_configs(broker, &t.configs).into_iter().map(|(k, v, d)| (k, v, if d { 5 } else { 1 })).collect(),
-                    None => return base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_error_message(Some(s("unknown topic"))),
+                    Some(t) => effective_configs(broker, &t.configs)
+                        .into_iter()
+                        .map(|(k, v, d)| (k, v, if d { 5 } else { 1 }))
+                        .collect(),
+                    None => {
+                        return base
+                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(s("unknown topic")))
+                    }
                 },
-                4 => broker_configs(broker).into_iter().map(|(k, v)| (k, v, 4)).collect(),
-                _ => return base.with_error_code(code::INVALID_REQUEST).with_error_message(Some(s("unsupported resource type"))),
+                4 => broker_configs(broker)
+                    .into_iter()
+                    .map(|(k, v)| (k, v, 4))
+                    .collect(),
+                _ => {
+                    return base
+                        .with_error_code(code::INVALID_REQUEST)
+                        .with_error_message(Some(s("unsupported resource type")))
+                }
             };
             let configs = entries
                 .into_iter()
@@ -182,17 +279,41 @@ fn broker_configs(broker: &Broker) -> Vec<(String, String)> {
     vec![
         ("node.id".into(), c.node_id.to_string()),
         ("num.partitions".into(), c.num_partitions.to_string()),
-        ("auto.create.topics.enable".into(), c.auto_create_topics_enable.to_string()),
-        ("default.replication.factor".into(), c.default_replication_factor.to_string()),
+        (
+            "auto.create.topics.enable".into(),
+            c.auto_create_topics_enable.to_string(),
+        ),
+        (
+            "default.replication.factor".into(),
+            c.default_replication_factor.to_string(),
+        ),
         ("message.max.bytes".into(), c.message_max_bytes.to_string()),
-        ("socket.request.max.bytes".into(), c.socket_request_max_bytes.to_string()),
+        (
+            "socket.request.max.bytes".into(),
+            c.socket_request_max_bytes.to_string(),
+        ),
         ("log.segment.bytes".into(), c.log_segment_bytes.to_string()),
         ("log.retention.ms".into(), c.log_retention_ms.to_string()),
-        ("log.retention.bytes".into(), c.log_retention_bytes.to_string()),
-        ("group.initial.rebalance.delay.ms".into(), c.group_initial_rebalance_delay_ms.to_string()),
-        ("group.min.session.timeout.ms".into(), c.group_min_session_timeout_ms.to_string()),
-        ("group.max.session.timeout.ms".into(), c.group_max_session_timeout_ms.to_string()),
-        ("offsets.retention.minutes".into(), c.offsets_retention_minutes.to_string()),
+        (
+            "log.retention.bytes".into(),
+            c.log_retention_bytes.to_string(),
+        ),
+        (
+            "group.initial.rebalance.delay.ms".into(),
+            c.group_initial_rebalance_delay_ms.to_string(),
+        ),
+        (
+            "group.min.session.timeout.ms".into(),
+            c.group_min_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.max.session.timeout.ms".into(),
+            c.group_max_session_timeout_ms.to_string(),
+        ),
+        (
+            "offsets.retention.minutes".into(),
+            c.offsets_retention_minutes.to_string(),
+        ),
     ]
 }
 
@@ -204,6 +325,9 @@ pub fn describe_cluster(broker: &Broker, _req: DescribeClusterRequest) -> Descri
         .with_error_code(code::NONE)
         .with_cluster_id(s(broker.config.cluster_id.clone()))
         .with_controller_id(node)
-        .with_brokers(vec![DescribeClusterBroker::default().with_broker_id(node).with_host(s(host)).with_port(port)])
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(node)
+            .with_host(s(host))
+            .with_port(port)])
         .with_cluster_authorized_operations(i32::MIN)
 }

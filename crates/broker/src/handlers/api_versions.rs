@@ -41,23 +41,34 @@ pub fn is_supported(api: ApiKey, version: i16) -> bool {
     if api == ApiKey::Produce && version < 3 {
         return false;
     }
-    SUPPORTED.iter().any(|(k, min, max)| *k == api && (*min..=*max).contains(&version))
+    SUPPORTED
+        .iter()
+        .any(|(k, min, max)| *k == api && (*min..=*max).contains(&version))
 }
 
 fn table() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
-        .map(|(k, min, max)| ApiVersion::default().with_api_key(*k as i16).with_min_version(*min).with_max_version(*max))
+        .map(|(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
         .collect()
 }
 
 /// The ApiVersions response.
 pub fn handle() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_error_code(code::NONE).with_api_keys(table())
+    ApiVersionsResponse::default()
+        .with_error_code(code::NONE)
+        .with_api_keys(table())
 }
 
 /// Answer to an ApiVersions version we do not serve: `UNSUPPORTED_VERSION` with our table,
 /// encoded as v0 so any client can read it (KIP-511).
 pub fn unsupported_version_response() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_error_code(code::UNSUPPORTED_VERSION).with_api_keys(table())
+    ApiVersionsResponse::default()
+        .with_error_code(code::UNSUPPORTED_VERSION)
+        .with_api_keys(table())
 }

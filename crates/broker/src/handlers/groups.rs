@@ -23,24 +23,47 @@ fn s(v: impl Into<String>) -> StrBytes {
 
 /// FindCoordinator: this node coordinates every group (key type 0) and would coordinate
 /// every transaction (key type 1, though transactions are not supported). v4 batches keys.
-pub fn find_coordinator(broker: &Broker, ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let (host, port) = broker.config.advertised();
     let node = BrokerId(broker.config.node_id);
     if ctx.api_version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
-            .map(|key| Coordinator::default().with_key(key).with_node_id(node).with_host(s(host.clone())).with_port(port).with_error_code(code::NONE))
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(node)
+                    .with_host(s(host.clone()))
+                    .with_port(port)
+                    .with_error_code(code::NONE)
+            })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default().with_error_code(code::NONE).with_node_id(node).with_host(s(host)).with_port(port)
+    FindCoordinatorResponse::default()
+        .with_error_code(code::NONE)
+        .with_node_id(node)
+        .with_host(s(host))
+        .with_port(port)
 }
 
 /// JoinGroup (v0-v9). Parks until the join phase completes.
-pub async fn join(broker: &Broker, ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
+pub async fn join(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
     let session = req.session_timeout_ms;
-    let rebalance = if ctx.api_version >= 1 { req.rebalance_timeout_ms } else { session };
+    let rebalance = if ctx.api_version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        session
+    };
     let jr = JoinRequest {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -50,7 +73,11 @@ pub async fn join(broker: &Broker, ctx: &RequestContext, req: JoinGroupRequest) 
         session_timeout_ms: session,
         rebalance_timeout_ms: rebalance,
         protocol_type: req.protocol_type.to_string(),
-        protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.to_string(), p.metadata))
+            .collect(),
         require_known_member_id: ctx.api_version >= 4,
     };
     let member_id = jr.member_id.clone();
@@ -59,13 +86,22 @@ pub async fn join(broker: &Broker, ctx: &RequestContext, req: JoinGroupRequest) 
             .with_error_code(code_of(r.error))
             .with_generation_id(r.generation_id)
             .with_protocol_type(r.protocol_type.map(s))
-            .with_protocol_name(r.protocol_name.map(s).or_else(|| (ctx.api_version < 7).then(|| s(""))))
+            .with_protocol_name(
+                r.protocol_name
+                    .map(s)
+                    .or_else(|| (ctx.api_version < 7).then(|| s(""))),
+            )
             .with_leader(s(r.leader))
             .with_member_id(s(r.member_id))
             .with_members(
                 r.members
                     .into_iter()
-                    .map(|m| JoinGroupResponseMember::default().with_member_id(s(m.member_id)).with_group_instance_id(m.group_instance_id.map(s)).with_metadata(m.metadata))
+                    .map(|m| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(s(m.member_id))
+                            .with_group_instance_id(m.group_instance_id.map(s))
+                            .with_metadata(m.metadata)
+                    })
                     .collect(),
             ),
         Err(e) => JoinGroupResponse::default()
@@ -85,7 +121,11 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
         group_instance_id: req.group_instance_id.map(|g| g.to_string()),
         protocol_type: req.protocol_type.map(|p| p.to_string()),
         protocol_name: req.protocol_name.map(|p| p.to_string()),
-        assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
     };
     match broker.groups.sync(sr).await {
         Ok(r) => SyncGroupResponse::default()
@@ -93,7 +133,9 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
             .with_protocol_type(r.protocol_type.map(s))
             .with_protocol_name(r.protocol_name.map(s))
             .with_assignment(r.assignment),
-        Err(e) => SyncGroupResponse::default().with_error_code(e.code()).with_assignment(Bytes::new()),
+        Err(e) => SyncGroupResponse::default()
+            .with_error_code(e.code())
+            .with_assignment(Bytes::new()),
     }
 }
 
@@ -101,32 +143,60 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
 pub async fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let r = broker
         .groups
-        .heartbeat(req.group_id.0.to_string(), req.member_id.to_string(), req.group_instance_id.map(|g| g.to_string()), req.generation_id)
+        .heartbeat(
+            req.group_id.0.to_string(),
+            req.member_id.to_string(),
+            req.group_instance_id.map(|g| g.to_string()),
+            req.generation_id,
+        )
         .await;
     let err = r.unwrap_or_else(Some);
     HeartbeatResponse::default().with_error_code(code_of(err))
 }
 
 /// LeaveGroup: v0-v2 one member by id; v3+ a batch of members by id or instance id.
-pub async fn leave(broker: &Broker, ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn leave(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group_id = req.group_id.0.to_string();
     if ctx.api_version < 3 {
-        let r = broker.groups.leave(group_id, vec![(req.member_id.to_string(), None)]).await;
+        let r = broker
+            .groups
+            .leave(group_id, vec![(req.member_id.to_string(), None)])
+            .await;
         let err = match r {
             Ok(v) => v.into_iter().next().flatten(),
             Err(e) => Some(e),
         };
         return LeaveGroupResponse::default().with_error_code(code_of(err));
     }
-    let members: Vec<(String, Option<String>)> = req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|g| g.to_string()))).collect();
+    let members: Vec<(String, Option<String>)> = req
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|g| g.to_string()),
+            )
+        })
+        .collect();
     match broker.groups.leave(group_id, members.clone()).await {
-        Ok(errs) => LeaveGroupResponse::default().with_error_code(code::NONE).with_members(
-            members
-                .into_iter()
-                .zip(errs)
-                .map(|((id, iid), e)| MemberResponse::default().with_member_id(s(id)).with_group_instance_id(iid.map(s)).with_error_code(code_of(e)))
-                .collect(),
-        ),
+        Ok(errs) => LeaveGroupResponse::default()
+            .with_error_code(code::NONE)
+            .with_members(
+                members
+                    .into_iter()
+                    .zip(errs)
+                    .map(|((id, iid), e)| {
+                        MemberResponse::default()
+                            .with_member_id(s(id))
+                            .with_group_instance_id(iid.map(s))
+                            .with_error_code(code_of(e))
+                    })
+                    .collect(),
+            ),
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
     }
 }
@@ -136,19 +206,23 @@ pub async fn list(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse
     match broker.groups.list().await {
         Ok(groups) => {
             let filter: Vec<String> = req.states_filter.iter().map(|x| x.to_lowercase()).collect();
-            ListGroupsResponse::default().with_error_code(code::NONE).with_groups(
-                groups
-                    .into_iter()
-                    .filter(|g| filter.is_empty() || filter.contains(&g.state.as_str().to_lowercase()))
-                    .map(|g| {
-                        ListedGroup::default()
-                            .with_group_id(GroupId(s(g.group_id)))
-                            .with_protocol_type(s(g.protocol_type))
-                            .with_group_state(s(g.state.as_str()))
-                            .with_group_type(s("classic"))
-                    })
-                    .collect(),
-            )
+            ListGroupsResponse::default()
+                .with_error_code(code::NONE)
+                .with_groups(
+                    groups
+                        .into_iter()
+                        .filter(|g| {
+                            filter.is_empty() || filter.contains(&g.state.as_str().to_lowercase())
+                        })
+                        .map(|g| {
+                            ListedGroup::default()
+                                .with_group_id(GroupId(s(g.group_id)))
+                                .with_protocol_type(s(g.protocol_type))
+                                .with_group_state(s(g.state.as_str()))
+                                .with_group_type(s("classic"))
+                        })
+                        .collect(),
+                )
         }
         Err(e) => ListGroupsResponse::default().with_error_code(e.code()),
     }
@@ -181,7 +255,10 @@ pub async fn describe(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGr
                         })
                         .collect(),
                 ),
-            Err(e) => DescribedGroup::default().with_error_code(e.code()).with_group_id(g).with_group_state(s("Dead")),
+            Err(e) => DescribedGroup::default()
+                .with_error_code(e.code())
+                .with_group_id(g)
+                .with_group_state(s("Dead")),
         };
         out.push(entry);
     }
@@ -196,7 +273,11 @@ pub async fn delete(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsRe
             Ok(e) => e,
             Err(e) => Some(e),
         };
-        results.push(DeletableGroupResult::default().with_group_id(g).with_error_code(code_of(err)));
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(code_of(err)),
+        );
     }
     DeleteGroupsResponse::default().with_results(results)
 }

@@ -2,7 +2,9 @@
 //! allows it and `auto.create.topics.enable` is set. Every partition is led by this node with
 //! `leader_epoch` 0.
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -39,16 +41,25 @@ fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
 pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let (host, port) = broker.config.advertised();
     let node = BrokerId(broker.config.node_id);
-    let all = req.topics.as_ref().is_none() || (ctx.api_version == 0 && req.topics.as_ref().is_some_and(|t| t.is_empty()));
+    let all = req.topics.as_ref().is_none()
+        || (ctx.api_version == 0 && req.topics.as_ref().is_some_and(|t| t.is_empty()));
     let topics: Vec<MetadataResponseTopic> = if all {
-        broker.topics.list().iter().map(|t| topic_entry(broker, t)).collect()
+        broker
+            .topics
+            .list()
+            .iter()
+            .map(|t| topic_entry(broker, t))
+            .collect()
     } else {
-        let allow = broker.config.auto_create_topics_enable && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+        let allow = broker.config.auto_create_topics_enable
+            && (ctx.api_version < 4 || req.allow_auto_topic_creation);
         req.topics
             .unwrap_or_default()
             .into_iter()
             .map(|rt| {
-                let by_id = (!rt.topic_id.is_nil()).then(|| broker.topics.get_by_id(rt.topic_id)).flatten();
+                let by_id = (!rt.topic_id.is_nil())
+                    .then(|| broker.topics.get_by_id(rt.topic_id))
+                    .flatten();
                 let name = rt.name.map(|n| n.0.to_string()).unwrap_or_default();
                 if let Some(t) = by_id.or_else(|| broker.topics.get(&name)) {
                     return topic_entry(broker, &t);
@@ -62,9 +73,17 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> Me
                 if !allow || name.is_empty() {
                     return missing(code::UNKNOWN_TOPIC_OR_PARTITION);
                 }
-                match broker.topics.create(&name, broker.config.num_partitions, Default::default(), false) {
+                match broker.topics.create(
+                    &name,
+                    broker.config.num_partitions,
+                    Default::default(),
+                    false,
+                ) {
                     Ok(t) => topic_entry(broker, &t),
-                    Err(TopicError::AlreadyExists) => broker.topics.get(&name).map_or_else(|| missing(code::UNKNOWN_TOPIC_OR_PARTITION), |t| topic_entry(broker, &t)),
+                    Err(TopicError::AlreadyExists) => broker.topics.get(&name).map_or_else(
+                        || missing(code::UNKNOWN_TOPIC_OR_PARTITION),
+                        |t| topic_entry(broker, &t),
+                    ),
                     Err(TopicError::InvalidName(_)) => missing(code::INVALID_TOPIC_EXCEPTION),
                     Err(e) => {
                         tracing::warn!(topic = %name, error = %e, "auto-create failed");
@@ -75,8 +94,13 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> Me
             .collect()
     };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default().with_node_id(node).with_host(StrBytes::from_string(host)).with_port(port)])
-        .with_cluster_id(Some(StrBytes::from_string(broker.config.cluster_id.clone())))
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(StrBytes::from_string(host))
+            .with_port(port)])
+        .with_cluster_id(Some(StrBytes::from_string(
+            broker.config.cluster_id.clone(),
+        )))
         .with_controller_id(node)
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)

@@ -49,20 +49,33 @@ pub struct RequestContext {
 ///
 /// Errors: a message when the version is not advertised, the body is malformed, or the
 /// decoder panicked.
-pub fn decode_request(api_key: ApiKey, version: i16, body: &mut Bytes) -> Result<RequestKind, String> {
+pub fn decode_request(
+    api_key: ApiKey,
+    version: i16,
+    body: &mut Bytes,
+) -> Result<RequestKind, String> {
     if !api_versions::is_supported(api_key, version) {
         return Err(format!("{api_key:?} v{version} is not supported"));
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestKind::decode(api_key, body, version)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RequestKind::decode(api_key, body, version)
+    }));
     match result {
         Ok(Ok(req)) => Ok(req),
         Ok(Err(e)) => Err(format!("malformed {api_key:?} v{version} request: {e}")),
-        Err(_) => Err(format!("malformed {api_key:?} v{version} request (decoder panicked)")),
+        Err(_) => Err(format!(
+            "malformed {api_key:?} v{version} request (decoder panicked)"
+        )),
     }
 }
 
 /// Encodes a response frame: length, header (v0 or v1 per API/version), body.
-pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<BytesMut, String> {
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<BytesMut, String> {
     let mut buf = BytesMut::with_capacity(256);
     buf.extend_from_slice(&[0, 0, 0, 0]);
     let header_version = api_key.response_header_version(version);
@@ -72,7 +85,9 @@ pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body:
         .map_err(|e| e.to_string())?;
     body.encode(&mut buf, version).map_err(|e| e.to_string())?;
     let len = (buf.len() - 4) as i32;
-    buf.get_mut(0..4).ok_or("short buffer")?.copy_from_slice(&len.to_be_bytes());
+    buf.get_mut(0..4)
+        .ok_or("short buffer")?
+        .copy_from_slice(&len.to_be_bytes());
     Ok(buf)
 }
 
@@ -88,28 +103,40 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
     let Ok(api_key) = ApiKey::try_from(key) else {
         return Outcome::Close(format!("unknown api key {key}"));
     };
-    let header_version = if api_key == ApiKey::ApiVersions && !api_versions::is_supported(api_key, version) {
-        // An ApiVersions we do not know: read the v1 header part Kafka guarantees.
-        1
-    } else if api_key == ApiKey::Produce && (0..=2).contains(&version) {
-        1
-    } else {
-        api_key.request_header_version(version)
-    };
+    let header_version =
+        if api_key == ApiKey::ApiVersions && !api_versions::is_supported(api_key, version) {
+            // An ApiVersions we do not know: read the v1 header part Kafka guarantees.
+            1
+        } else if api_key == ApiKey::Produce && (0..=2).contains(&version) {
+            1
+        } else {
+            api_key.request_header_version(version)
+        };
     let mut body = frame;
-    let header = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestHeader::decode(&mut body, header_version))) {
+    let header = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RequestHeader::decode(&mut body, header_version)
+    })) {
         Ok(Ok(h)) => h,
         _ => return Outcome::Close("malformed request header".into()),
     };
     let ctx = RequestContext {
         api_version: version,
-        client_id: header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         peer: conn.peer,
     };
     let correlation_id = header.correlation_id;
     if api_key == ApiKey::ApiVersions && !api_versions::is_supported(api_key, version) {
         let resp = api_versions::unsupported_version_response();
-        return respond(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(resp));
+        return respond(
+            ApiKey::ApiVersions,
+            0,
+            correlation_id,
+            &ResponseKind::ApiVersions(resp),
+        );
     }
     if api_key == ApiKey::Produce && (0..=2).contains(&version) {
         return match produce::legacy_unsupported(&body, version, correlation_id) {
@@ -129,25 +156,53 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             None => return Outcome::NoResponse,
         },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, &ctx, r).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r)),
-        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(broker, &ctx, r)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(broker, &ctx, r)),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(broker, r)),
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin::describe_configs(broker, r)),
-        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(admin::describe_cluster(broker, r)),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(produce::init_producer_id(broker, r)),
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(broker, &ctx, r)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(broker, &ctx, r))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, &ctx, r))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(produce::init_producer_id(broker, r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, &ctx, r))
+        }
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(broker, &ctx, r).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(broker, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r).await),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(broker, &ctx, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave(broker, &ctx, r).await)
+        }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(broker, r).await),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(broker, r).await),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe(broker, r).await)
+        }
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(broker, r).await),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offsets::commit(broker, &ctx, r).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(broker, &ctx, r).await),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(broker, r).await),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offsets::commit(broker, &ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offsets::fetch(broker, &ctx, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
+        }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     respond(api_key, version, correlation_id, &response)
@@ -156,7 +211,9 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
 fn respond(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Outcome {
     match encode_response(api_key, version, correlation_id, body) {
         Ok(frame) => Outcome::Respond(frame),
-        Err(e) => Outcome::Close(format!("cannot encode {api_key:?} v{version} response: {e}")),
+        Err(e) => Outcome::Close(format!(
+            "cannot encode {api_key:?} v{version} response: {e}"
+        )),
     }
 }
 

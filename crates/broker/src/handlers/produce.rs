@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
 use kafka_protocol::protocol::StrBytes;
 use shoal_log::{BatchError, LogError, PartitionLog};
 
@@ -38,12 +40,20 @@ struct Appended {
 }
 
 fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) -> Appended {
-    let fail = |error: i16, message: String| Appended { error, base_offset: -1, log_start_offset: -1, message: Some(message) };
+    let fail = |error: i16, message: String| Appended {
+        error,
+        base_offset: -1,
+        log_start_offset: -1,
+        message: Some(message),
+    };
     let Some(records) = records else {
         return fail(code::INVALID_RECORD, "records are null".into());
     };
     if records.len() > broker.config.message_max_bytes.max(0) as usize {
-        return fail(code::MESSAGE_TOO_LARGE, format!("batch of {} bytes exceeds message.max.bytes", records.len()));
+        return fail(
+            code::MESSAGE_TOO_LARGE,
+            format!("batch of {} bytes exceeds message.max.bytes", records.len()),
+        );
     }
     let spans = match shoal_log::batch::split_and_validate(&records) {
         Ok(s) if !s.is_empty() => s,
@@ -53,7 +63,9 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
     let mut log = partition.log();
     let mut first: Option<i64> = None;
     for (range, _) in spans {
-        let Some(slice) = records.get(range) else { break };
+        let Some(slice) = records.get(range) else {
+            break;
+        };
         let mut owned = BytesMut::from(slice);
         match log.append(&mut owned, now_ms()) {
             Ok(info) => {
@@ -67,11 +79,20 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
             }
         }
     }
-    Appended { error: code::NONE, base_offset: first.unwrap_or(-1), log_start_offset: log.log_start_offset(), message: None }
+    Appended {
+        error: code::NONE,
+        base_offset: first.unwrap_or(-1),
+        log_start_offset: log.log_start_offset(),
+        message: None,
+    }
 }
 
 /// Handles Produce; `None` for acks=0 (no response is sent).
-pub async fn handle(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut to_sync: Vec<Arc<Partition>> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -80,7 +101,12 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) 
         let name = topic.name.0.to_string();
         let mut topic_obj = broker.topics.get(&name);
         if topic_obj.is_none() && broker.config.auto_create_topics_enable {
-            topic_obj = match broker.topics.create(&name, broker.config.num_partitions, Default::default(), false) {
+            topic_obj = match broker.topics.create(
+                &name,
+                broker.config.num_partitions,
+                Default::default(),
+                false,
+            ) {
                 Ok(t) => Some(t),
                 Err(TopicError::AlreadyExists) => broker.topics.get(&name),
                 Err(_) => None,
@@ -88,13 +114,28 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) 
         }
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
-            let resp = PartitionProduceResponse::default().with_index(pd.index).with_log_append_time_ms(-1);
+            let resp = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_log_append_time_ms(-1);
             let result = if !matches!(acks, -1..=1) {
-                Appended { error: code::INVALID_REQUIRED_ACKS, base_offset: -1, log_start_offset: -1, message: None }
+                Appended {
+                    error: code::INVALID_REQUIRED_ACKS,
+                    base_offset: -1,
+                    log_start_offset: -1,
+                    message: None,
+                }
             } else {
                 match topic_obj.as_ref() {
-                    Some(t) if t.internal => Appended { error: code::INVALID_TOPIC_EXCEPTION, base_offset: -1, log_start_offset: -1, message: Some("cannot produce to an internal topic".into()) },
-                    Some(t) => match usize::try_from(pd.index).ok().and_then(|i| t.partitions.get(i)) {
+                    Some(t) if t.internal => Appended {
+                        error: code::INVALID_TOPIC_EXCEPTION,
+                        base_offset: -1,
+                        log_start_offset: -1,
+                        message: Some("cannot produce to an internal topic".into()),
+                    },
+                    Some(t) => match usize::try_from(pd.index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                    {
                         Some(p) => {
                             let r = append_one(broker, p, pd.records);
                             if r.error == code::NONE {
@@ -105,9 +146,19 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) 
                             }
                             r
                         }
-                        None => Appended { error: code::UNKNOWN_TOPIC_OR_PARTITION, base_offset: -1, log_start_offset: -1, message: None },
+                        None => Appended {
+                            error: code::UNKNOWN_TOPIC_OR_PARTITION,
+                            base_offset: -1,
+                            log_start_offset: -1,
+                            message: None,
+                        },
                     },
-                    None => Appended { error: code::UNKNOWN_TOPIC_OR_PARTITION, base_offset: -1, log_start_offset: -1, message: None },
+                    None => Appended {
+                        error: code::UNKNOWN_TOPIC_OR_PARTITION,
+                        base_offset: -1,
+                        log_start_offset: -1,
+                        message: None,
+                    },
                 }
             };
             parts.push((resp, result));
@@ -132,21 +183,25 @@ pub async fn handle(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) 
             responses
                 .into_iter()
                 .map(|(name, parts)| {
-                    TopicProduceResponse::default().with_name(name).with_partition_responses(
-                        parts
-                            .into_iter()
-                            .map(|(resp, r)| {
-                                let (error, message) = match (&sync_error, r.error) {
-                                    (Some(e), code::NONE) => (code::KAFKA_STORAGE_ERROR, Some(e.clone())),
-                                    _ => (r.error, r.message),
-                                };
-                                resp.with_error_code(error)
-                                    .with_base_offset(r.base_offset)
-                                    .with_log_start_offset(r.log_start_offset)
-                                    .with_error_message(message.map(StrBytes::from_string))
-                            })
-                            .collect(),
-                    )
+                    TopicProduceResponse::default()
+                        .with_name(name)
+                        .with_partition_responses(
+                            parts
+                                .into_iter()
+                                .map(|(resp, r)| {
+                                    let (error, message) = match (&sync_error, r.error) {
+                                        (Some(e), code::NONE) => {
+                                            (code::KAFKA_STORAGE_ERROR, Some(e.clone()))
+                                        }
+                                        _ => (r.error, r.message),
+                                    };
+                                    resp.with_error_code(error)
+                                        .with_base_offset(r.base_offset)
+                                        .with_log_start_offset(r.log_start_offset)
+                                        .with_error_message(message.map(StrBytes::from_string))
+                                })
+                                .collect(),
+                        )
                 })
                 .collect(),
         ),
@@ -216,17 +271,23 @@ pub fn legacy_unsupported(body: &[u8], version: i16, correlation_id: i32) -> Opt
 /// Transactions are not supported: a `transactional_id` gets
 /// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`.
 pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     }
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
-        if req.producer_epoch < i16::MAX - 1 {
-            return resp.with_error_code(code::NONE).with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1);
-        }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp
+            .with_error_code(code::NONE)
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
     }
     match broker.topics.allocate_producer_id() {
-        Ok(id) => resp.with_error_code(code::NONE).with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => resp
+            .with_error_code(code::NONE)
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
         Err(e) => {
             tracing::error!(error = %e, "cannot allocate producer id");
             resp.with_error_code(code::KAFKA_STORAGE_ERROR)

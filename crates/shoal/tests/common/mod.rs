@@ -32,12 +32,18 @@ impl Shoal {
             .open(data_dir.with_extension("broker.log"))
             .expect("broker log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
-        cmd.arg("serve").arg("--kafka-addr").arg(addr).arg("--data-dir").arg(data_dir);
+        cmd.arg("serve")
+            .arg("--kafka-addr")
+            .arg(addr)
+            .arg("--data-dir")
+            .arg(data_dir);
         cmd.arg("--set").arg("group.initial.rebalance.delay.ms=0");
         for s in extra {
             cmd.arg("--set").arg(s);
         }
-        cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::from(log));
+        cmd.env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
         let mut child = cmd.spawn().expect("spawn shoal");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
@@ -49,12 +55,19 @@ impl Shoal {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            let log = std::fs::read_to_string(data_dir.with_extension("broker.log")).unwrap_or_default();
-            panic!("shoal did not start; its log:\n{log}");
-        });
-        Shoal { child: Some(child), addr, data_dir: data_dir.to_path_buf() }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.with_extension("broker.log"))
+                    .unwrap_or_default();
+                panic!("shoal did not start; its log:\n{log}");
+            });
+        Shoal {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     /// SIGKILL: no shutdown, no final fsync.
@@ -67,9 +80,14 @@ impl Shoal {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
         let pid = c.id() as i32;
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
@@ -117,9 +135,15 @@ pub fn create_topic(broker: &Shoal, name: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = broker.client().create().expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let res = rt
-        .block_on(admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
         .expect("create_topics request");
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("creating {t} failed: {e}"));
@@ -128,7 +152,12 @@ pub fn create_topic(broker: &Shoal, name: &str, partitions: i32) {
 
 /// Produces `records` (key, value) with `config` overrides, waiting for every delivery;
 /// returns `(partition, offset)` per record.
-pub fn produce(broker: &Shoal, topic: &str, records: &[(String, String)], overrides: &[(&str, &str)]) -> Vec<(i32, i64)> {
+pub fn produce(
+    broker: &Shoal,
+    topic: &str,
+    records: &[(String, String)],
+    overrides: &[(&str, &str)],
+) -> Vec<(i32, i64)> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let mut cfg = broker.client();
     cfg.set("message.timeout.ms", "30000");
@@ -136,15 +165,25 @@ pub fn produce(broker: &Shoal, topic: &str, records: &[(String, String)], overri
         cfg.set(*k, *v);
     }
     let producer: FutureProducer = cfg.create().expect("producer");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let futures: Vec<_> = records
             .iter()
-            .map(|(k, v)| producer.send_result(FutureRecord::to(topic).key(k).payload(v)).expect("enqueue"))
+            .map(|(k, v)| {
+                producer
+                    .send_result(FutureRecord::to(topic).key(k).payload(v))
+                    .expect("enqueue")
+            })
             .collect();
         let mut out = Vec::with_capacity(futures.len());
         for f in futures {
-            let delivery = f.await.expect("delivery future").unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
+            let delivery = f
+                .await
+                .expect("delivery future")
+                .unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
             out.push((delivery.partition, delivery.offset));
         }
         out

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command (see README): installs what the tests need, then runs
+#   1. cargo fmt/clippy checks,
+#   2. `cargo test --workspace` (unit tests, scenario tables, and real librdkafka clients
+#      against a real `shoal` process),
+#   3. tests/compat: kcat, kafka-python, confluent-kafka and the seeds' own snippets.
+# Idempotent; safe to rerun. Needs root (or sudo) for apt on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
+VENV="${SHOAL_VENV:-/var/tmp/shoal-venv}"
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages (kcat; gcc/make/python3-venv for librdkafka and the Python clients)"
+need=()
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "${#need[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+step "Python clients in $VENV"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check -r tests/compat/requirements.txt
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "real-client compatibility suite (tests/compat)"
+cargo build --release -p shoal
+SHOAL_BIN="$CARGO_TARGET_DIR/release/shoal" "$VENV/bin/python" -m pytest -p no:warnings -v tests/compat

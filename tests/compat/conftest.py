@@ -1,0 +1,71 @@
+"""Fixtures for the real-client compatibility suite.
+
+A fresh `shoal serve` runs on 127.0.0.1:9092 (the address the seeds' snippets hard-code) with a
+temporary data directory for the whole session. `SHOAL_BIN` names the binary (default: the
+release build under CARGO_TARGET_DIR or ./target).
+"""
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BOOTSTRAP = "127.0.0.1:9092"
+
+
+def shoal_bin():
+    if os.environ.get("SHOAL_BIN"):
+        return os.environ["SHOAL_BIN"]
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    for profile in ("release", "debug"):
+        p = target / profile / "shoal"
+        if p.exists():
+            return str(p)
+    raise RuntimeError("no shoal binary: run `cargo build --release -p shoal` or set SHOAL_BIN")
+
+
+def wait_port(host, port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {host}:{port}")
+
+
+@pytest.fixture(scope="session")
+def broker():
+    data = tempfile.mkdtemp(prefix="shoal-compat-")
+    log = open(os.path.join(data, "broker.log"), "w")
+    proc = subprocess.Popen(
+        [shoal_bin(), "serve", "--kafka-addr", BOOTSTRAP, "--data-dir", os.path.join(data, "data"),
+         "--set", "group.initial.rebalance.delay.ms=0"],
+        stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_port("127.0.0.1", 9092)
+        yield BOOTSTRAP
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if os.environ.get("KEEP_COMPAT_DATA"):
+            print("compat data kept in", data)
+        else:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def kcat(*args, input=None, timeout=30):
+    """Runs kcat against the broker and returns (returncode, stdout, stderr)."""
+    r = subprocess.run(["kcat", "-b", BOOTSTRAP, *args], input=input, capture_output=True,
+                       text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
