@@ -1,0 +1,321 @@
+//! Storage-engine behaviour: framing checks, append/read, recovery of torn and corrupt tails,
+//! rolling, sparse-index reopen, retention, timestamps, idempotent producers, poisoning.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::Write;
+
+use shoal_log::batch::{self, HEADER_LEN, LOG_OVERHEAD};
+use shoal_log::{BatchError, LocalLog, LogConfig, LogError, PartitionLog};
+
+/// A valid batch of `n` offsets with a header only (records are never decoded by the log),
+/// padded with `pad` bytes of body, from producer `pid` at `seq` (or -1s).
+fn batch_of(n: i32, ts: i64, pid: i64, seq: i32, pad: usize) -> Vec<u8> {
+    let mut b = vec![0u8; HEADER_LEN + pad];
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    b[16] = 2;
+    b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
+    b[27..35].copy_from_slice(&ts.to_be_bytes());
+    b[35..43].copy_from_slice(&ts.to_be_bytes());
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&(if pid >= 0 { 0i16 } else { -1 }).to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    b[57..61].copy_from_slice(&n.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn plain(n: i32, ts: i64) -> Vec<u8> {
+    batch_of(n, ts, -1, -1, 39)
+}
+
+fn open(dir: &std::path::Path, config: LogConfig) -> LocalLog {
+    LocalLog::open(dir, config, 1_000).unwrap()
+}
+
+fn offsets_of(records: &[u8]) -> Vec<(i64, i64)> {
+    batch::split_and_validate(records)
+        .unwrap()
+        .into_iter()
+        .map(|(_, h)| (h.base_offset, h.last_offset()))
+        .collect()
+}
+
+#[test]
+fn batch_validation_catches_bit_flips_truncation_and_garbage() {
+    let b = plain(3, 42);
+    assert_eq!(batch::validate(&b).unwrap().offset_count(), 3);
+    let mut flipped = b.clone();
+    flipped[30] ^= 1;
+    assert!(matches!(
+        batch::validate(&flipped),
+        Err(BatchError::CrcMismatch { .. })
+    ));
+    for cut in 1..b.len() {
+        assert!(
+            batch::split_and_validate(&b[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    assert!(batch::split_and_validate(&[0xff; 80]).is_err());
+    let mut patched = b.clone();
+    batch::set_base_offset(&mut patched, 1234).unwrap();
+    assert_eq!(
+        batch::validate(&patched).unwrap().base_offset,
+        1234,
+        "base_offset is outside the CRC"
+    );
+}
+
+#[test]
+fn appends_assign_contiguous_offsets_and_reads_return_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    for (i, n) in [3, 1, 5].into_iter().enumerate() {
+        let info = log.append(&mut plain(n, 10 + i as i64), 2_000).unwrap();
+        assert!(!info.duplicate);
+    }
+    assert_eq!(log.log_end_offset(), 9);
+    // Reading from an offset inside the second batch starts at that batch.
+    let r = log.read(3, 1 << 20).unwrap();
+    assert_eq!(offsets_of(&r.records), vec![(3, 3), (4, 8)]);
+    // max_bytes smaller than a batch still returns one whole batch.
+    let r = log.read(0, 1).unwrap();
+    assert_eq!(offsets_of(&r.records), vec![(0, 2)]);
+    assert!(
+        log.read(9, 100).unwrap().records.is_empty(),
+        "at the log end: empty"
+    );
+    assert!(matches!(
+        log.read(10, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn torn_tail_is_truncated_to_the_last_whole_batch_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path(), LogConfig::default());
+        for _ in 0..10 {
+            log.append(&mut plain(2, 5), 2_000).unwrap();
+        }
+    }
+    let seg = dir.path().join("00000000000000000000.log");
+    let whole = std::fs::metadata(&seg).unwrap().len();
+    // A crash mid-write leaves half a batch.
+    let half = &plain(2, 5)[..40];
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(half)
+        .unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        whole,
+        "partial batch cut off"
+    );
+    assert_eq!(
+        log.append(&mut plain(1, 5), 2_000).unwrap().base_offset,
+        20,
+        "appends continue after recovery"
+    );
+}
+
+#[test]
+fn corrupt_batch_in_the_active_segment_truncates_from_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = plain(1, 5).len() as u64;
+    {
+        let mut log = open(dir.path(), LogConfig::default());
+        for _ in 0..6 {
+            log.append(&mut plain(1, 5), 2_000).unwrap();
+        }
+    }
+    let seg = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[(size * 4 + 50) as usize] ^= 0x10; // inside the 5th batch's CRC-covered bytes
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(
+        log.log_end_offset(),
+        4,
+        "batches from the corrupt one on are dropped"
+    );
+    assert_eq!(
+        offsets_of(&log.read(0, 1 << 20).unwrap().records).len(),
+        4,
+        "no corrupt data is served"
+    );
+}
+
+#[test]
+fn segments_roll_by_size_and_reopen_from_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    {
+        let mut log = open(dir.path(), config.clone());
+        for i in 0..100 {
+            log.append(&mut plain(2, i), 2_000).unwrap();
+        }
+        assert_eq!(log.log_end_offset(), 200);
+    }
+    let logs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(logs > 5, "rolled into many segments, got {logs}");
+    let log = open(dir.path(), config);
+    assert_eq!(log.log_end_offset(), 200);
+    for target in [0, 37, 101, 198] {
+        let r = log.read(target, 200).unwrap();
+        let first = offsets_of(&r.records)[0];
+        assert!(
+            first.0 <= target && target <= first.1,
+            "read at {target} starts with the batch holding it: {first:?}"
+        );
+    }
+}
+
+#[test]
+fn retention_by_bytes_deletes_oldest_segments_and_moves_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: 2048,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    for i in 0..100 {
+        log.append(&mut plain(1, i), 2_000).unwrap();
+    }
+    let deleted = log.enforce_retention(3_000).unwrap();
+    assert!(deleted > 0);
+    assert!(log.size_bytes() <= 2048 + 1024, "size {}", log.size_bytes());
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    assert!(matches!(
+        log.read(0, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(!log.read(start, 100).unwrap().records.is_empty());
+}
+
+#[test]
+fn retention_by_time_uses_the_newest_timestamp_of_each_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 512,
+        retention_ms: 1000,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    for i in 0..30 {
+        log.append(&mut plain(1, if i < 20 { 100 } else { 5_000 }), 2_000)
+            .unwrap();
+    }
+    log.enforce_retention(5_500).unwrap();
+    let r = log.read(log.log_start_offset(), 1 << 20).unwrap();
+    assert!(
+        log.log_start_offset() > 0 && log.log_start_offset() <= 20,
+        "old segments gone, recent kept: start {}",
+        log.log_start_offset()
+    );
+    assert!(!r.records.is_empty());
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_batch_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    for ts in [100, 200, 300] {
+        log.append(&mut plain(2, ts), 2_000).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((2, 200)));
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 100)));
+    assert_eq!(log.offset_for_timestamp(301).unwrap(), None);
+    assert_eq!(log.max_timestamp().unwrap(), Some((4, 300)));
+}
+
+#[test]
+fn idempotent_duplicates_are_acknowledged_with_the_original_offset_even_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path(), LogConfig::default());
+        assert_eq!(
+            log.append(&mut batch_of(3, 1, 9, 0, 0), 2_000)
+                .unwrap()
+                .base_offset,
+            0
+        );
+        let dup = log.append(&mut batch_of(3, 1, 9, 0, 0), 2_000).unwrap();
+        assert!(dup.duplicate && dup.base_offset == 0);
+        assert!(matches!(
+            log.append(&mut batch_of(1, 1, 9, 7, 0), 2_000),
+            Err(LogError::OutOfOrderSequence {
+                expected: 3,
+                got: 7,
+                ..
+            })
+        ));
+    }
+    let mut log = open(dir.path(), LogConfig::default());
+    let dup = log.append(&mut batch_of(3, 1, 9, 0, 0), 2_000).unwrap();
+    assert!(dup.duplicate, "producer state rebuilt from the log");
+    assert_eq!(
+        log.append(&mut batch_of(2, 1, 9, 3, 0), 2_000)
+            .unwrap()
+            .base_offset,
+        3
+    );
+    assert_eq!(log.log_end_offset(), 5);
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_log_and_refuses_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    log.append(&mut plain(1, 1), 2_000).unwrap();
+    let target = log.sync_target().expect("dirty log needs a sync");
+    assert!(log
+        .sync_done(target.upto_offset, Err(std::io::Error::other("EIO")))
+        .is_err());
+    assert!(matches!(
+        log.append(&mut plain(1, 1), 2_000),
+        Err(LogError::Poisoned)
+    ));
+    assert_eq!(
+        log.read(0, 100).map(|r| r.records.len() > 0).ok(),
+        Some(true),
+        "reads still work"
+    );
+}
+
+#[test]
+fn sync_target_covers_every_append_and_clears_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    assert!(log.sync_target().is_none());
+    log.append(&mut plain(2, 1), 2_000).unwrap();
+    let t = log.sync_target().unwrap();
+    assert_eq!(t.upto_offset, 2);
+    let r = t.file.sync_data();
+    log.sync_done(t.upto_offset, r).unwrap();
+    assert_eq!(log.synced_offset(), 2);
+    assert!(log.sync_target().is_none());
+}
