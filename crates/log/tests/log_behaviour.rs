@@ -300,7 +300,7 @@ fn a_failed_fsync_poisons_the_log_and_refuses_appends() {
         Err(LogError::Poisoned)
     ));
     assert_eq!(
-        log.read(0, 100).map(|r| r.records.len() > 0).ok(),
+        log.read(0, 100).map(|r| !r.records.is_empty()).ok(),
         Some(true),
         "reads still work"
     );
