@@ -3,6 +3,7 @@
 //!
 //! Entry point: [`broker::run`] with a [`config::BrokerConfig`].
 
+pub mod alloc_guard;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -1368,8 +1368,12 @@ impl ClassicCoordinator {
                 let Some(m) = group.members.get(member_id) else {
                     return out;
                 };
-                if m.awaiting_join.is_some() {
-                    return out; // parked in JoinGroup: the rebalance timeout governs it
+                if m.awaiting_join.is_some() || m.awaiting_sync.is_some() {
+                    // Parked in JoinGroup/SyncGroup counts as alive (Kafka's
+                    // `hasSatisfiedHeartbeat`); the rebalance timeout governs it. Re-arm.
+                    let deadline = now_ms + i64::from(m.session_timeout_ms);
+                    out.timers.push((key.clone(), Some(deadline)));
+                    return out;
                 }
                 Self::remove_member_and_rebalance(group, member_id, now_ms, &config, &mut out);
             }

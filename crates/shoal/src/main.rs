@@ -2,8 +2,6 @@
 //! Kafka protocol on 127.0.0.1:9092). Every flag has a `SHOAL_*` environment variable, and any
 //! broker setting can be given by its Kafka name with `--set key=value` or in a TOML file.
 
-mod alloc_guard;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shoal_broker::BrokerConfig;
 
 #[global_allocator]
-static GLOBAL: alloc_guard::Guard = alloc_guard::Guard;
+static GLOBAL: shoal_broker::alloc_guard::Guard = shoal_broker::alloc_guard::Guard;
 
 #[derive(Parser, Debug)]
 #[command(

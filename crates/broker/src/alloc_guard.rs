@@ -9,15 +9,18 @@
 //! short buffer and the mapping is unmapped. Legitimate allocations never reach this size
 //! (requests are capped by `socket.request.max.bytes`, 100 MiB by default), so normal memory
 //! behaviour is unchanged. The broker test `oversized_array_length_does_not_abort_the_broker`
-//! sends such a frame.
+//! sends such a frame, and `tests/decode_fuzz.rs` decodes random and mutated frames under it.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Allocations at least this large (1 GiB) are served by `mmap(MAP_NORESERVE)`.
-pub(crate) const HUGE: usize = 1 << 30;
+pub const HUGE: usize = 1 << 30;
 
-pub(crate) struct Guard;
+/// The guard allocator; install it with `#[global_allocator]` in every binary (and decoder
+/// test) that decodes untrusted requests.
+#[derive(Debug)]
+pub struct Guard;
 
 // SAFETY: every pointer is either from `System` (small sizes) or from `mmap` (huge sizes) and
 // is released by the same path, decided by the same `layout.size()` in `alloc` and `dealloc`.
