@@ -1434,10 +1434,18 @@ impl ClassicCoordinator {
         if req.group_id.is_empty() {
             return fail(GroupError::InvalidGroupId);
         }
-        let group = self
-            .groups
-            .entry(req.group_id.clone())
-            .or_insert_with(|| Group::new(&req.group_id, now_ms));
+        if !self.groups.contains_key(&req.group_id) {
+            if req.generation_id >= 0 {
+                // A generation of a group that does not exist: Kafka rejects the commit
+                // without creating the group.
+                return fail(GroupError::IllegalGeneration);
+            }
+            self.groups
+                .insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+        }
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return fail(GroupError::CoordinatorNotAvailable);
+        };
         if group.is(GroupState::Dead) {
             return fail(GroupError::CoordinatorNotAvailable);
         }

@@ -303,6 +303,16 @@ fn commits_during_completing_rebalance_answer_rebalance_in_progress() {
 #[test]
 fn simple_consumer_commits_to_an_empty_group_with_generation_minus_one() {
     let mut h = Harness::new(0);
+    assert_eq!(
+        h.commit("m", 3, 42),
+        Some(GroupError::IllegalGeneration),
+        "a generation of a group that does not exist"
+    );
+    assert_eq!(
+        h.c.state("g"),
+        None,
+        "the rejected commit did not create the group"
+    );
     assert_eq!(h.commit("", -1, 42), None);
     assert_eq!(h.state(), GroupState::Empty);
     assert_eq!(
