@@ -285,6 +285,18 @@ impl Member {
             .unwrap_or_default()
     }
 
+    /// Answers the member's parked JoinGroup/SyncGroup (if any) with `error`.
+    fn fail_parked(&mut self, error: GroupError, out: &mut Output) {
+        if let Some(r) = self.awaiting_join.take() {
+            out.replies
+                .push((r, Reply::Join(JoinResponse::error(error, &self.member_id))));
+        }
+        if let Some(r) = self.awaiting_sync.take() {
+            out.replies
+                .push((r, Reply::Sync(SyncResponse::error(error))));
+        }
+    }
+
     fn same_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
         self.protocols.as_slice() == protocols
     }
@@ -735,18 +747,7 @@ impl ClassicCoordinator {
         out.timers
             .push((session_key(&group.group_id, old_id), None));
         // The old incarnation's parked requests are fenced.
-        if let Some(r) = member.awaiting_join.take() {
-            out.replies.push((
-                r,
-                Reply::Join(JoinResponse::error(GroupError::FencedInstanceId, old_id)),
-            ));
-        }
-        if let Some(r) = member.awaiting_sync.take() {
-            out.replies.push((
-                r,
-                Reply::Sync(SyncResponse::error(GroupError::FencedInstanceId)),
-            ));
-        }
+        member.fail_parked(GroupError::FencedInstanceId, out);
         let protocols_changed = !member.same_protocols(&req.protocols);
         member.member_id = new_id.clone();
         member.client_id = req.client_id.clone();
@@ -1123,18 +1124,7 @@ impl ClassicCoordinator {
             }
         }
         group.pending_sync.remove(member_id);
-        if let Some(r) = m.awaiting_join.take() {
-            out.replies.push((
-                r,
-                Reply::Join(JoinResponse::error(GroupError::UnknownMemberId, member_id)),
-            ));
-        }
-        if let Some(r) = m.awaiting_sync.take() {
-            out.replies.push((
-                r,
-                Reply::Sync(SyncResponse::error(GroupError::UnknownMemberId)),
-            ));
-        }
+        m.fail_parked(GroupError::UnknownMemberId, out);
         if group.leader_id.as_deref() == Some(member_id) {
             group.leader_id = None;
         }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create_topic, produce, wait_until, Shoal};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use common::{create_topic, group_consumer, produce, wait_until, Shoal};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 type Seen = Arc<Mutex<Vec<(usize, i32, i64, String)>>>;
@@ -26,15 +26,15 @@ struct Member {
 
 impl Member {
     fn start(id: usize, broker: &Shoal, group: &str, topic: &str, seen: Seen) -> Member {
-        let consumer: BaseConsumer = broker
-            .client()
-            .set("group.id", group)
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "200")
-            .create()
-            .expect("consumer");
+        let consumer = group_consumer(
+            broker,
+            group,
+            &[
+                ("session.timeout.ms", "6000"),
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "200"),
+            ],
+        );
         consumer.subscribe(&[topic]).expect("subscribe");
         let stop = Arc::new(AtomicBool::new(false));
         let assignment = Arc::new(Mutex::new(Vec::new()));
@@ -216,13 +216,7 @@ fn committed_offsets_survive_a_broker_sigkill() {
     produce(&broker, "ledger", &records, &[("acks", "all")]);
     let mut committed: HashMap<i32, i64> = HashMap::new();
     {
-        let consumer: BaseConsumer = broker
-            .client()
-            .set("group.id", "auditors")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
+        let consumer = group_consumer(&broker, "auditors", &[]);
         consumer.subscribe(&["ledger"]).expect("subscribe");
         let mut n = 0;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -240,13 +234,7 @@ fn committed_offsets_survive_a_broker_sigkill() {
     let addr = broker.addr.clone();
     broker.kill();
     let broker = Shoal::start_on(&data, &addr, &[]);
-    let consumer: BaseConsumer = broker
-        .client()
-        .set("group.id", "auditors")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = group_consumer(&broker, "auditors", &[]);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition("ledger", 0);
     tpl.add_partition("ledger", 1);

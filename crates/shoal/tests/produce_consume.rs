@@ -6,20 +6,14 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{create_topic, produce, Shoal};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use common::{create_topic, group_consumer, produce, Shoal};
+use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 
 /// Reads every record of `topic` from the beginning (no group commits), `(partition, offset,
 /// key, value)` per record, until `expected` records or 30 s.
 fn read_all(broker: &Shoal, topic: &str, expected: usize) -> Vec<(i32, i64, String, String)> {
-    let consumer: BaseConsumer = broker
-        .client()
-        .set("group.id", format!("reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = group_consumer(broker, &format!("reader-{topic}"), &[]);
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -118,6 +118,23 @@ impl Drop for Shoal {
     }
 }
 
+/// A consumer in `group` that starts from the earliest offset and commits only when told
+/// (`extra` overrides any setting).
+pub fn group_consumer(
+    broker: &Shoal,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> rdkafka::consumer::BaseConsumer {
+    let mut cfg = broker.client();
+    cfg.set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("consumer")
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
