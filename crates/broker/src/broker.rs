@@ -100,6 +100,27 @@ pub async fn run(
             }
         }
     });
+    // `log.flush.interval.ms`: fsync every dirty partition at least this often.
+    if broker.config.log_flush_interval_ms < i64::from(i32::MAX) {
+        let fl = Arc::clone(&broker);
+        let mut fl_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let every =
+                std::time::Duration::from_millis(fl.config.log_flush_interval_ms.max(1) as u64);
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let parts: Vec<_> = fl.topics.list().iter().flat_map(|t| t.partitions.clone()).collect();
+                        if let Err(e) = fl.flusher.sync(parts).await {
+                            tracing::error!(error = %e, "periodic flush failed");
+                        }
+                    }
+                    _ = fl_shutdown.changed() => break,
+                }
+            }
+        });
+    }
     crate::server::serve(Arc::clone(&broker), listener, shutdown).await;
     tracing::info!("shoal broker stopped accepting; syncing logs");
     let parts: Vec<_> = broker

@@ -32,33 +32,45 @@ pub fn log_error_code(e: &LogError) -> i16 {
     }
 }
 
+/// Outcome of appending one partition's records.
 struct Appended {
     error: i16,
     base_offset: i64,
     log_start_offset: i64,
     message: Option<String>,
+    /// `log.flush.interval.messages` is reached: fsync before answering, whatever the acks.
+    flush_due: bool,
+}
+
+impl Appended {
+    fn failed(error: i16, message: Option<String>) -> Self {
+        Self {
+            error,
+            base_offset: -1,
+            log_start_offset: -1,
+            message,
+            flush_due: false,
+        }
+    }
 }
 
 fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) -> Appended {
-    let fail = |error: i16, message: String| Appended {
-        error,
-        base_offset: -1,
-        log_start_offset: -1,
-        message: Some(message),
-    };
     let Some(records) = records else {
-        return fail(code::INVALID_RECORD, "records are null".into());
+        return Appended::failed(code::INVALID_RECORD, Some("records are null".into()));
     };
     if records.len() > broker.config.message_max_bytes.max(0) as usize {
-        return fail(
-            code::MESSAGE_TOO_LARGE,
-            format!("batch of {} bytes exceeds message.max.bytes", records.len()),
-        );
+        let message = format!("batch of {} bytes exceeds message.max.bytes", records.len());
+        return Appended::failed(code::MESSAGE_TOO_LARGE, Some(message));
     }
     let spans = match shoal_log::batch::split_and_validate(&records) {
         Ok(s) if !s.is_empty() => s,
-        Ok(_) => return fail(code::INVALID_RECORD, "no record batch".into()),
-        Err(e) => return fail(log_error_code(&LogError::Batch(e.clone())), e.to_string()),
+        Ok(_) => return Appended::failed(code::INVALID_RECORD, Some("no record batch".into())),
+        Err(e) => {
+            return Appended::failed(
+                log_error_code(&LogError::Batch(e.clone())),
+                Some(e.to_string()),
+            )
+        }
     };
     let mut log = partition.log();
     let mut first: Option<i64> = None;
@@ -75,15 +87,17 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
                 if matches!(e, LogError::Io(_) | LogError::Poisoned) {
                     tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "append failed");
                 }
-                return fail(log_error_code(&e), e.to_string());
+                return Appended::failed(log_error_code(&e), Some(e.to_string()));
             }
         }
     }
+    let unflushed = log.log_end_offset() - log.synced_offset();
     Appended {
         error: code::NONE,
         base_offset: first.unwrap_or(-1),
         log_start_offset: log.log_start_offset(),
         message: None,
+        flush_due: unflushed >= broker.config.log_flush_interval_messages,
     }
 }
 
@@ -117,48 +131,29 @@ pub async fn handle(
             let resp = PartitionProduceResponse::default()
                 .with_index(pd.index)
                 .with_log_append_time_ms(-1);
-            let result = if !matches!(acks, -1..=1) {
-                Appended {
-                    error: code::INVALID_REQUIRED_ACKS,
-                    base_offset: -1,
-                    log_start_offset: -1,
-                    message: None,
+            let partition = topic_obj.as_ref().and_then(|t| {
+                usize::try_from(pd.index)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            });
+            let result = match (acks, &topic_obj, partition) {
+                (a, _, _) if !matches!(a, -1..=1) => {
+                    Appended::failed(code::INVALID_REQUIRED_ACKS, None)
                 }
-            } else {
-                match topic_obj.as_ref() {
-                    Some(t) if t.internal => Appended {
-                        error: code::INVALID_TOPIC_EXCEPTION,
-                        base_offset: -1,
-                        log_start_offset: -1,
-                        message: Some("cannot produce to an internal topic".into()),
-                    },
-                    Some(t) => match usize::try_from(pd.index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                    {
-                        Some(p) => {
-                            let r = append_one(broker, p, pd.records);
-                            if r.error == code::NONE {
-                                appended_any = true;
-                                if acks == -1 {
-                                    to_sync.push(Arc::clone(p));
-                                }
-                            }
-                            r
+                (_, Some(t), _) if t.internal => Appended::failed(
+                    code::INVALID_TOPIC_EXCEPTION,
+                    Some("cannot produce to an internal topic".into()),
+                ),
+                (_, _, None) => Appended::failed(code::UNKNOWN_TOPIC_OR_PARTITION, None),
+                (_, _, Some(p)) => {
+                    let r = append_one(broker, p, pd.records);
+                    if r.error == code::NONE {
+                        appended_any = true;
+                        if acks == -1 || r.flush_due {
+                            to_sync.push(Arc::clone(p));
                         }
-                        None => Appended {
-                            error: code::UNKNOWN_TOPIC_OR_PARTITION,
-                            base_offset: -1,
-                            log_start_offset: -1,
-                            message: None,
-                        },
-                    },
-                    None => Appended {
-                        error: code::UNKNOWN_TOPIC_OR_PARTITION,
-                        base_offset: -1,
-                        log_start_offset: -1,
-                        message: None,
-                    },
+                    }
+                    r
                 }
             };
             parts.push((resp, result));
