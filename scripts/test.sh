@@ -3,7 +3,7 @@
 #   1. cargo fmt/clippy checks,
 #   2. `cargo test --workspace` (unit tests, scenario tables, and real librdkafka clients
 #      against a real `shoal` process),
-#   3. tests/compat: kcat, kafka-python, confluent-kafka and the seeds' own snippets.
+#   3. tests/compat: kcat, kafka-python, confluent-kafka, kafkajs and the seeds' own snippets.
 # Idempotent; safe to rerun. Needs root (or sudo) for apt on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,7 @@ command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ "${#need[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
@@ -29,6 +30,9 @@ fi
 step "Python clients in $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/compat/requirements.txt
+
+step "kafkajs in tests/compat/kafkajs"
+(cd tests/compat/kafkajs && npm install --no-audit --no-fund --silent)
 
 step "format and lints"
 cargo fmt --all -- --check
