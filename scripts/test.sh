@@ -32,7 +32,7 @@ step "Python clients in $VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/compat/requirements.txt
 
 step "kafkajs in tests/compat/kafkajs"
-(cd tests/compat/kafkajs && npm install --no-audit --no-fund --silent)
+(cd tests/compat/kafkajs && npm install --no-audit --no-fund --no-package-lock --silent)
 
 step "format and lints"
 cargo fmt --all -- --check
