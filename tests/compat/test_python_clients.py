@@ -64,3 +64,60 @@ def test_confluent_kafka_produce_consume_all_codecs(broker):
     assert len(md.topics[topic].partitions) == 3
     groups = admin.list_consumer_groups().result(timeout=10)
     assert any(g.group_id == "ck-group" for g in groups.valid)
+
+
+def test_auto_offset_reset_and_max_poll_records_behave_as_in_kafka(broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import NoOffsetForPartitionError
+    topic = f"reset-{uuid.uuid4().hex[:8]}"
+    p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+    for i in range(30):
+        p.send(topic, f"old-{i}".encode())
+    p.flush()
+
+    # earliest + max.poll.records: everything, never more than 7 records per poll.
+    c = KafkaConsumer(topic, group_id=f"{topic}-earliest", bootstrap_servers=BOOTSTRAP,
+                      auto_offset_reset="earliest", max_poll_records=7)
+    got, sizes = [], []
+    for _ in range(100):
+        batch = c.poll(timeout_ms=500)
+        n = sum(len(v) for v in batch.values())
+        if n:
+            sizes.append(n)
+            got += [r.value.decode() for v in batch.values() for r in v]
+        if len(got) >= 30:
+            break
+    c.close()
+    assert got == [f"old-{i}" for i in range(30)]
+    assert max(sizes) <= 7 and len(sizes) >= 5, sizes
+
+    # latest: a new group starts at the log end and sees only what comes after.
+    c = KafkaConsumer(topic, group_id=f"{topic}-latest", bootstrap_servers=BOOTSTRAP,
+                      auto_offset_reset="latest")
+    for _ in range(20):
+        c.poll(timeout_ms=200)
+        if c.assignment():
+            break
+    c.poll(timeout_ms=500)
+    p.send(topic, b"new-0")
+    p.flush()
+    later = []
+    for _ in range(40):
+        later += [r.value.decode() for v in c.poll(timeout_ms=250).values() for r in v]
+        if later:
+            break
+    c.close()
+    assert later == ["new-0"]
+
+    # none: no committed offset is an error for the application.
+    c = KafkaConsumer(topic, group_id=f"{topic}-none", bootstrap_servers=BOOTSTRAP,
+                      auto_offset_reset="none")
+    raised = False
+    try:
+        for _ in range(40):
+            c.poll(timeout_ms=250)
+    except NoOffsetForPartitionError:
+        raised = True
+    c.close()
+    p.close()
+    assert raised, "auto_offset_reset=none with no committed offset raises"
