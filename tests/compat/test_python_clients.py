@@ -121,3 +121,25 @@ def test_auto_offset_reset_and_max_poll_records_behave_as_in_kafka(broker):
     c.close()
     p.close()
     assert raised, "auto_offset_reset=none with no committed offset raises"
+
+
+def test_deleting_a_topic_removes_its_committed_offsets(broker):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+    topic = f"gone-{uuid.uuid4().hex[:8]}"
+    p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+    p.send(topic, b"x")
+    p.flush()
+    p.close()
+    tp = TopicPartition(topic, 0)
+    c = KafkaConsumer(group_id=f"{topic}-g", bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    c.assign([tp])
+    c.commit({tp: OffsetAndMetadata(1, "", -1)})
+    assert c.committed(tp) == 1
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    admin.delete_topics([topic])
+    admin.close()
+    c.close()
+    c2 = KafkaConsumer(group_id=f"{topic}-g", bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    assert c2.committed(tp) is None, "offsets of a deleted topic are gone (OffsetFetch gives -1)"
+    c2.close()

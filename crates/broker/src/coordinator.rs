@@ -66,6 +66,10 @@ enum Command {
     List {
         tx: Tx<Vec<GroupListing>>,
     },
+    TopicDeleted {
+        topic: String,
+        tx: Tx<()>,
+    },
 }
 
 /// Cheap, cloneable handle the handlers use.
@@ -161,6 +165,10 @@ impl CoordinatorHandle {
     /// DescribeGroups for one group.
     pub async fn describe(&self, group_id: String) -> Result<GroupDescription, GroupError> {
         self.call(|tx| Command::Describe { group_id, tx }).await
+    }
+    /// A topic was deleted: drop every group's offsets for it (durably).
+    pub async fn topic_deleted(&self, topic: String) -> Result<(), GroupError> {
+        self.call(|tx| Command::TopicDeleted { topic, tx }).await
     }
     /// ListGroups.
     pub async fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
@@ -387,6 +395,15 @@ impl Runtime {
             },
             Command::Describe { group_id, tx } => drop(tx.send(self.core.describe(&group_id))),
             Command::List { tx } => drop(tx.send(self.core.list())),
+            Command::TopicDeleted { topic, tx } => {
+                let out = self.core.delete_topic_offsets(&topic, now);
+                self.finish(
+                    out,
+                    Some(Box::new(move || {
+                        let _ = tx.send(());
+                    })),
+                );
+            }
         }
     }
 

@@ -1607,6 +1607,39 @@ impl ClassicCoordinator {
     /// Offset retention (KIP-211): a group that has been `Empty` for `offsets.retention.ms`
     /// loses its committed offsets and is removed. Groups with members are never expired.
     pub fn expire_offsets(&mut self, now_ms: i64) -> Output {
+        self.expire_empty_groups(now_ms)
+    }
+
+    /// A topic was deleted: every group's committed offsets for it are removed (tombstones),
+    /// as Kafka does, so a re-created topic of the same name starts without stale positions.
+    pub fn delete_topic_offsets(&mut self, topic: &str, now_ms: i64) -> Output {
+        let mut out = Output::default();
+        let mut groups: Vec<&Group> = self.groups.values().collect();
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        for g in groups {
+            let mut parts: Vec<i32> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .map(|(_, p)| *p)
+                .collect();
+            parts.sort_unstable();
+            for partition in parts {
+                out.records.push(Record::OffsetCommit {
+                    group_id: g.group_id.clone(),
+                    topic: topic.to_string(),
+                    partition,
+                    value: None,
+                });
+            }
+        }
+        for r in &out.records {
+            self.replay(r, now_ms);
+        }
+        out
+    }
+
+    fn expire_empty_groups(&mut self, now_ms: i64) -> Output {
         let mut out = Output::default();
         let retention = self.config.offsets_retention_ms;
         let expired: Vec<String> = self

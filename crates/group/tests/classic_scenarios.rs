@@ -467,6 +467,21 @@ fn replay_restores_offsets_and_members_and_arms_their_sessions() {
 }
 
 #[test]
+fn deleting_a_topic_removes_every_groups_offsets_for_it() {
+    let mut h = Harness::new(0);
+    assert_eq!(h.commit("", -1, 5), None);
+    let out = h.c.delete_topic_offsets("t", h.now);
+    assert_eq!(out.records.len(), 1);
+    assert!(
+        matches!(&out.records[0], Record::OffsetCommit { topic, value: None, .. } if topic == "t")
+    );
+    assert!(h.c.fetch_offsets("g", Some(&[("t".to_string(), 0)]))[0]
+        .1
+        .is_none());
+    assert!(h.c.delete_topic_offsets("other", h.now).records.is_empty());
+}
+
+#[test]
 fn delete_group_refuses_non_empty_groups_and_tombstones_empty_ones() {
     let (mut h, a, b, _gen) = stable_pair();
     assert_eq!(

@@ -155,7 +155,7 @@ pub fn create_topics(
 }
 
 /// DeleteTopics (v1-v6), by name or (v6) by topic id.
-pub fn delete_topics(
+pub async fn delete_topics(
     broker: &Broker,
     ctx: &RequestContext,
     req: DeleteTopicsRequest,
@@ -172,9 +172,9 @@ pub fn delete_topics(
                 .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)),
         );
     }
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let result = {
             let resolved = match &name {
                 Some(n) => Some(n.clone()),
                 None => broker.topics.get_by_id(id).map(|t| t.name.clone()),
@@ -182,20 +182,24 @@ pub fn delete_topics(
             let base = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(s(n))))
                 .with_topic_id(id);
-            let Some(n) = resolved else {
-                return base.with_error_code(code::UNKNOWN_TOPIC_ID);
-            };
-            match broker.topics.delete(&n) {
-                Ok(id) => base
-                    .with_name(Some(TopicName(s(n))))
-                    .with_topic_id(id)
-                    .with_error_code(code::NONE),
-                Err(e) => base
+            match resolved.map(|n| (broker.topics.delete(&n), n)) {
+                None => base.with_error_code(code::UNKNOWN_TOPIC_ID),
+                Some((Ok(id), n)) => {
+                    // Committed offsets of the deleted topic go too (as in Kafka).
+                    if let Err(e) = broker.groups.topic_deleted(n.clone()).await {
+                        tracing::warn!(topic = %n, error = %e, "could not remove the deleted topic's offsets");
+                    }
+                    base.with_name(Some(TopicName(s(n))))
+                        .with_topic_id(id)
+                        .with_error_code(code::NONE)
+                }
+                Some((Err(e), _)) => base
                     .with_error_code(topic_error_code(&e))
                     .with_error_message(Some(s(e.to_string()))),
             }
-        })
-        .collect();
+        };
+        responses.push(result);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 

@@ -166,7 +166,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::CreateTopics(admin::create_topics(broker, &ctx, r))
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, &ctx, r))
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, &ctx, r).await)
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(admin::create_partitions(broker, r))
