@@ -53,65 +53,82 @@ def produce(topic, values):
     p.close()
 
 
-def run_for(code, seconds, prelude=""):
-    """Runs `code` as a script for `seconds`, then stops it; returns (stdout, stderr)."""
-    program = prelude + "exec(compile(%r, 'seed_snippet.py', 'exec'), {'__name__': '__main__'})\n" % code
-    proc = subprocess.Popen([sys.executable, "-u", "-c", program], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        out, err = proc.communicate(timeout=10)
-    return out, err
+class Snippet:
+    """A seed snippet running as a script, its stdout collected line by line."""
+
+    def __init__(self, code, prelude=""):
+        program = prelude + "exec(compile(%r, 'seed_snippet.py', 'exec'), {'__name__': '__main__'})\n" % code
+        self.proc = subprocess.Popen([sys.executable, "-u", "-c", program], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
+
+    def printed(self, text):
+        return any(text in line for line in list(self.lines))
+
+    def stop(self):
+        """Stops the snippet (its consumer loop never ends); returns (stdout, stderr)."""
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self.reader.join(timeout=5)
+        return "".join(self.lines), err
+
+
+def produce_rounds_until_printed(snippet, topic, make_values, render, seconds=40):
+    """Once a second produces a fresh round `make_values(round)` until every value of one round
+    is printed by `snippet` (as `render(value)`). The snippets' consumers start at the latest
+    offset (kafka-python's default), so rounds sent before they have joined are not expected.
+    Returns the round seen, or None."""
+    deadline = time.time() + seconds
+    rnd = 0
+    while time.time() < deadline:
+        produce(topic, [v.encode() for v in make_values(rnd)])
+        time.sleep(1)
+        for r in range(rnd + 1):
+            if all(snippet.printed(render(v)) for v in make_values(r)):
+                return r
+        rnd += 1
+    return None
 
 
 def test_the_seeds_contain_the_expected_kafka_snippets():
     assert len([b for bs in SNIPPETS.values() for b in bs]) >= 3, SNIPPETS.keys()
 
 
-def run_while_producing(code, topic, values, seconds=20, settle=6):
-    """Starts the snippet, lets its consumer join (it starts at the latest offset, kafka-python's
-    default), then produces `values`; returns the snippet's (stdout, stderr)."""
-    result = {}
-    t = threading.Thread(target=lambda: result.update(zip(("out", "err"), run_for(code, seconds))))
-    t.start()
-    time.sleep(settle)
-    produce(topic, values)
-    t.join()
-    return result["out"], result["err"]
-
-
 def test_seed_000_consumer_group_prints_every_record(broker):
-    code = snippet_using("group_id='my-group'")
-    out, err = run_while_producing(code, "my-topic", [f"seed000-{i}".encode() for i in range(5)])
-    for i in range(5):
-        assert re.search(rf"my-topic:0:\d+: key=None value=b'seed000-{i}'", out), (out, err)
+    snippet = Snippet(snippet_using("group_id='my-group'"))
+    seen = produce_rounds_until_printed(snippet, "my-topic", lambda r: [f"seed000-{r}-{i}" for i in range(5)],
+                                        lambda v: f"key=None value=b'{v}'")
+    out, err = snippet.stop()
+    assert seen is not None, (out, err)
+    offsets = [int(m.group(1)) for i in range(5)
+               for m in [re.search(rf"my-topic:0:(\d+): key=None value=b'seed000-{seen}-{i}'", out)] if m]
+    assert len(offsets) == 5 and offsets == sorted(offsets), (out, err)
     assert "Traceback" not in err, err
 
 
 def test_seed_003_consumer_group_prints_values(broker):
-    code = snippet_using("group_id='my_group'")
-    out, err = run_while_producing(code, "my_topic", [f"seed003-{i}".encode() for i in range(5)])
-    for i in range(5):
-        assert f"b'seed003-{i}'" in out, (out, err)
+    snippet = Snippet(snippet_using("group_id='my_group'"))
+    seen = produce_rounds_until_printed(snippet, "my_topic", lambda r: [f"seed003-{r}-{i}" for i in range(5)],
+                                        lambda v: f"b'{v}'")
+    out, err = snippet.stop()
+    assert seen is not None, (out, err)
     assert "Traceback" not in err, err
 
 
 def test_seed_001_producer_and_consumer(broker):
-    code = snippet_using("test_topic")
     prelude = (
         "import time as _real_time, types\n"
         "time = types.SimpleNamespace(sleep=lambda s: _real_time.sleep(s / 1000))\n"
         "import builtins; builtins.time = time\n"
     )
-    result = {}
-
-    def run():
-        result["out"], result["err"] = run_for(code, 40, prelude)
-
-    t = threading.Thread(target=run)
-    t.start()
+    snippet = Snippet(snippet_using("test_topic"), prelude)
     from kafka import KafkaConsumer, TopicPartition
     watcher = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
     tp = TopicPartition("test_topic", 0)
@@ -123,10 +140,11 @@ def test_seed_001_producer_and_consumer(broker):
         except Exception:
             pass
         time.sleep(0.5)
-    time.sleep(3)  # the snippet's consumer subscribes (latest) once producing is done
-    produce("test_topic", [json.dumps({"id": 1000 + i, "value": "after"}).encode() for i in range(3)])
-    t.join()
-    out, err = result["out"], result["err"]
+    # Then its consumer (no group, latest) prints what is produced after it has started.
+    seen = produce_rounds_until_printed(
+        snippet, "test_topic", lambda r: [json.dumps({"id": 10_000 + 10 * r + i, "value": "after"}) for i in range(3)],
+        lambda v: f"Received message: {json.loads(v)!r}")
+    out, err = snippet.stop()
     watcher.assign([tp])
     watcher.seek_to_beginning(tp)
     ids = []
@@ -135,6 +153,5 @@ def test_seed_001_producer_and_consumer(broker):
             ids += [json.loads(r.value)["id"] for r in records]
     watcher.close()
     assert ids[:1000] == list(range(1000)), "the snippet's 1000 records, in order"
-    for i in range(3):
-        assert f"Received message: {{'id': {1000 + i}, 'value': 'after'}}" in out, (out, err)
+    assert seen is not None, (out, err)
     assert "Traceback" not in err, err
