@@ -50,6 +50,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: i32,
     /// `max.connections` (default i32::MAX in Kafka; we cap at 10000).
     pub max_connections: usize,
+    /// `connections.max.idle.ms`: close connections idle this long (default 600000).
+    pub connections_max_idle_ms: i64,
     /// `log.segment.bytes` (default 1 GiB).
     pub log_segment_bytes: u64,
     /// `log.roll.ms` (default 7 days, from `log.roll.hours` = 168).
@@ -99,6 +101,7 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
             max_connections: 10_000,
+            connections_max_idle_ms: 600_000,
             log_segment_bytes: 1 << 30,
             log_roll_ms: 168 * 3_600_000,
             log_retention_ms: 168 * 3_600_000,
@@ -156,6 +159,7 @@ impl BrokerConfig {
             "message.max.bytes" => self.message_max_bytes = parse(key, value)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "max.connections" => self.max_connections = parse(key, value)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = parse(key, value)?,
             "log.segment.bytes" => self.log_segment_bytes = parse(key, value)?,
             "log.roll.ms" => self.log_roll_ms = parse(key, value)?,
             "log.roll.hours" => self.log_roll_ms = parse::<i64>(key, value)? * 3_600_000,

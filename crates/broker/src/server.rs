@@ -4,14 +4,16 @@
 //!
 //! Bounds: a frame larger than `socket.request.max.bytes` (or negative, or too small to hold a
 //! header) closes the connection before anything is allocated for it; connections beyond
-//! `max.connections` are closed at accept. Shutdown stops accepting and lets in-flight
+//! `max.connections` are closed at accept; a connection idle for `connections.max.idle.ms`
+//! (or that takes that long to send one frame) is closed; a frame's buffer grows with the bytes
+//! that arrive, not with the length claimed. Shutdown stops accepting and lets in-flight
 //! requests finish.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -81,12 +83,18 @@ async fn connection(
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.socket_request_max_bytes;
+    let idle =
+        std::time::Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
     loop {
         let len = tokio::select! {
-            r = rd.read_i32() => match r {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e),
+            r = tokio::time::timeout(idle, rd.read_i32()) => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    tracing::debug!(peer = %conn.peer, "connections.max.idle.ms elapsed; closing idle connection");
+                    return Ok(());
+                }
             },
             _ = shutdown.changed() => return Ok(()),
         };
@@ -94,9 +102,20 @@ async fn connection(
             tracing::warn!(peer = %conn.peer, frame_bytes = len, max_bytes = max, "request frame size out of bounds; closing connection");
             return Ok(());
         }
-        let mut frame = BytesMut::zeroed(len as usize);
-        rd.read_exact(&mut frame).await?;
-        match handlers::dispatch(&broker, frame.freeze(), &conn).await {
+        // Memory grows with the bytes that actually arrive, not with the length the client
+        // claims, and a frame must arrive within the idle timeout.
+        let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+        match tokio::time::timeout(idle, (&mut rd).take(len as u64).read_to_end(&mut body)).await {
+            Ok(Ok(n)) if n == len as usize => {}
+            Ok(Ok(_)) => return Ok(()), // closed mid-frame
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                tracing::warn!(peer = %conn.peer, frame_bytes = len, "request frame not received within connections.max.idle.ms; closing");
+                return Ok(());
+            }
+        }
+        let frame = Bytes::from(body);
+        match handlers::dispatch(&broker, frame, &conn).await {
             Outcome::Respond(resp) => {
                 wr.write_all(&resp).await?;
             }

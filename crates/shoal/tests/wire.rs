@@ -313,3 +313,35 @@ fn bad_frames_close_only_their_own_connection() {
     let mut fresh = connect(&broker);
     check(&mut fresh);
 }
+
+#[test]
+fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &["connections.max.idle.ms=500"]);
+    let started = std::time::Instant::now();
+    let mut idle = connect(&broker);
+    assert!(read_frame(&mut idle).is_none(), "idle connection closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "closed only after the idle timeout"
+    );
+    // A frame that claims 50 MB and stalls after 10 bytes is dropped too.
+    let mut stalled = connect(&broker);
+    stalled
+        .write_all(&(50 * 1024 * 1024i32).to_be_bytes())
+        .expect("write");
+    stalled.write_all(&[0u8; 10]).expect("write");
+    assert!(read_frame(&mut stalled).is_none(), "stalled frame closed");
+    // An active client is unaffected.
+    let mut active = connect(&broker);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        let r: MetadataResponse = request(
+            &mut active,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default(),
+        );
+        assert_eq!(r.brokers.len(), 1);
+    }
+}
