@@ -28,7 +28,7 @@ fn load(
         .client()
         .set("acks", "all")
         .set("linger.ms", "1")
-        .set("message.timeout.ms", "5000")
+        .set("message.timeout.ms", "2000")
         .set("retries", "0")
         .create()
         .expect("producer");
@@ -55,6 +55,8 @@ fn load(
                         acked.lock().expect("lock").push((d.partition, d.offset, v));
                     }
                 }
+                // Bounded load (about 10k records/s) so verification stays quick.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
     })
