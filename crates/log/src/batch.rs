@@ -152,19 +152,49 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 pub fn split_and_validate(
     buf: &[u8],
 ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, BatchError> {
+    split(buf)?
+        .into_iter()
+        .map(|range| {
+            let header = validate(buf.get(range.clone()).ok_or(BatchError::Truncated)?)?;
+            Ok((range, header))
+        })
+        .collect()
+}
+
+/// Length of the longest prefix of `buf` made of whole batches, judged by their length fields
+/// only (no CRC check: for data already validated on append).
+pub fn whole_batches_len(buf: &[u8]) -> usize {
+    let mut pos = 0usize;
+    while let Some(len) = buf
+        .get(pos + 8..pos + 12)
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+    {
+        let total = i32::from_be_bytes(len).max(0) as usize + LOG_OVERHEAD;
+        if total <= LOG_OVERHEAD || pos + total > buf.len() {
+            break;
+        }
+        pos += total;
+    }
+    pos
+}
+
+/// Splits a `records` field into batches by their length fields, without checking CRCs (the
+/// log validates each batch on append). Errors: [`BatchError::Truncated`] /
+/// [`BatchError::InvalidLength`] when the lengths do not tile `buf` exactly.
+pub fn split(buf: &[u8]) -> Result<Vec<std::ops::Range<usize>>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < buf.len() {
         let rest = buf.get(pos..).ok_or(BatchError::Truncated)?;
-        let len_bytes = be::<4>(rest, 8)?;
-        let batch_length = i32::from_be_bytes(len_bytes);
+        let batch_length = i32::from_be_bytes(be::<4>(rest, 8)?);
         if batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
             return Err(BatchError::InvalidLength(batch_length));
         }
         let total = batch_length as usize + LOG_OVERHEAD;
-        let one = rest.get(..total).ok_or(BatchError::Truncated)?;
-        let header = validate(one)?;
-        out.push((pos..pos + total, header));
+        if rest.len() < total {
+            return Err(BatchError::Truncated);
+        }
+        out.push(pos..pos + total);
         pos += total;
     }
     Ok(out)

@@ -280,18 +280,16 @@ impl PartitionLog for LocalLog {
             let Some(first) = seg.locate(offset.max(seg.base_offset))? else {
                 continue;
             };
+            // One positional read of up to `max_bytes` (at least the first whole batch), then
+            // cut at the last whole batch inside it: no per-batch reads on the fetch path.
             let start = first.position;
-            let mut end = start + first.header.total_len() as u64;
-            while end < seg.size {
-                let Some(h) = seg.header_at(end)? else { break };
-                let next_end = end + h.total_len() as u64;
-                if (next_end - start) as usize > max_bytes {
-                    break;
-                }
-                end = next_end;
-            }
-            let mut buf = BytesMut::zeroed((end - start) as usize);
+            let first_len = first.header.total_len();
+            let available = (seg.size - start) as usize;
+            let want = max_bytes.min(available).max(first_len);
+            let mut buf = BytesMut::zeroed(want);
             seg.file.read_exact_at(&mut buf, start)?;
+            let whole = batch::whole_batches_len(&buf).max(first_len);
+            buf.truncate(whole);
             return Ok(ReadResult {
                 records: buf.freeze(),
                 log_start_offset,

@@ -307,6 +307,12 @@ fn bad_frames_close_only_their_own_connection() {
     let (code, _) = produce_batch(&mut s, "victim", batch.freeze());
     assert_eq!(code, 2, "CORRUPT_MESSAGE for a CRC mismatch");
     assert_eq!(log_end_offset(&mut s, "victim"), 0, "nothing appended");
+    // Two batches for one partition: Kafka (v3+) requires exactly one -> INVALID_RECORD (87).
+    let mut two = BytesMut::from(&idempotent_batch(-1, -1, -1, 1)[..]);
+    two.extend_from_slice(&idempotent_batch(-1, -1, -1, 1));
+    let (code, _) = produce_batch(&mut s, "victim", two.freeze());
+    assert_eq!(code, 87);
+    assert_eq!(log_end_offset(&mut s, "victim"), 0, "nothing appended");
 
     // Everyone else is still served.
     check(&mut healthy);

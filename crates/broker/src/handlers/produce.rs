@@ -1,6 +1,7 @@
 //! Produce and InitProducerId.
 //!
-//! Produce validates each batch (magic 2, lengths, CRC-32C) and appends it byte for byte,
+//! Produce takes exactly one batch per partition (as Kafka does for v3+), validates it (magic
+//! 2, lengths, CRC-32C) and appends it byte for byte,
 //! with only `base_offset` patched; compressed batches (gzip, snappy, lz4, zstd) are stored as
 //! produced. acks=-1 is acknowledged after the group-commit fsync that covers the batch, acks=1
 //! after the write, acks=0 gets no response.
@@ -62,9 +63,12 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
         let message = format!("batch of {} bytes exceeds message.max.bytes", records.len());
         return Appended::failed(code::MESSAGE_TOO_LARGE, Some(message));
     }
-    let spans = match shoal_log::batch::split_and_validate(&records) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => return Appended::failed(code::INVALID_RECORD, Some("no record batch".into())),
+    // Framing only here; the log validates each batch (CRC included) once, on append.
+    // Framing only here; the log validates the batch (CRC included) once, on append.
+    // Produce v3+ carries exactly one batch per partition (Kafka `ProduceRequest.validateRecords`).
+    let slice = match shoal_log::batch::split(&records) {
+        Ok(spans) if spans.len() == 1 => spans.into_iter().next().and_then(|r| records.get(r)),
+        Ok(_) => None,
         Err(e) => {
             return Appended::failed(
                 log_error_code(&LogError::Batch(e.clone())),
@@ -72,29 +76,26 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
             )
         }
     };
+    let Some(slice) = slice else {
+        let message =
+            "Produce requests with version 3 and above must contain exactly one record batch";
+        return Appended::failed(code::INVALID_RECORD, Some(message.into()));
+    };
     let mut log = partition.log();
-    let mut first: Option<i64> = None;
-    for (range, _) in spans {
-        let Some(slice) = records.get(range) else {
-            break;
-        };
-        let mut owned = BytesMut::from(slice);
-        match log.append(&mut owned, now_ms()) {
-            Ok(info) => {
-                first.get_or_insert(info.base_offset);
+    let mut owned = BytesMut::from(slice);
+    let info = match log.append(&mut owned, now_ms()) {
+        Ok(info) => info,
+        Err(e) => {
+            if matches!(e, LogError::Io(_) | LogError::Poisoned) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "append failed");
             }
-            Err(e) => {
-                if matches!(e, LogError::Io(_) | LogError::Poisoned) {
-                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "append failed");
-                }
-                return Appended::failed(log_error_code(&e), Some(e.to_string()));
-            }
+            return Appended::failed(log_error_code(&e), Some(e.to_string()));
         }
-    }
+    };
     let unflushed = log.log_end_offset() - log.synced_offset();
     Appended {
         error: code::NONE,
-        base_offset: first.unwrap_or(-1),
+        base_offset: info.base_offset,
         log_start_offset: log.log_start_offset(),
         message: None,
         flush_due: unflushed >= broker.config.log_flush_interval_messages,
