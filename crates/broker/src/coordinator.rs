@@ -201,35 +201,8 @@ pub fn start(
     flusher: Flusher,
     retention_check_ms: i64,
 ) -> anyhow::Result<CoordinatorHandle> {
-    let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
-    let mut core = ClassicCoordinator::new(config, incarnation);
     let now = now_ms();
-    let mut replayed = 0usize;
-    {
-        let log = offsets.log();
-        let mut offset = log.log_start_offset();
-        while offset < log.log_end_offset() {
-            let read = log.read(offset, 4 << 20)?;
-            if read.records.is_empty() {
-                break;
-            }
-            for (off, key, value) in internal_log::decode_batches(read.records)? {
-                offset = off + 1;
-                let Some(key) = key else { continue };
-                match Record::decode(&key, value.as_deref()) {
-                    Ok(r) => {
-                        core.replay(&r, now);
-                        replayed += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(offset = off, error = %e, "skipping undecodable __consumer_offsets record")
-                    }
-                }
-            }
-        }
-    }
-    tracing::info!(records = replayed, "replayed __consumer_offsets");
-    let start_out = core.start(now);
+    let (core, start_out) = load(config, &offsets, now)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut rt = Runtime {
         core,
@@ -244,6 +217,42 @@ pub fn start(
     rt.apply_timers(&start_out.timers);
     tokio::spawn(rt.run(rx));
     Ok(CoordinatorHandle { tx })
+}
+
+/// Builds a coordinator from `__consumer_offsets`: replays every record, then arms the restored
+/// members' session timers (the returned [`Output`]).
+fn load(
+    config: CoordinatorConfig,
+    offsets: &Partition,
+    now: i64,
+) -> anyhow::Result<(ClassicCoordinator, Output)> {
+    let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
+    let mut core = ClassicCoordinator::new(config, incarnation);
+    let mut replayed = 0usize;
+    let log = offsets.log();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let read = log.read(offset, 4 << 20)?;
+        if read.records.is_empty() {
+            break;
+        }
+        for (off, key, value) in internal_log::decode_batches(read.records)? {
+            offset = off + 1;
+            let Some(key) = key else { continue };
+            match Record::decode(&key, value.as_deref()) {
+                Ok(r) => {
+                    core.replay(&r, now);
+                    replayed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(offset = off, error = %e, "skipping undecodable __consumer_offsets record")
+                }
+            }
+        }
+    }
+    tracing::info!(records = replayed, "replayed __consumer_offsets");
+    let out = core.start(now);
+    Ok((core, out))
 }
 
 impl Runtime {
@@ -272,6 +281,23 @@ impl Runtime {
                     let out = self.core.expire_offsets(now_ms());
                     self.finish(out, None);
                 }
+            }
+        }
+    }
+
+    /// Replaces the coordinator with one rebuilt from `__consumer_offsets`.
+    fn reload(&mut self) {
+        let config = self.core.config().clone();
+        match load(config, &self.offsets, now_ms()) {
+            Ok((core, out)) => {
+                self.core = core;
+                self.parked.clear();
+                self.deadlines.clear();
+                self.queue.clear();
+                self.apply_timers(&out.timers);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload group state; keeping the current one")
             }
         }
     }
@@ -447,8 +473,12 @@ impl Runtime {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = appended {
-            // The reply senders are dropped: clients see COORDINATOR_NOT_AVAILABLE and retry.
-            tracing::error!(error = %e, "cannot append to __consumer_offsets");
+            // The in-memory state already holds what could not be written: rebuild it from the
+            // log so it never claims more than is stored. Parked and current requests are
+            // dropped; their clients see COORDINATOR_NOT_AVAILABLE and retry.
+            tracing::error!(error = %e, "cannot append to __consumer_offsets; reloading group state from the log");
+            drop(deliver);
+            self.reload();
             return;
         }
         let flusher = self.flusher.clone();

@@ -26,7 +26,9 @@ pub fn encode_batch(
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // Not idempotent: the batch's base_sequence must be -1. The encoder starts a new
+            // batch whenever `offset - sequence` changes, so the sequence follows the offset.
+            sequence: i as i32 - 1,
             timestamp: now_ms,
             key: Some(Bytes::copy_from_slice(k)),
             value: v.as_ref().map(|v| Bytes::copy_from_slice(v)),
@@ -59,4 +61,25 @@ pub fn decode_batches(batches: Bytes) -> anyhow::Result<Vec<KeyValue>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_entries_encode_into_exactly_one_valid_batch() {
+        let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..5)
+            .map(|i| (vec![i], if i == 3 { None } else { Some(vec![i; 40]) }))
+            .collect();
+        let batch = encode_batch(&entries, 1_700_000_000_000).expect("encode");
+        let header = shoal_log::batch::validate(&batch).expect("one whole valid batch");
+        assert_eq!(header.records_count, 5);
+        assert_eq!(header.base_sequence, -1);
+        assert_eq!(header.producer_id, -1);
+        let back = decode_batches(batch.freeze()).expect("decode");
+        assert_eq!(back.len(), 5);
+        assert_eq!(back[3].2, None, "tombstone kept");
+        assert_eq!(back[4].2.as_deref(), Some(&[4u8; 40][..]));
+    }
 }

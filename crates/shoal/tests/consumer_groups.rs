@@ -136,6 +136,30 @@ fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_o
     }
     let used: HashSet<usize> = seen.iter().map(|r| r.0).collect();
     assert_eq!(used.len(), 3, "all three members consumed");
+    // Auto-commit (several partitions per OffsetCommit) records every member's position.
+    let expected: HashMap<i32, i64> = last.iter().map(|(p, o)| (*p, o + 1)).collect();
+    let probe = group_consumer(&broker, "billing", &[]);
+    let committed = || -> HashMap<i32, i64> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..6 {
+            tpl.add_partition("orders", p);
+        }
+        probe
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .map(|t| {
+                t.elements()
+                    .iter()
+                    .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || committed() == expected),
+        "committed offsets {:?} never reached {:?}",
+        committed(),
+        expected
+    );
 }
 
 #[test]
@@ -222,14 +246,21 @@ fn committed_offsets_survive_a_broker_sigkill() {
         let deadline = Instant::now() + Duration::from_secs(30);
         while n < 60 && Instant::now() < deadline {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                consumer
-                    .commit_message(&m, CommitMode::Sync)
-                    .expect("commit");
                 committed.insert(m.partition(), m.offset() + 1);
                 n += 1;
+                if n == 30 {
+                    // One partition's commit, then later both partitions in one OffsetCommit.
+                    consumer
+                        .commit_message(&m, CommitMode::Sync)
+                        .expect("commit one");
+                }
             }
         }
         assert_eq!(n, 60, "consumed 60 records before the crash");
+        assert_eq!(committed.len(), 2, "records came from both partitions");
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .expect("commit both partitions at once");
     }
     let addr = broker.addr.clone();
     broker.kill();

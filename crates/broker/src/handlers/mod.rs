@@ -129,6 +129,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         peer: conn.peer,
     };
     let correlation_id = header.correlation_id;
+    tracing::trace!(peer = %conn.peer, api = ?api_key, version, correlation_id, client_id = %ctx.client_id, "request");
     if api_key == ApiKey::ApiVersions && !api_versions::is_supported(api_key, version) {
         let resp = api_versions::unsupported_version_response();
         return respond(
