@@ -113,8 +113,24 @@ impl Shoal {
 }
 
 impl Drop for Shoal {
+    /// Kills the broker; then fails the test if the broker logged an ERROR (a silent failure
+    /// behind an apparently passing client, such as a refused internal append).
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            return;
+        }
+        let errors: Vec<String> = self
+            .log()
+            .lines()
+            .filter(|l| l.contains(" ERROR "))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "the broker logged errors:\n{}",
+            errors.join("\n")
+        );
     }
 }
 
