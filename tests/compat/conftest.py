@@ -58,10 +58,14 @@ def broker():
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        with open(os.path.join(data, "broker.log")) as f:
+            errors = [line for line in f if " ERROR " in line]
         if os.environ.get("KEEP_COMPAT_DATA"):
             print("compat data kept in", data)
         else:
             shutil.rmtree(data, ignore_errors=True)
+        # A client can look happy while the broker failed behind it: an ERROR fails the run.
+        assert not errors, "the broker logged errors:\n" + "".join(errors)
 
 
 def kcat(*args, input=None, timeout=30):
