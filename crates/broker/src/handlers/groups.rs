@@ -81,29 +81,43 @@ pub async fn join(
         require_known_member_id: ctx.api_version >= 4,
     };
     let member_id = jr.member_id.clone();
+    let group_id = jr.group_id.clone();
     match broker.groups.join(jr).await {
-        Ok(r) => JoinGroupResponse::default()
-            .with_error_code(code_of(r.error))
-            .with_generation_id(r.generation_id)
-            .with_protocol_type(r.protocol_type.map(s))
-            .with_protocol_name(
-                r.protocol_name
-                    .map(s)
-                    .or_else(|| (ctx.api_version < 7).then(|| s(""))),
-            )
-            .with_leader(s(r.leader))
-            .with_member_id(s(r.member_id))
-            .with_members(
-                r.members
-                    .into_iter()
-                    .map(|m| {
-                        JoinGroupResponseMember::default()
-                            .with_member_id(s(m.member_id))
-                            .with_group_instance_id(m.group_instance_id.map(s))
-                            .with_metadata(m.metadata)
-                    })
-                    .collect(),
-            ),
+        Ok(r) => {
+            if r.error.is_none() && !r.members.is_empty() {
+                // Only the leader's reply lists the members: one line per completed join phase.
+                tracing::info!(
+                    group = %group_id,
+                    generation_id = r.generation_id,
+                    members = r.members.len(),
+                    protocol = r.protocol_name.as_deref().unwrap_or(""),
+                    leader = %r.leader,
+                    "group rebalanced"
+                );
+            }
+            JoinGroupResponse::default()
+                .with_error_code(code_of(r.error))
+                .with_generation_id(r.generation_id)
+                .with_protocol_type(r.protocol_type.map(s))
+                .with_protocol_name(
+                    r.protocol_name
+                        .map(s)
+                        .or_else(|| (ctx.api_version < 7).then(|| s(""))),
+                )
+                .with_leader(s(r.leader))
+                .with_member_id(s(r.member_id))
+                .with_members(
+                    r.members
+                        .into_iter()
+                        .map(|m| {
+                            JoinGroupResponseMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_group_instance_id(m.group_instance_id.map(s))
+                                .with_metadata(m.metadata)
+                        })
+                        .collect(),
+                )
+        }
         Err(e) => JoinGroupResponse::default()
             .with_error_code(e.code())
             .with_generation_id(-1)
