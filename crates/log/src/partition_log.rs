@@ -127,6 +127,12 @@ impl LocalLog {
     /// Idempotent-producer state is rebuilt from the last two segments.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self, LogError> {
         std::fs::create_dir_all(dir)?;
+        // The partition directory's own entry must be durable too.
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::segment::sync_dir(parent)?;
         let mut bases: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;

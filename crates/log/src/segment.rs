@@ -41,6 +41,12 @@ pub(crate) struct Segment {
     pub(crate) created_ms: i64,
 }
 
+/// fsyncs a directory so entries created or renamed in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 /// A batch header found at a file position.
 pub(crate) struct Located {
     pub(crate) position: u64,
@@ -58,6 +64,8 @@ impl Segment {
             .create(true)
             .truncate(true)
             .open(&log_path)?;
+        // The new file's directory entry must be durable before data fsynced into it counts.
+        sync_dir(dir)?;
         Ok(Self {
             base_offset,
             file: Arc::new(file),
