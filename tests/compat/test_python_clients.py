@@ -143,3 +143,85 @@ def test_deleting_a_topic_removes_its_committed_offsets(broker):
     c2 = KafkaConsumer(group_id=f"{topic}-g", bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     assert c2.committed(tp) is None, "offsets of a deleted topic are gone (OffsetFetch gives -1)"
     c2.close()
+
+
+def test_confluent_admin_describes_lists_alters_and_deletes_groups(broker):
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    topic = f"adm-{uuid.uuid4().hex[:8]}"
+    group = f"{topic}-g"
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).values():
+        f.result(timeout=10)
+    p = Producer({"bootstrap.servers": BOOTSTRAP})
+    for i in range(10):
+        p.produce(topic, value=str(i), partition=i % 2)
+    assert p.flush(10) == 0
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "client.id": "adm-client"})
+    c.subscribe([topic])
+    got = 0
+    for _ in range(100):
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got += 1
+        if got == 10:
+            break
+    c.commit(asynchronous=False)
+
+    # DescribeGroups: Stable, one member, its client id and its two partitions.
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    assert str(desc.state).endswith("STABLE"), desc.state
+    assert len(desc.members) == 1 and desc.members[0].client_id == "adm-client"
+    assigned = sorted(tp.partition for tp in desc.members[0].assignment.topic_partitions)
+    assert assigned == [0, 1]
+    # Deleting a group with a live member is refused (NON_EMPTY_GROUP).
+    fut = admin.delete_consumer_groups([group])[group]
+    try:
+        fut.result(timeout=10)
+        deleted_while_active = True
+    except Exception as e:
+        deleted_while_active = False
+        assert "NON_EMPTY_GROUP" in str(e) or "not empty" in str(e).lower(), e
+    assert not deleted_while_active
+    c.close()
+
+    # Committed offsets through the admin API, then moved while the group is empty.
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0), TopicPartition(topic, 1)])
+    res = admin.list_consumer_group_offsets([req])[group].result(timeout=10)
+    assert sorted((tp.partition, tp.offset) for tp in res.topic_partitions) == [(0, 5), (1, 5)]
+    alter = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 2)])
+    admin.alter_consumer_group_offsets([alter])[group].result(timeout=10)
+    res = admin.list_consumer_group_offsets([req])[group].result(timeout=10)
+    assert sorted((tp.partition, tp.offset) for tp in res.topic_partitions) == [(0, 2), (1, 5)]
+    # An empty group can be deleted; its offsets go with it.
+    admin.delete_consumer_groups([group])[group].result(timeout=10)
+    listed = admin.list_consumer_groups().result(timeout=10)
+    assert not any(g.group_id == group for g in listed.valid)
+
+
+def test_topic_admin_errors_are_kafkas(broker):
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewPartitions, NewTopic
+    from kafka.errors import (InvalidPartitionsError, InvalidReplicationFactorError,
+                              InvalidTopicError, TopicAlreadyExistsError)
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    name = f"adm-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
+    cases = [
+        (lambda: admin.create_topics([NewTopic(name, 2, 1)]), TopicAlreadyExistsError),
+        (lambda: admin.create_topics([NewTopic("bad/name", 1, 1)]), InvalidTopicError),
+        (lambda: admin.create_topics([NewTopic(name + "-rf", 1, 3)]), InvalidReplicationFactorError),
+        (lambda: admin.create_partitions({name: NewPartitions(1)}), InvalidPartitionsError),
+    ]
+    for call, error in cases:
+        try:
+            call()
+            raised = None
+        except Exception as e:  # kafka-python raises the error class for the Kafka code
+            raised = e
+        assert isinstance(raised, error), (error, raised)
+    admin.create_partitions({name: NewPartitions(4)})
+    meta = admin.describe_topics([name])
+    assert len(meta[0]["partitions"]) == 4
+    admin.close()
