@@ -105,7 +105,7 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
 /// Handles Produce; `None` for acks=0 (no response is sent).
 pub async fn handle(
     broker: &Broker,
-    ctx: &RequestContext,
+    _ctx: &RequestContext,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -173,7 +173,6 @@ pub async fn handle(
     if acks == 0 {
         return None;
     }
-    let _ = ctx;
     Some(
         ProduceResponse::default().with_responses(
             responses
