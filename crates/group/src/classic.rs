@@ -1053,11 +1053,10 @@ impl ClassicCoordinator {
         group.generation_id += 1;
         if group.members.is_empty() {
             group.protocol_name = None;
-            group.protocol_type = if group.offsets.is_empty() {
-                None
-            } else {
-                group.protocol_type.take()
-            };
+            // An empty group keeps its protocol type only while it still has offsets.
+            if group.offsets.is_empty() {
+                group.protocol_type = None;
+            }
             group.leader_id = None;
             group.transition_to(GroupState::Empty, now_ms);
             out.records.push(group.metadata_record());
