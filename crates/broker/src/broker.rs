@@ -31,7 +31,12 @@ impl Broker {
     /// Errors: storage that cannot be opened or recovered, a corrupt internal log.
     pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
         let config = Arc::new(config);
-        let topics = TopicManager::open(Arc::clone(&config))?;
+        let topics = TopicManager::open(Arc::clone(&config)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
         let flusher = Flusher::start();
         let offsets = topics
             .partition(CONSUMER_OFFSETS, 0)
@@ -75,7 +80,9 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     on_ready: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.kafka_addr).await?;
+    let listener = TcpListener::bind(config.kafka_addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {} (--kafka-addr): {e}", config.kafka_addr)
+    })?;
     let mut config = config;
     config.kafka_addr = listener.local_addr()?;
     let broker = Broker::start(config)?;
