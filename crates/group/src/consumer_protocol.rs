@@ -24,3 +24,40 @@ pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
     }
     Some(topics)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn subscription(version: i16, topics: &[&str]) -> Vec<u8> {
+        let mut v = version.to_be_bytes().to_vec();
+        v.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+        for t in topics {
+            v.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            v.extend_from_slice(t.as_bytes());
+        }
+        v.extend_from_slice(&(-1i32).to_be_bytes()); // user_data: null
+        v
+    }
+
+    #[test]
+    fn reads_topics_from_subscription_versions_0_to_3() {
+        for version in 0..=3 {
+            assert_eq!(
+                subscribed_topics(&subscription(version, &["a", "orders"])),
+                Some(vec!["a".to_string(), "orders".to_string()])
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_subscriptions_give_none_without_panicking() {
+        let good = subscription(1, &["orders"]);
+        for cut in 0..good.len() - 4 {
+            let _ = subscribed_topics(&good[..cut]);
+        }
+        assert_eq!(subscribed_topics(&[0, 1, 0x7f, 0xff, 0xff, 0xff]), None);
+        assert_eq!(subscribed_topics(&[]), None);
+    }
+}
