@@ -21,6 +21,8 @@ struct Harness {
     joins: HashMap<u64, JoinResponse>,
     syncs: HashMap<u64, SyncResponse>,
     records: Vec<Record>,
+    /// Protocol metadata new joins send; `None`: a placeholder naming the member.
+    metadata: Option<Bytes>,
 }
 
 impl Harness {
@@ -37,6 +39,7 @@ impl Harness {
             joins: HashMap::new(),
             syncs: HashMap::new(),
             records: Vec::new(),
+            metadata: None,
         }
     }
 
@@ -96,7 +99,13 @@ impl Harness {
             protocol_type: "consumer".into(),
             protocols: protocols
                 .iter()
-                .map(|p| (p.to_string(), Bytes::from(format!("meta-{member_id}"))))
+                .map(|p| {
+                    let meta = self
+                        .metadata
+                        .clone()
+                        .unwrap_or_else(|| Bytes::from(format!("meta-{member_id}")));
+                    (p.to_string(), meta)
+                })
                 .collect(),
             require_known_member_id: true,
         };
@@ -479,6 +488,31 @@ fn deleting_a_topic_removes_every_groups_offsets_for_it() {
         .1
         .is_none());
     assert!(h.c.delete_topic_offsets("other", h.now).records.is_empty());
+}
+
+#[test]
+fn offset_delete_refuses_topics_a_live_group_subscribes_to() {
+    let mut h = Harness::new(0);
+    // A consumer Subscription v1 for topic "t": version, [topics], user_data (null).
+    let mut sub = 1i16.to_be_bytes().to_vec();
+    sub.extend_from_slice(&1i32.to_be_bytes());
+    sub.extend_from_slice(&1i16.to_be_bytes());
+    sub.extend_from_slice(b"t");
+    sub.extend_from_slice(&(-1i32).to_be_bytes());
+    h.metadata = Some(Bytes::from(sub));
+    let (a, ja) = h.join_new();
+    let gen = h.joins.remove(&ja).unwrap().generation_id;
+    h.sync(&a, gen, &[(&a, "p")]);
+    assert_eq!(h.commit(&a, gen, 3), None);
+    let parts = [("t".to_string(), 0), ("u".to_string(), 0)];
+    let (errs, _) =
+        h.c.delete_offsets("g", &parts, h.now)
+            .expect("group exists");
+    assert_eq!(errs, vec![Some(GroupError::GroupSubscribedToTopic), None]);
+    assert_eq!(
+        h.c.delete_offsets("nope", &parts, h.now).err(),
+        Some(GroupError::GroupIdNotFound)
+    );
 }
 
 #[test]
