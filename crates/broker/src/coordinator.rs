@@ -176,6 +176,14 @@ impl CoordinatorHandle {
     }
 }
 
+/// The `direct` reply of [`Runtime::finish`]: sends `value` on `tx` once the output's records
+/// are durable.
+fn reply_after<T: Send + 'static>(tx: Tx<T>, value: T) -> Option<Box<dyn FnOnce() + Send>> {
+    Some(Box::new(move || {
+        let _ = tx.send(value);
+    }))
+}
+
 enum Parked {
     Join(Tx<JoinResponse>),
     Sync(Tx<SyncResponse>),
@@ -361,12 +369,7 @@ impl Runtime {
                     generation_id,
                     now,
                 );
-                self.finish(
-                    out,
-                    Some(Box::new(move || {
-                        let _ = tx.send(err);
-                    })),
-                );
+                self.finish(out, reply_after(tx, err));
             }
             Command::Leave {
                 group_id,
@@ -374,21 +377,11 @@ impl Runtime {
                 tx,
             } => {
                 let (errs, out) = self.core.leave(&group_id, &members, now);
-                self.finish(
-                    out,
-                    Some(Box::new(move || {
-                        let _ = tx.send(errs);
-                    })),
-                );
+                self.finish(out, reply_after(tx, errs));
             }
             Command::Commit(req, tx) => {
                 let (errs, out) = self.core.commit(req, now);
-                self.finish(
-                    out,
-                    Some(Box::new(move || {
-                        let _ = tx.send(errs);
-                    })),
-                );
+                self.finish(out, reply_after(tx, errs));
             }
             Command::FetchOffsets {
                 group_id,
@@ -402,33 +395,18 @@ impl Runtime {
                 partitions,
                 tx,
             } => match self.core.delete_offsets(&group_id, &partitions, now) {
-                Ok((errs, out)) => self.finish(
-                    out,
-                    Some(Box::new(move || {
-                        let _ = tx.send(Ok(errs));
-                    })),
-                ),
+                Ok((errs, out)) => self.finish(out, reply_after(tx, Ok(errs))),
                 Err(e) => drop(tx.send(Err(e))),
             },
             Command::DeleteGroup { group_id, tx } => match self.core.delete_group(&group_id, now) {
-                Ok(out) => self.finish(
-                    out,
-                    Some(Box::new(move || {
-                        let _ = tx.send(None);
-                    })),
-                ),
+                Ok(out) => self.finish(out, reply_after(tx, None)),
                 Err(e) => drop(tx.send(Some(e))),
             },
             Command::Describe { group_id, tx } => drop(tx.send(self.core.describe(&group_id))),
             Command::List { tx } => drop(tx.send(self.core.list())),
             Command::TopicDeleted { topic, tx } => {
                 let out = self.core.delete_topic_offsets(&topic, now);
-                self.finish(
-                    out,
-                    Some(Box::new(move || {
-                        let _ = tx.send(());
-                    })),
-                );
+                self.finish(out, reply_after(tx, ()));
             }
         }
     }
