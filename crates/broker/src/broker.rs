@@ -49,6 +49,14 @@ impl Broker {
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             offset_metadata_max_bytes: usize::try_from(config.offset_metadata_max_bytes)
                 .unwrap_or(4096),
+            consumer: shoal_group::consumer::ConsumerGroupConfig {
+                session_timeout_ms: config.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+                reconciling_heartbeat_interval_ms: config
+                    .group_consumer_reconciling_heartbeat_interval_ms,
+                assignors: config.group_consumer_assignors.clone(),
+                max_size: usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX),
+            },
         };
         let groups = coordinator::start(
             group_config,

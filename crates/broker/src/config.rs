@@ -83,6 +83,17 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes` (default 4096).
     pub offset_metadata_max_bytes: i32,
+    /// `group.consumer.session.timeout.ms` (default 45000): KIP-848 member session.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (default 5000).
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.reconciling.heartbeat.interval.ms` (Shoal only, default 50): the
+    /// heartbeat interval asked of members while their group reconciles.
+    pub group_consumer_reconciling_heartbeat_interval_ms: i32,
+    /// `group.consumer.assignors` (default `uniform,range`; the first is the default).
+    pub group_consumer_assignors: Vec<String>,
+    /// `group.consumer.max.size` (default i32::MAX).
+    pub group_consumer_max_size: i32,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
 }
@@ -117,6 +128,11 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10080,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_reconciling_heartbeat_interval_ms: 50,
+            group_consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
+            group_consumer_max_size: i32::MAX,
             cluster_id: "shoal-cluster".to_string(),
         }
     }
@@ -188,6 +204,38 @@ impl BrokerConfig {
                 self.offsets_retention_check_interval_ms = parse(key, value)?
             }
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, value)?,
+            "group.consumer.session.timeout.ms" => {
+                self.group_consumer_session_timeout_ms = parse(key, value)?
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group_consumer_heartbeat_interval_ms = parse(key, value)?
+            }
+            "group.consumer.reconciling.heartbeat.interval.ms" => {
+                self.group_consumer_reconciling_heartbeat_interval_ms = parse(key, value)?
+            }
+            "group.consumer.assignors" => {
+                let list: Vec<String> = value
+                    .split(',')
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect();
+                if list.is_empty()
+                    || list
+                        .iter()
+                        .any(|a| !shoal_group::assignor::ASSIGNORS.contains(&a.as_str()))
+                {
+                    return Err(ConfigError::InvalidValue {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        reason: format!(
+                            "expected a list of {:?}",
+                            shoal_group::assignor::ASSIGNORS
+                        ),
+                    });
+                }
+                self.group_consumer_assignors = list;
+            }
+            "group.consumer.max.size" => self.group_consumer_max_size = parse(key, value)?,
             "cluster.id" => self.cluster_id = value.to_string(),
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }

@@ -8,9 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_group::assignor::TopicMetadata;
 use shoal_group::classic::{
     CommitRequest, GroupDescription, GroupListing, JoinRequest, JoinResponse, SyncRequest,
     SyncResponse,
+};
+use shoal_group::consumer::{
+    ConsumerGroupDescription, HeartbeatRequest, HeartbeatResponse, TopicCatalog,
 };
 use shoal_group::{
     ClassicCoordinator, CoordinatorConfig, GroupError, OffsetAndMetadata, Output, Record, Reply,
@@ -61,7 +65,18 @@ enum Command {
     },
     Describe {
         group_id: String,
-        tx: Tx<GroupDescription>,
+        tx: Tx<Result<GroupDescription, GroupError>>,
+    },
+    ConsumerHeartbeat(HeartbeatRequest, CatalogSnapshot, Tx<HeartbeatResponse>),
+    ConsumerDescribe {
+        group_id: String,
+        tx: Tx<Result<ConsumerGroupDescription, GroupError>>,
+    },
+    ValidateOffsetFetch {
+        group_id: String,
+        member_id: Option<String>,
+        member_epoch: i32,
+        tx: Tx<Option<GroupError>>,
     },
     List {
         tx: Tx<Vec<GroupListing>>,
@@ -70,6 +85,22 @@ enum Command {
         topic: String,
         tx: Tx<()>,
     },
+}
+
+/// The topics a ConsumerGroupHeartbeat is resolved against: every non-internal topic at the
+/// time of the request.
+#[derive(Debug, Default)]
+pub struct CatalogSnapshot {
+    pub topics: HashMap<String, TopicMetadata>,
+}
+
+impl TopicCatalog for CatalogSnapshot {
+    fn topic(&self, name: &str) -> Option<TopicMetadata> {
+        self.topics.get(name).cloned()
+    }
+    fn names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
 }
 
 /// Cheap, cloneable handle the handlers use.
@@ -164,7 +195,39 @@ impl CoordinatorHandle {
     }
     /// DescribeGroups for one group.
     pub async fn describe(&self, group_id: String) -> Result<GroupDescription, GroupError> {
-        self.call(|tx| Command::Describe { group_id, tx }).await
+        self.call(|tx| Command::Describe { group_id, tx }).await?
+    }
+    /// ConsumerGroupHeartbeat (KIP-848), resolved against `catalog`.
+    pub async fn consumer_heartbeat(
+        &self,
+        req: HeartbeatRequest,
+        catalog: CatalogSnapshot,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        self.call(|tx| Command::ConsumerHeartbeat(req, catalog, tx))
+            .await
+    }
+    /// ConsumerGroupDescribe for one group.
+    pub async fn consumer_describe(
+        &self,
+        group_id: String,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        self.call(|tx| Command::ConsumerDescribe { group_id, tx })
+            .await?
+    }
+    /// OffsetFetch v9's member check for consumer-protocol groups.
+    pub async fn validate_offset_fetch(
+        &self,
+        group_id: String,
+        member_id: Option<String>,
+        member_epoch: i32,
+    ) -> Result<Option<GroupError>, GroupError> {
+        self.call(|tx| Command::ValidateOffsetFetch {
+            group_id,
+            member_id,
+            member_epoch,
+            tx,
+        })
+        .await
     }
     /// A topic was deleted: drop every group's offsets for it (durably).
     pub async fn topic_deleted(&self, topic: String) -> Result<(), GroupError> {
@@ -404,6 +467,23 @@ impl Runtime {
             },
             Command::Describe { group_id, tx } => drop(tx.send(self.core.describe(&group_id))),
             Command::List { tx } => drop(tx.send(self.core.list())),
+            Command::ConsumerHeartbeat(req, catalog, tx) => {
+                let (resp, out) = self.core.consumer_heartbeat(req, &catalog, now);
+                self.finish(out, reply_after(tx, resp));
+            }
+            Command::ConsumerDescribe { group_id, tx } => {
+                drop(tx.send(self.core.consumer_describe(&group_id)))
+            }
+            Command::ValidateOffsetFetch {
+                group_id,
+                member_id,
+                member_epoch,
+                tx,
+            } => drop(tx.send(self.core.validate_offset_fetch(
+                &group_id,
+                member_id.as_deref(),
+                member_epoch,
+            ))),
             Command::TopicDeleted { topic, tx } => {
                 let out = self.core.delete_topic_offsets(&topic, now);
                 self.finish(out, reply_after(tx, ()));

@@ -21,6 +21,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
+use crate::consumer::{
+    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, HeartbeatRequest,
+    HeartbeatResponse, TopicCatalog,
+};
 use crate::error::GroupError;
 use crate::records::{GroupMetadataValue, MemberRecord, OffsetAndMetadata, Record};
 
@@ -42,6 +46,8 @@ pub struct CoordinatorConfig {
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes` (Kafka default 4096).
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.*`: KIP-848 consumer groups.
+    pub consumer: ConsumerGroupConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -53,6 +59,7 @@ impl Default for CoordinatorConfig {
             max_size: i32::MAX as usize,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offset_metadata_max_bytes: 4096,
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }
@@ -103,6 +110,11 @@ pub enum TimerKey {
         group_id: String,
         generation_id: i32,
     },
+    /// A consumer-protocol member's session (`group.consumer.session.timeout.ms`) expires.
+    ConsumerSession { group_id: String, member_id: String },
+    /// A consumer-protocol member must finish revoking partitions before this (its rebalance
+    /// timeout, i.e. the client's `max.poll.interval.ms`).
+    ConsumerRebalance { group_id: String, member_id: String },
 }
 
 /// A reply to deliver to a parked or current request.
@@ -226,6 +238,8 @@ pub struct CommitRequest {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub partitions: Vec<CommitPartition>,
+    /// The OffsetCommit version (consumer-protocol members need v9+).
+    pub api_version: i16,
 }
 
 /// A member as DescribeGroups shows it.
@@ -255,7 +269,11 @@ pub struct GroupDescription {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's state name (`Stable`, `Empty`, ... or `Reconciling`, `Assigning` for consumer
+    /// groups).
+    pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5, KIP-848).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +340,9 @@ struct Group {
     initial_delay_remaining_ms: Option<i64>,
     new_member_added: bool,
     offsets: HashMap<(String, i32), OffsetAndMetadata>,
+    /// Set when the group uses the consumer protocol (KIP-848); the classic fields are then
+    /// unused (the group is `Empty` in classic terms).
+    consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -341,6 +362,7 @@ impl Group {
             initial_delay_remaining_ms: None,
             new_member_added: false,
             offsets: HashMap::new(),
+            consumer: None,
         }
     }
 
@@ -353,6 +375,14 @@ impl Group {
         );
         self.state = next;
         self.state_timestamp_ms = now_ms;
+    }
+
+    /// No members, in either protocol.
+    fn has_no_members(&self) -> bool {
+        match &self.consumer {
+            Some(c) => c.is_empty(),
+            None => self.is(GroupState::Empty),
+        }
     }
 
     fn is(&self, s: GroupState) -> bool {
@@ -633,6 +663,25 @@ impl ClassicCoordinator {
             ));
             return out;
         }
+        if group.consumer.as_ref().is_some_and(|c| !c.is_empty()) {
+            // A classic member cannot join a consumer group that has members (Shoal does not
+            // convert live groups between protocols; see docs/compatibility.md).
+            out.replies.push((
+                req_id,
+                Reply::Join(JoinResponse::error(
+                    GroupError::InconsistentGroupProtocol,
+                    &req.member_id,
+                )),
+            ));
+            return out;
+        }
+        if let Some(g) = self.groups.get_mut(&req.group_id) {
+            // An empty consumer group becomes a classic group (keeping its offsets).
+            g.consumer = None;
+        }
+        let Some(group) = self.groups.get(&req.group_id) else {
+            return out;
+        };
         if !group.supports(&req.protocol_type, &req.protocols) {
             out.replies.push((
                 req_id,
@@ -1366,6 +1415,27 @@ impl ClassicCoordinator {
                 }
                 Self::remove_member_and_rebalance(group, member_id, now_ms, &config, &mut out);
             }
+            TimerKey::ConsumerSession {
+                group_id,
+                member_id,
+            }
+            | TimerKey::ConsumerRebalance {
+                group_id,
+                member_id,
+            } => {
+                let revocation = matches!(key, TimerKey::ConsumerRebalance { .. });
+                let Some(group) = self.groups.get_mut(group_id) else {
+                    return out;
+                };
+                let Some(c) = group.consumer.as_mut() else {
+                    return out;
+                };
+                if c.on_timer(group_id, member_id, revocation, &config.consumer, &mut out)
+                    && c.is_empty()
+                {
+                    group.state_timestamp_ms = now_ms;
+                }
+            }
             TimerKey::Join { group_id } => {
                 let Some(group) = self.groups.get_mut(group_id) else {
                     return out;
@@ -1438,7 +1508,11 @@ impl ClassicCoordinator {
         if group.is(GroupState::Dead) {
             return fail(GroupError::CoordinatorNotAvailable);
         }
-        if req.generation_id < 0 && group.is(GroupState::Empty) {
+        if let Some(c) = &group.consumer {
+            if let Some(e) = c.validate_commit(&req.member_id, req.generation_id, req.api_version) {
+                return fail(e);
+            }
+        } else if req.generation_id < 0 && group.is(GroupState::Empty) {
             // Commit from a consumer using manual assignment (no group membership).
         } else {
             if let Some(e) =
@@ -1531,8 +1605,10 @@ impl ClassicCoordinator {
         if group.is(GroupState::Dead) {
             return Err(GroupError::GroupIdNotFound);
         }
-        let subscribed: HashSet<String> = if group.is(GroupState::Empty) {
+        let subscribed: HashSet<String> = if group.has_no_members() {
             HashSet::new()
+        } else if let Some(c) = &group.consumer {
+            c.subscribed_topic_names().into_iter().collect()
         } else if group.protocol_type.as_deref() == Some("consumer") {
             let protocol = group.protocol_name.clone().unwrap_or_default();
             group
@@ -1574,10 +1650,11 @@ impl ClassicCoordinator {
         let Some(group) = self.groups.get_mut(group_id) else {
             return Err(GroupError::GroupIdNotFound);
         };
-        match group.state {
-            GroupState::Dead => return Err(GroupError::GroupIdNotFound),
-            GroupState::Empty => {}
-            _ => return Err(GroupError::NonEmptyGroup),
+        if group.is(GroupState::Dead) {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        if !group.has_no_members() {
+            return Err(GroupError::NonEmptyGroup);
         }
         Self::tombstone_group(group, now_ms, &mut out);
         self.groups.remove(group_id);
@@ -1644,7 +1721,11 @@ impl ClassicCoordinator {
         let expired: Vec<String> = self
             .groups
             .values()
-            .filter(|g| g.is(GroupState::Empty) && now_ms - g.state_timestamp_ms >= retention)
+            .filter(|g| {
+                !g.is(GroupState::Dead)
+                    && g.has_no_members()
+                    && now_ms - g.state_timestamp_ms >= retention
+            })
             .map(|g| g.group_id.clone())
             .collect();
         for id in expired {
@@ -1656,11 +1737,169 @@ impl ClassicCoordinator {
         out
     }
 
+    // ----- consumer protocol (KIP-848) -----------------------------------------------------
+
+    /// Handles ConsumerGroupHeartbeat (see [`crate::consumer`]). The group is created on a
+    /// join (epoch 0); an empty classic group becomes a consumer group, keeping its offsets.
+    /// Errors (in the response): INVALID_GROUP_ID, INVALID_REQUEST, GROUP_ID_NOT_FOUND (a
+    /// classic group with members), UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH,
+    /// UNRELEASED_INSTANCE_ID, FENCED_INSTANCE_ID, UNSUPPORTED_ASSIGNOR,
+    /// GROUP_MAX_SIZE_REACHED, INVALID_REGULAR_EXPRESSION.
+    pub fn consumer_heartbeat(
+        &mut self,
+        req: HeartbeatRequest,
+        catalog: &dyn TopicCatalog,
+        now_ms: i64,
+    ) -> (HeartbeatResponse, Output) {
+        let mut out = Output::default();
+        if req.group_id.is_empty() {
+            return (
+                HeartbeatResponse::error(GroupError::InvalidGroupId, "GroupId can't be empty"),
+                out,
+            );
+        }
+        if req.member_epoch == 0 && req.rebalance_timeout_ms == -1 {
+            return (
+                HeartbeatResponse::error(
+                    GroupError::InvalidRequest,
+                    "RebalanceTimeoutMs must be provided when joining",
+                ),
+                out,
+            );
+        }
+        let joining = req.member_epoch == 0;
+        if !self.groups.contains_key(&req.group_id) {
+            if !joining {
+                return (
+                    HeartbeatResponse::error(
+                        GroupError::UnknownMemberId,
+                        format!("group {} has no member {}", req.group_id, req.member_id),
+                    ),
+                    out,
+                );
+            }
+            self.groups
+                .insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+        }
+        let new_id = self.new_member_id("consumer");
+        let config = self.config.clone();
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return (
+                HeartbeatResponse::error(GroupError::CoordinatorNotAvailable, "no group"),
+                out,
+            );
+        };
+        if group.is(GroupState::Dead) {
+            return (
+                HeartbeatResponse::error(GroupError::CoordinatorNotAvailable, "group is dead"),
+                out,
+            );
+        }
+        if group.consumer.is_none() {
+            if !group.is(GroupState::Empty) {
+                return (
+                    HeartbeatResponse::error(
+                        GroupError::GroupIdNotFound,
+                        format!("group {} is not a consumer group", req.group_id),
+                    ),
+                    out,
+                );
+            }
+            if !joining {
+                return (
+                    HeartbeatResponse::error(
+                        GroupError::UnknownMemberId,
+                        format!("group {} has no member {}", req.group_id, req.member_id),
+                    ),
+                    out,
+                );
+            }
+            group.consumer = Some(ConsumerGroup::default());
+            group.protocol_type = Some("consumer".to_string());
+        }
+        let Some(c) = group.consumer.as_mut() else {
+            return (
+                HeartbeatResponse::error(GroupError::CoordinatorNotAvailable, "no group"),
+                out,
+            );
+        };
+        let was_empty = c.is_empty();
+        let resp = c.heartbeat(
+            req,
+            || new_id,
+            catalog,
+            &config.consumer,
+            now_ms,
+            &mut out,
+        );
+        if c.is_empty() != was_empty {
+            group.state_timestamp_ms = now_ms;
+        }
+        (resp, out)
+    }
+
+    /// ConsumerGroupDescribe for one group. Errors: GROUP_ID_NOT_FOUND (unknown group, or a
+    /// classic group with members: "not a consumer group").
+    pub fn consumer_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        let g = self
+            .groups
+            .get(group_id)
+            .filter(|g| !g.is(GroupState::Dead))
+            .ok_or(GroupError::GroupIdNotFound)?;
+        match &g.consumer {
+            Some(c) => Ok(c.describe(group_id)),
+            None if g.is(GroupState::Empty) => Ok(ConsumerGroup::default().describe(group_id)),
+            None => Err(GroupError::GroupIdNotFound),
+        }
+    }
+
+    /// OffsetFetch v9+ checks a consumer-protocol member's id and epoch (KIP-848); `None`
+    /// when the fetch may proceed. Errors: UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH.
+    pub fn validate_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Option<GroupError> {
+        self.groups
+            .get(group_id)
+            .and_then(|g| g.consumer.as_ref())
+            .and_then(|c| c.validate_fetch(member_id, member_epoch))
+    }
+
+    /// Each consumer-protocol member's current assignment (for tests and the admin API).
+    pub fn consumer_assignments(
+        &self,
+        group_id: &str,
+    ) -> BTreeMap<String, crate::assignor::TopicPartitions> {
+        self.groups
+            .get(group_id)
+            .and_then(|g| g.consumer.as_ref())
+            .map(ConsumerGroup::assignments)
+            .unwrap_or_default()
+    }
+
     // ----- describe ------------------------------------------------------------------------
 
     /// DescribeGroups for one group; an unknown group is reported `Dead` with no members, as
     /// Kafka does. Member metadata and assignment are included only in `Stable`.
-    pub fn describe(&self, group_id: &str) -> GroupDescription {
+    /// Errors: GROUP_ID_NOT_FOUND for a consumer-protocol group (as Kafka: "not a classic
+    /// group"; use ConsumerGroupDescribe).
+    pub fn describe(&self, group_id: &str) -> Result<GroupDescription, GroupError> {
+        if self
+            .groups
+            .get(group_id)
+            .is_some_and(|g| g.consumer.is_some())
+        {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        Ok(self.describe_classic(group_id))
+    }
+
+    fn describe_classic(&self, group_id: &str) -> GroupDescription {
         let Some(g) = self.groups.get(group_id) else {
             return GroupDescription {
                 group_id: group_id.to_string(),
@@ -1712,10 +1951,19 @@ impl ClassicCoordinator {
             .groups
             .values()
             .filter(|g| !g.is(GroupState::Dead))
-            .map(|g| GroupListing {
-                group_id: g.group_id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+            .map(|g| match &g.consumer {
+                Some(c) => GroupListing {
+                    group_id: g.group_id.clone(),
+                    protocol_type: "consumer".to_string(),
+                    state: c.state().as_str(),
+                    group_type: "consumer",
+                },
+                None => GroupListing {
+                    group_id: g.group_id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    state: g.state.as_str(),
+                    group_type: "classic",
+                },
             })
             .collect();
         v.sort_by(|a, b| a.group_id.cmp(&b.group_id));

@@ -32,6 +32,20 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the group is subscribed to the topic")]
     GroupSubscribedToTopic,
+    #[error("the member epoch is fenced by the group coordinator (KIP-848)")]
+    FencedMemberEpoch,
+    #[error("the member epoch is older than the member's current epoch (KIP-848)")]
+    StaleMemberEpoch,
+    #[error("the static member's instance id is still held by a live member (KIP-848)")]
+    UnreleasedInstanceId,
+    #[error("the assignor is not one of group.consumer.assignors")]
+    UnsupportedAssignor,
+    #[error("the request is invalid")]
+    InvalidRequest,
+    #[error("the request version is not supported for this group")]
+    UnsupportedVersion,
+    #[error("the regular expression is invalid")]
+    InvalidRegularExpression,
 }
 
 impl GroupError {
@@ -52,6 +66,13 @@ impl GroupError {
             GroupError::NonEmptyGroup => 68,
             GroupError::OffsetMetadataTooLarge => 12,
             GroupError::GroupSubscribedToTopic => 86,
+            GroupError::FencedMemberEpoch => 110,
+            GroupError::StaleMemberEpoch => 113,
+            GroupError::UnreleasedInstanceId => 111,
+            GroupError::UnsupportedAssignor => 112,
+            GroupError::InvalidRequest => 42,
+            GroupError::UnsupportedVersion => 35,
+            GroupError::InvalidRegularExpression => 128,
         }
     }
 }

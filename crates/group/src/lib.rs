@@ -3,10 +3,14 @@
 //!
 //! - [`classic`]: the classic JoinGroup/SyncGroup protocol state machine and offsets.
 //! - [`records`]: the `__consumer_offsets` record layout (Kafka's), and replay input.
+//! - [`consumer`]: KIP-848 consumer groups (ConsumerGroupHeartbeat), reconciled by the broker.
+//! - [`assignor`]: the broker-side assignors `uniform` and `range`.
 //! - [`consumer_protocol`]: reading a consumer Subscription's topics.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+pub mod assignor;
 pub mod classic;
+pub mod consumer;
 pub mod consumer_protocol;
 mod error;
 pub mod records;

@@ -159,6 +159,7 @@ impl Harness {
                 generation_id,
                 member_id: member_id.into(),
                 group_instance_id: None,
+                api_version: 8,
                 partitions: vec![CommitPartition {
                     topic: "t".into(),
                     partition: 0,

@@ -1,5 +1,5 @@
 //! A consumer-group member for process-level tests: joins `GROUP` on `TOPIC` at `BOOTSTRAP`
-//! (args in that order), prints `assigned <n>` on every assignment change and
+//! (args in that order; an optional fourth arg `consumer` selects `group.protocol=consumer`), prints `assigned <n>` on every assignment change and
 //! `record <partition> <offset>` per record, committing synchronously after each record.
 //! Tests SIGKILL it to simulate a member that dies without LeaveGroup.
 
@@ -16,17 +16,21 @@ fn main() {
         eprintln!("usage: group_member BOOTSTRAP GROUP TOPIC");
         std::process::exit(2);
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("session.timeout.ms", "6000")
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap_or_else(|e| {
-            eprintln!("cannot create consumer: {e}");
-            std::process::exit(1);
-        });
+        .set("enable.auto.commit", "false");
+    if args.get(4).map(String::as_str) == Some("consumer") {
+        // KIP-848: the session timeout is the broker's group.consumer.session.timeout.ms.
+        cfg.set("group.protocol", "consumer");
+    } else {
+        cfg.set("session.timeout.ms", "6000");
+    }
+    let consumer: BaseConsumer = cfg.create().unwrap_or_else(|e| {
+        eprintln!("cannot create consumer: {e}");
+        std::process::exit(1);
+    });
     if let Err(e) = consumer.subscribe(&[topic.as_str()]) {
         eprintln!("cannot subscribe: {e}");
         std::process::exit(1);

@@ -215,25 +215,27 @@ pub async fn leave(
     }
 }
 
-/// ListGroups (v0-v4, with the v4 state filter).
+/// ListGroups (v0-v5, with the v4 state filter and the v5 type filter, KIP-848).
 pub async fn list(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
     match broker.groups.list().await {
         Ok(groups) => {
             let filter: Vec<String> = req.states_filter.iter().map(|x| x.to_lowercase()).collect();
+            let types: Vec<String> = req.types_filter.iter().map(|x| x.to_lowercase()).collect();
             ListGroupsResponse::default()
                 .with_error_code(code::NONE)
                 .with_groups(
                     groups
                         .into_iter()
                         .filter(|g| {
-                            filter.is_empty() || filter.contains(&g.state.as_str().to_lowercase())
+                            (filter.is_empty() || filter.contains(&g.state.to_lowercase()))
+                                && (types.is_empty() || types.iter().any(|t| t == g.group_type))
                         })
                         .map(|g| {
                             ListedGroup::default()
                                 .with_group_id(GroupId(s(g.group_id)))
                                 .with_protocol_type(s(g.protocol_type))
-                                .with_group_state(s(g.state.as_str()))
-                                .with_group_type(s("classic"))
+                                .with_group_state(s(g.state))
+                                .with_group_type(s(g.group_type))
                         })
                         .collect(),
                 )
@@ -294,4 +296,167 @@ pub async fn delete(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsRe
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+fn to_wire_partitions(
+    a: &shoal_group::assignor::TopicPartitions,
+) -> Vec<consumer_group_heartbeat_response::TopicPartitions> {
+    a.iter()
+        .map(|(id, ps)| {
+            consumer_group_heartbeat_response::TopicPartitions::default()
+                .with_topic_id(*id)
+                .with_partitions(ps.iter().copied().collect())
+        })
+        .collect()
+}
+
+/// ConsumerGroupHeartbeat (v0-v1, KIP-848): join (epoch 0), heartbeat, leave (-1, or -2 for a
+/// static member); the broker assigns partitions (see `shoal_group::consumer`). Errors are
+/// in the response: see [`shoal_group::ClassicCoordinator::consumer_heartbeat`].
+pub async fn consumer_heartbeat(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    use shoal_group::assignor::TopicMetadata;
+    use shoal_group::consumer::{from_pairs, HeartbeatRequest};
+    if ctx.api_version >= 1 && req.member_id.is_empty() {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(GroupError::InvalidRequest.code())
+            .with_error_message(Some(s(
+                "MemberId can't be empty (ConsumerGroupHeartbeat v1+)",
+            )))
+            .with_member_epoch(-1);
+    }
+    let mut catalog = crate::coordinator::CatalogSnapshot::default();
+    for t in broker.topics.list() {
+        if t.internal {
+            continue;
+        }
+        catalog.topics.insert(
+            t.name.clone(),
+            TopicMetadata {
+                topic_id: t.id,
+                name: t.name.clone(),
+                partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+            },
+        );
+    }
+    let hreq = HeartbeatRequest {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|x| x.to_string()),
+        rack_id: req.rack_id.map(|x| x.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topic_names: req
+            .subscribed_topic_names
+            .map(|v| v.into_iter().map(|n| n.0.to_string()).collect()),
+        subscribed_topic_regex: req.subscribed_topic_regex.map(|x| x.to_string()),
+        server_assignor: req.server_assignor.map(|x| x.to_string()),
+        owned: req.topic_partitions.map(|tps| {
+            from_pairs(
+                tps.into_iter()
+                    .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic_id, p))),
+            )
+        }),
+        client_id: ctx.client_id.clone(),
+        client_host: format!("/{}", ctx.peer.ip()),
+    };
+    match broker.groups.consumer_heartbeat(hreq, catalog).await {
+        Ok(r) => ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code_of(r.error))
+            .with_error_message(r.error_message.map(s))
+            .with_member_id(r.member_id.map(s))
+            .with_member_epoch(r.member_epoch)
+            .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+            .with_assignment(r.assignment.map(|a| {
+                consumer_group_heartbeat_response::Assignment::default()
+                    .with_topic_partitions(to_wire_partitions(&a))
+            })),
+        Err(e) => ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_member_epoch(-1),
+    }
+}
+
+/// ConsumerGroupDescribe (v0-v1, KIP-848): members with their epochs, current and target
+/// assignments. Errors per group: GROUP_ID_NOT_FOUND (unknown, or a classic group).
+pub async fn consumer_describe(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
+    let mut out = Vec::with_capacity(req.group_ids.len());
+    for g in req.group_ids {
+        let id = g.0.to_string();
+        let entry = match broker.groups.consumer_describe(id.clone()).await {
+            Ok(d) => {
+                let wire = |a: &shoal_group::assignor::TopicPartitions| {
+                    Assignment::default().with_topic_partitions(
+                        a.iter()
+                            .map(|(tid, ps)| {
+                                let name = d
+                                    .topic_names
+                                    .get(tid)
+                                    .cloned()
+                                    .or_else(|| {
+                                        broker.topics.get_by_id(*tid).map(|t| t.name.clone())
+                                    })
+                                    .unwrap_or_default();
+                                TopicPartitions::default()
+                                    .with_topic_id(*tid)
+                                    .with_topic_name(TopicName(s(name)))
+                                    .with_partitions(ps.iter().copied().collect())
+                            })
+                            .collect(),
+                    )
+                };
+                let members = d
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let mut member = Member::default()
+                            .with_member_id(s(m.member_id.clone()))
+                            .with_instance_id(m.instance_id.clone().map(s))
+                            .with_rack_id(m.rack_id.clone().map(s))
+                            .with_member_epoch(m.member_epoch)
+                            .with_client_id(s(m.client_id.clone()))
+                            .with_client_host(s(m.client_host.clone()))
+                            .with_subscribed_topic_names(
+                                m.subscribed_topic_names
+                                    .iter()
+                                    .map(|n| TopicName(s(n.clone())))
+                                    .collect(),
+                            )
+                            .with_subscribed_topic_regex(m.subscribed_topic_regex.clone().map(s))
+                            .with_assignment(wire(&m.assignment))
+                            .with_target_assignment(wire(&m.target_assignment));
+                        if ctx.api_version >= 1 {
+                            // 1 = consumer (KIP-1099); 0 would be a classic member.
+                            member = member.with_member_type(1);
+                        }
+                        member
+                    })
+                    .collect();
+                DescribedGroup::default()
+                    .with_error_code(code::NONE)
+                    .with_group_id(g)
+                    .with_group_state(s(d.state.as_str()))
+                    .with_group_epoch(d.group_epoch)
+                    .with_assignment_epoch(d.assignment_epoch)
+                    .with_assignor_name(s(d.assignor_name.clone()))
+                    .with_members(members)
+                    .with_authorized_operations(i32::MIN)
+            }
+            Err(e) => DescribedGroup::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(s(format!("group {id} is not a consumer group"))))
+                .with_group_id(g)
+                .with_group_state(s("Dead")),
+        };
+        out.push(entry);
+    }
+    ConsumerGroupDescribeResponse::default().with_groups(out)
 }

@@ -8,7 +8,8 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -18,11 +19,12 @@ use shoal_group::code_of;
 use super::{code, RequestContext};
 use crate::broker::Broker;
 
-/// OffsetCommit (v2-v8). Partitions of unknown topics get `UNKNOWN_TOPIC_OR_PARTITION`; the
+/// OffsetCommit (v2-v9; v9 is required of consumer-protocol members, whose member epoch is
+/// checked: STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID). Partitions of unknown topics get `UNKNOWN_TOPIC_OR_PARTITION`; the
 /// rest go to the coordinator, which checks membership and generation.
 pub async fn commit(
     broker: &Broker,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let mut partitions = Vec::new();
@@ -58,6 +60,7 @@ pub async fn commit(
         member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.map(|g| g.to_string()),
         partitions,
+        api_version: ctx.api_version,
     };
     let n = creq.partitions.len();
     let results: Vec<i16> = if n == 0 {
@@ -91,13 +94,90 @@ pub async fn commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// OffsetFetch (v1-v7): the committed offset per partition, or -1 when none; all committed
-/// partitions when `topics` is null (v2+).
+/// One group's committed offsets: `(error_code, rows)`. `member` is OffsetFetch v9's
+/// `(member_id, member_epoch)`, checked for consumer-protocol groups (KIP-848).
+async fn fetch_group(
+    broker: &Broker,
+    group_id: String,
+    wanted: Option<Vec<(String, i32)>>,
+    member: Option<(Option<String>, i32)>,
+) -> (
+    i16,
+    Vec<((String, i32), Option<shoal_group::OffsetAndMetadata>)>,
+) {
+    if let Some((member_id, member_epoch)) = member {
+        match broker
+            .groups
+            .validate_offset_fetch(group_id.clone(), member_id, member_epoch)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return (e.code(), Vec::new()),
+        }
+    }
+    match broker.groups.fetch_offsets(group_id, wanted).await {
+        Ok(r) => (code::NONE, r),
+        Err(e) => (e.code(), Vec::new()),
+    }
+}
+
+/// `(offset, leader_epoch, metadata)` of a row; -1/-1/"" when nothing is committed.
+fn committed(v: Option<shoal_group::OffsetAndMetadata>) -> (i64, i32, StrBytes) {
+    match v {
+        Some(v) => (v.offset, v.leader_epoch, StrBytes::from_string(v.metadata)),
+        None => (-1, -1, StrBytes::from_static_str("")),
+    }
+}
+
+/// OffsetFetch (v1-v9): the committed offset per partition, or -1 when none; all committed
+/// partitions when `topics` is null (v2+). v8+ batch groups; v9 carries the member id and
+/// epoch of consumer-protocol members (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH per group).
 pub async fn fetch(
     broker: &Broker,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
+    if ctx.api_version >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let wanted: Option<Vec<(String, i32)>> = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .flat_map(|t| {
+                        t.partition_indexes
+                            .iter()
+                            .map(move |p| (t.name.0.to_string(), *p))
+                    })
+                    .collect()
+            });
+            let member = (ctx.api_version >= 9)
+                .then(|| (g.member_id.as_ref().map(|m| m.to_string()), g.member_epoch));
+            let (err, rows) = fetch_group(broker, g.group_id.0.to_string(), wanted, member).await;
+            let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+            for ((topic, partition), value) in rows {
+                let (offset, epoch, metadata) = committed(value);
+                let entry = OffsetFetchResponsePartitions::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(epoch)
+                    .with_metadata(Some(metadata));
+                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                    Some(t) => t.partitions.push(entry),
+                    None => topics.push(
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(StrBytes::from_string(topic)))
+                            .with_partitions(vec![entry]),
+                    ),
+                }
+            }
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(err)
+                    .with_topics(topics),
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
     let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|ts| {
         ts.iter()
             .flat_map(|t| {
@@ -107,28 +187,18 @@ pub async fn fetch(
             })
             .collect()
     });
-    let rows = match broker
-        .groups
-        .fetch_offsets(req.group_id.0.to_string(), wanted)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return OffsetFetchResponse::default().with_error_code(e.code()),
-    };
+    let (err, rows) = fetch_group(broker, req.group_id.0.to_string(), wanted, None).await;
+    if err != code::NONE {
+        return OffsetFetchResponse::default().with_error_code(err);
+    }
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
     for ((topic, partition), value) in rows {
-        let entry = match value {
-            Some(v) => OffsetFetchResponsePartition::default()
-                .with_partition_index(partition)
-                .with_committed_offset(v.offset)
-                .with_committed_leader_epoch(v.leader_epoch)
-                .with_metadata(Some(StrBytes::from_string(v.metadata))),
-            None => OffsetFetchResponsePartition::default()
-                .with_partition_index(partition)
-                .with_committed_offset(-1)
-                .with_committed_leader_epoch(-1)
-                .with_metadata(Some(StrBytes::from_static_str(""))),
-        };
+        let (offset, epoch, metadata) = committed(value);
+        let entry = OffsetFetchResponsePartition::default()
+            .with_partition_index(partition)
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(epoch)
+            .with_metadata(Some(metadata));
         match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
             Some(t) => t.partitions.push(entry),
             None => topics.push(

@@ -1,0 +1,355 @@
+//! KIP-848 consumer groups (`group.protocol=consumer`) through librdkafka against a real shoal
+//! process: the broker assigns partitions (uniform and range), every partition has exactly
+//! one owner, members that leave or die hand their partitions to the others, offsets commit
+//! with the member epoch, and an unknown `group.remote.assignor` is refused.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{create_topic, group_consumer, produce, wait_until, Shoal};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, TopicPartitionList};
+
+type Seen = Arc<Mutex<Vec<(usize, i32, i64, String)>>>;
+
+/// One consumer-protocol member polling in a thread.
+struct Member {
+    stop: Arc<AtomicBool>,
+    assignment: Arc<Mutex<Vec<i32>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    fn start(
+        id: usize,
+        broker: &Shoal,
+        group: &str,
+        topic: &str,
+        extra: &[(&str, &str)],
+        seen: Seen,
+    ) -> Member {
+        let mut cfg = vec![
+            ("group.protocol", "consumer"),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "200"),
+        ];
+        cfg.extend_from_slice(extra);
+        let consumer: BaseConsumer = group_consumer(broker, group, &cfg);
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let stop = Arc::new(AtomicBool::new(false));
+        let assignment = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, e) = (
+            Arc::clone(&stop),
+            Arc::clone(&assignment),
+            Arc::clone(&errors),
+        );
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(20)) {
+                    Some(Ok(m)) => {
+                        let v =
+                            String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                        seen.lock()
+                            .expect("lock")
+                            .push((id, m.partition(), m.offset(), v));
+                    }
+                    Some(Err(err)) => e.lock().expect("lock").push(err.to_string()),
+                    None => {}
+                }
+                let mut parts: Vec<i32> = consumer
+                    .assignment()
+                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default();
+                parts.sort_unstable();
+                *a.lock().expect("lock") = parts;
+            }
+            consumer.unsubscribe();
+            // Dropping the consumer closes it: it leaves with member epoch -1.
+        });
+        Member {
+            stop,
+            assignment,
+            errors,
+            handle: Some(handle),
+        }
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.assignment.lock().expect("lock").clone()
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors.lock().expect("lock").clone()
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Every partition in `0..n` owned by exactly one member, and each member owning `per`.
+fn exactly_one_owner(members: &[&Member], n: i32, per: &[usize]) -> bool {
+    let sets: Vec<Vec<i32>> = members.iter().map(|m| m.partitions()).collect();
+    let all: Vec<i32> = sets.iter().flatten().copied().collect();
+    let unique: HashSet<i32> = all.iter().copied().collect();
+    let mut counts: Vec<usize> = sets.iter().map(Vec::len).collect();
+    counts.sort_unstable();
+    let mut want = per.to_vec();
+    want.sort_unstable();
+    all.len() == n as usize && unique.len() == n as usize && counts == want
+}
+
+#[test]
+fn consumer_protocol_members_split_partitions_and_consume_every_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "orders", 6);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let members: Vec<Member> = (0..3)
+        .map(|i| Member::start(i, &broker, "billing", "orders", &[], Arc::clone(&seen)))
+        .collect();
+    let refs: Vec<&Member> = members.iter().collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_one_owner(
+            &refs,
+            6,
+            &[2, 2, 2]
+        )),
+        "the broker-side assignment never settled: {:?}\n{}",
+        members.iter().map(Member::partitions).collect::<Vec<_>>(),
+        broker.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        exactly_one_owner(&refs, 6, &[2, 2, 2]),
+        "assignment changed after settling"
+    );
+    let owner: HashMap<i32, usize> = members
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| m.partitions().into_iter().map(move |p| (p, i)))
+        .collect();
+    let records: Vec<(String, String)> = (0..600)
+        .map(|i| (format!("customer-{}", i % 37), format!("{i}")))
+        .collect();
+    produce(&broker, "orders", &records, &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || seen.lock().expect("lock").len()
+            >= 600),
+        "consumed only {} of 600",
+        seen.lock().expect("lock").len()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let seen_now = seen.lock().expect("lock").clone();
+    assert_eq!(seen_now.len(), 600, "no record consumed twice");
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    for (member, p, off, _) in &seen_now {
+        assert_eq!(
+            owner.get(p),
+            Some(member),
+            "partition {p} consumed by a non-owner"
+        );
+        if let Some(prev) = last.insert(*p, *off) {
+            assert!(*off > prev, "partition {p} out of order");
+        }
+    }
+    // Auto-commit with the member epoch (OffsetCommit v9) recorded every position.
+    let expected: HashMap<i32, i64> = last.iter().map(|(p, o)| (*p, o + 1)).collect();
+    let probe = group_consumer(&broker, "billing", &[]);
+    let committed = || -> HashMap<i32, i64> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..6 {
+            tpl.add_partition("orders", p);
+        }
+        probe
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .map(|t| {
+                t.elements()
+                    .iter()
+                    .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || committed() == expected),
+        "committed offsets {:?} never reached {:?}",
+        committed(),
+        expected
+    );
+    for m in &members {
+        assert!(m.errors().is_empty(), "member errors: {:?}", m.errors());
+    }
+}
+
+#[test]
+fn consumer_protocol_member_that_leaves_hands_its_partitions_to_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "jobs", 4);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let a = Member::start(0, &broker, "workers", "jobs", &[], Arc::clone(&seen));
+    let b = Member::start(1, &broker, "workers", "jobs", &[], Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_one_owner(
+            &[&a, &b],
+            4,
+            &[2, 2]
+        )),
+        "two members never split four partitions: {:?} {:?}",
+        a.partitions(),
+        b.partitions()
+    );
+    let left_at = Instant::now();
+    b.stop();
+    assert!(
+        wait_until(Duration::from_secs(10), || a.partitions()
+            == vec![0, 1, 2, 3]),
+        "the remaining member never got all partitions: {:?}",
+        a.partitions()
+    );
+    // A leave (epoch -1) moves partitions at once, not after a session timeout (45 s).
+    assert!(
+        left_at.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        left_at.elapsed()
+    );
+}
+
+#[test]
+fn killed_consumer_protocol_member_loses_its_partitions_after_the_session_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(
+        &dir.path().join("data"),
+        &["group.consumer.session.timeout.ms=4000"],
+    );
+    create_topic(&broker, "tasks", 4);
+    let exe = std::env::current_exe().expect("exe");
+    let member_bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples/group_member"))
+        .expect("examples dir");
+    let mut victim = Command::new(&member_bin)
+        .args([broker.addr.as_str(), "crew", "tasks", "consumer"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "spawn {}: {e} (`cargo build --example group_member` first)",
+                member_bin.display()
+            )
+        });
+    let victim_assigned = Arc::new(Mutex::new(0usize));
+    let va = Arc::clone(&victim_assigned);
+    let out = victim.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("assigned ") {
+                *va.lock().expect("lock") = n.parse().unwrap_or(0);
+            }
+        }
+    });
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let survivor = Member::start(0, &broker, "crew", "tasks", &[], Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || survivor.partitions().len() == 2
+            && *victim_assigned.lock().expect("lock") == 2),
+        "two members never split four partitions: survivor {:?}, victim {}",
+        survivor.partitions(),
+        victim_assigned.lock().expect("lock")
+    );
+    let killed_at = Instant::now();
+    victim.kill().expect("kill victim");
+    let _ = victim.wait();
+    assert!(
+        wait_until(Duration::from_secs(20), || survivor.partitions()
+            == vec![0, 1, 2, 3]),
+        "survivor never took over all partitions: {:?}\n{}",
+        survivor.partitions(),
+        broker.log()
+    );
+    let took = killed_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "takeover before the session expired ({took:?})"
+    );
+    let records: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("k{i}"), format!("t-{i}")))
+        .collect();
+    produce(&broker, "tasks", &records, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let s = seen.lock().expect("lock");
+            records.iter().all(|(_, v)| s.iter().any(|r| &r.3 == v))
+        }),
+        "survivor did not consume the dead member's partitions"
+    );
+}
+
+#[test]
+fn range_assignor_gives_contiguous_partitions_and_unknown_assignor_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "ranged", 4);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let extra = [("group.remote.assignor", "range")];
+    let a = Member::start(0, &broker, "rangers", "ranged", &extra, Arc::clone(&seen));
+    let b = Member::start(1, &broker, "rangers", "ranged", &extra, Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_one_owner(
+            &[&a, &b],
+            4,
+            &[2, 2]
+        )),
+        "never balanced: {:?} {:?}",
+        a.partitions(),
+        b.partitions()
+    );
+    let mut sets = vec![a.partitions(), b.partitions()];
+    sets.sort();
+    assert_eq!(
+        sets,
+        vec![vec![0, 1], vec![2, 3]],
+        "range hands out contiguous ranges"
+    );
+
+    let bad = Member::start(
+        2,
+        &broker,
+        "strangers",
+        "ranged",
+        &[("group.remote.assignor", "sticky")],
+        Arc::clone(&seen),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || bad
+            .errors()
+            .iter()
+            .any(|e| e.contains("assignor") || e.contains("Assignor"))),
+        "no UNSUPPORTED_ASSIGNOR error surfaced: {:?}",
+        bad.errors()
+    );
+    assert!(bad.partitions().is_empty());
+}
