@@ -437,6 +437,7 @@ impl ConsumerGroup {
         if epoch == LEAVE_GROUP_MEMBER_EPOCH || epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH {
             return self.leave(group_id, &req, cfg, now_ms, out);
         }
+        let members_before = self.members.len();
         let member_id = if epoch == 0 {
             match self.join(group_id, &req, new_member_id, cfg, out) {
                 Ok(id) => id,
@@ -472,7 +473,7 @@ impl ConsumerGroup {
             req.member_id.clone()
         };
         // Update the member from the request's non-null fields.
-        let mut changed = false;
+        let mut changed = self.members.len() > members_before;
         if let Some(m) = self.members.get_mut(&member_id) {
             if req.rebalance_timeout_ms > 0 {
                 m.rebalance_timeout_ms = req.rebalance_timeout_ms;
@@ -504,10 +505,14 @@ impl ConsumerGroup {
                 changed = true;
             }
         }
+        if self.refresh_topics(catalog) {
+            changed = true;
+        }
         if changed {
+            // One bump per heartbeat, whatever changed (Kafka: a new group epoch per change
+            // of members, subscriptions or subscribed topics' metadata).
             self.group_epoch += 1;
         }
-        self.refresh_topics(catalog);
         self.maybe_compute_target(cfg);
         let before = self.members.get(&member_id).map(|m| m.assigned.clone());
         self.reconcile(group_id, &member_id, req.owned.as_ref(), now_ms, out);
@@ -635,7 +640,7 @@ impl ConsumerGroup {
             self.static_members.insert(iid.clone(), member_id.clone());
         }
         self.members.insert(member_id.clone(), m);
-        self.group_epoch += 1;
+        // The subscription recorded below changes, which bumps the group epoch once.
         Ok(member_id)
     }
 
@@ -717,9 +722,9 @@ impl ConsumerGroup {
         self.owners.retain(|_, owner| owner != member_id);
     }
 
-    /// Re-resolves the subscribed topics against the catalog; a change (a topic created,
-    /// deleted or given more partitions) bumps the group epoch.
-    fn refresh_topics(&mut self, catalog: &dyn TopicCatalog) {
+    /// Re-resolves the subscribed topics against the catalog; true on a change (a topic
+    /// created, deleted or given more partitions), which bumps the group epoch.
+    fn refresh_topics(&mut self, catalog: &dyn TopicCatalog) -> bool {
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut all_names: Option<Vec<String>> = None;
         for m in self.members.values() {
@@ -734,10 +739,11 @@ impl ConsumerGroup {
             .filter_map(|n| catalog.topic(n))
             .map(|t| (t.topic_id, t))
             .collect();
-        if topics != self.subscribed_topics {
-            self.subscribed_topics = topics;
-            self.group_epoch += 1;
+        if topics == self.subscribed_topics {
+            return false;
         }
+        self.subscribed_topics = topics;
+        true
     }
 
     fn maybe_compute_target(&mut self, cfg: &ConsumerGroupConfig) {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Conformance harness: librdkafka's own test suite (tests/ of the librdkafka sources bundled in
+# the `rdkafka-sys` crate) against a real Shoal, in full mode (no -Q), for both consumer group
+# protocols (TEST_CONSUMER_GROUP_PROTOCOL=classic and =consumer), TEST_KAFKA_VERSION=3.9.0.
+#
+# Shoal runs the way librdkafka's own test cluster (trivup) configures Kafka: num.partitions=4
+# and topic auto-creation on; group.initial.rebalance.delay.ms=0 as in the tests' brokers.
+# Only the tests that need a broker run (-L): the mock-cluster sub-tests test librdkafka alone.
+#
+# Each test's outcome is compared with expected.txt (TEST MODE pass|fail and, for fail, why;
+# docs/compatibility.md explains each). The script fails if a test expected to pass fails,
+# and reports tests expected to fail that now pass.
+#
+# Usage: tests/compat/librdkafka/run.sh            (every listed test, both modes)
+#        TESTS="0018 0030" MODES=consumer tests/compat/librdkafka/run.sh
+# Needs: a built librdkafka (`cargo build` of this workspace builds it), gcc, g++, make, and
+# the shoal binary ($SHOAL_BIN, default $CARGO_TARGET_DIR/release/shoal).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+TARGET="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
+SHOAL_BIN="${SHOAL_BIN:-$TARGET/release/shoal}"
+MODES="${MODES:-classic consumer}"
+EXPECTED="$HERE/expected.txt"
+TESTS="${TESTS:-$(awk '!/^#/ && NF {print $1}' "$EXPECTED" | sort -u | tr '\n' ' ')}"
+PER_TEST_TIMEOUT="${PER_TEST_TIMEOUT:-900}"
+
+# The librdkafka that rdkafka-sys built (its `out` dir holds the configured sources, the
+# static and shared libraries, and tests/).
+OUT=""
+for d in $(ls -td "$TARGET"/release/build/rdkafka-sys-*/out "$TARGET"/debug/build/rdkafka-sys-*/out 2>/dev/null); do
+  if [ -f "$d/src/librdkafka.so" ] && [ -f "$d/src-cpp/librdkafka++.so" ] && [ -f "$d/tests/test.c" ]; then
+    OUT="$d"; break
+  fi
+done
+if [ -z "$OUT" ]; then
+  echo "librdkafka build not found under $TARGET; run cargo build --workspace first" >&2
+  exit 2
+fi
+VERSION="$(sed -n 's/^#define RD_KAFKA_VERSION *\(0x[0-9a-fA-F]*\).*/\1/p' "$OUT/src/rdkafka.h")"
+WORK="/var/tmp/shoal-librdkafka-tests/$VERSION"
+
+if [ ! -x "$WORK/tests/test-runner" ] || [ "$OUT/src/librdkafka.so" -nt "$WORK/tests/test-runner" ]; then
+  echo "==> building librdkafka's test-runner ($VERSION) in $WORK"
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  cp -r "$OUT/tests" "$WORK/tests"
+  for x in src src-cpp mklove Makefile.config; do ln -s "$OUT/$x" "$WORK/$x"; done
+  (cd "$WORK/tests" && make -j"$(nproc)" test-runner >"$WORK/build.log" 2>&1) || {
+    tail -40 "$WORK/build.log"; exit 2; }
+fi
+
+RESULTS="$WORK/results"
+rm -rf "$RESULTS"; mkdir -p "$RESULTS"
+failures=0
+newly_passing=()
+summary=()
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+for mode in $MODES; do
+  data="$(mktemp -d)"
+  port="$(free_port)"
+  "$SHOAL_BIN" serve --kafka-addr "127.0.0.1:$port" --data-dir "$data/data" \
+    --set num.partitions=4 --set group.initial.rebalance.delay.ms=0 \
+    >"$RESULTS/shoal-$mode.log" 2>&1 &
+  shoal_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "kafka listening" "$RESULTS/shoal-$mode.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  echo "bootstrap.servers=127.0.0.1:$port" >"$WORK/tests/test.conf"
+  for t in $TESTS; do
+    start=$(date +%s)
+    set +e
+    (cd "$WORK/tests" && LD_LIBRARY_PATH=../src:../src-cpp TEST_KAFKA_VERSION=3.9.0 \
+      TEST_CONSUMER_GROUP_PROTOCOL="$mode" TESTS="$t" \
+      timeout "$PER_TEST_TIMEOUT" ./test-runner -p1 -L >"$RESULTS/$mode-$t.log" 2>&1)
+    rc=$?
+    set -e
+    took=$(( $(date +%s) - start ))
+    got=pass; [ $rc -eq 0 ] || got=fail
+    want="$(awk -v t="$t" -v m="$mode" '$1==t && ($2==m || $2=="both") {print $3; exit}' "$EXPECTED")"
+    want="${want:-pass}"
+    line="$t $mode $got (${took}s, expected $want)"
+    summary+=("$line")
+    echo "$line"
+    if [ "$got" = fail ] && [ "$want" = pass ]; then
+      failures=$((failures + 1))
+      echo "---- $RESULTS/$mode-$t.log (failures) ----"
+      grep -a -A3 "TEST FAILURE\|Test assertion failed" "$RESULTS/$mode-$t.log" | head -40 || true
+    fi
+    if [ "$got" = pass ] && [ "$want" = fail ]; then newly_passing+=("$t $mode"); fi
+  done
+  kill "$shoal_pid" 2>/dev/null || true
+  wait "$shoal_pid" 2>/dev/null || true
+  if grep -q " ERROR " "$RESULTS/shoal-$mode.log"; then
+    echo "the broker logged errors in $mode mode:"; grep " ERROR " "$RESULTS/shoal-$mode.log" | head -20
+    failures=$((failures + 1))
+  fi
+  rm -rf "$data"
+done
+
+echo
+echo "==> librdkafka conformance summary"
+printf '%s\n' "${summary[@]}"
+if [ "${#newly_passing[@]}" -gt 0 ]; then
+  echo "now passing (update expected.txt and docs/compatibility.md): ${newly_passing[*]}"
+fi
+if [ "$failures" -gt 0 ]; then
+  echo "$failures unexpected failure(s); logs in $RESULTS"
+  exit 1
+fi
