@@ -80,22 +80,32 @@ impl Broker {
     }
 }
 
-/// Binds the Kafka listener, calls `on_ready` with the bound address, serves until `shutdown` turns true, then flushes logs.
+/// Binds the Kafka listener and the admin HTTP listener, calls `on_ready` with both bound
+/// addresses `(kafka, http)`, serves until `shutdown` turns true, then flushes logs.
 ///
-/// Errors: the address cannot be bound, or storage cannot be opened.
+/// Errors: an address cannot be bound, or storage cannot be opened.
 pub async fn run(
     config: BrokerConfig,
     shutdown: watch::Receiver<bool>,
-    on_ready: impl FnOnce(std::net::SocketAddr),
+    on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.kafka_addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (--kafka-addr): {e}", config.kafka_addr)
     })?;
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--http-addr): {e}", config.http_addr))?;
     let mut config = config;
     config.kafka_addr = listener.local_addr()?;
+    config.http_addr = http_listener.local_addr()?;
     let broker = Broker::start(config)?;
-    tracing::info!(kafka_addr = %broker.config.kafka_addr, data_dir = %broker.config.data_dir.display(), "shoal broker listening");
-    on_ready(broker.config.kafka_addr);
+    tracing::info!(kafka_addr = %broker.config.kafka_addr, http_addr = %broker.config.http_addr, data_dir = %broker.config.data_dir.display(), "shoal broker listening");
+    tokio::spawn(crate::http::serve(
+        Arc::clone(&broker),
+        http_listener,
+        shutdown.clone(),
+    ));
+    on_ready(broker.config.kafka_addr, broker.config.http_addr);
     // Retention and periodic flush run in the background.
     let bg = Arc::clone(&broker);
     let mut bg_shutdown = shutdown.clone();

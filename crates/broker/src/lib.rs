@@ -10,7 +10,9 @@ pub mod config;
 pub mod coordinator;
 pub mod durability;
 pub mod handlers;
+pub mod http;
 pub mod internal_log;
+pub mod lag;
 pub mod server;
 pub mod topics;
 

@@ -1824,14 +1824,7 @@ impl ClassicCoordinator {
             );
         };
         let was_empty = c.is_empty();
-        let resp = c.heartbeat(
-            req,
-            || new_id,
-            catalog,
-            &config.consumer,
-            now_ms,
-            &mut out,
-        );
+        let resp = c.heartbeat(req, || new_id, catalog, &config.consumer, now_ms, &mut out);
         if c.is_empty() != was_empty {
             group.state_timestamp_ms = now_ms;
         }

@@ -90,7 +90,10 @@ impl Harness {
         for (m, a) in self.c.consumer_assignments("g") {
             for (t, ps) in a {
                 for p in ps {
-                    assert!(seen.insert((t, p)), "partition {t}-{p} owned twice (by {m} too)");
+                    assert!(
+                        seen.insert((t, p)),
+                        "partition {t}-{p} owned twice (by {m} too)"
+                    );
                 }
             }
         }
@@ -126,7 +129,12 @@ impl Harness {
         resp
     }
 
-    fn join_with(&mut self, member: &str, topics: &[&str], assignor: Option<&str>) -> HeartbeatResponse {
+    fn join_with(
+        &mut self,
+        member: &str,
+        topics: &[&str],
+        assignor: Option<&str>,
+    ) -> HeartbeatResponse {
         self.send(HeartbeatRequest {
             group_id: "g".into(),
             member_id: member.into(),
@@ -286,7 +294,10 @@ fn member_that_misses_its_session_is_removed_and_its_partitions_move() {
         h.advance(1_000_000 + step * 3_000);
         h.beat("a");
     }
-    assert!(!h.c.consumer_assignments("g").contains_key("b"), "b still a member");
+    assert!(
+        !h.c.consumer_assignments("g").contains_key("b"),
+        "b still a member"
+    );
     h.beat("a");
     assert_eq!(h.parts("a"), vec![0, 1, 2, 3]);
     let r = h.beat("b");
@@ -334,7 +345,10 @@ fn static_member_restarting_within_its_session_keeps_epoch_and_partitions() {
     let before = h.parts("s1");
     let epoch_before = h.epochs["s1"];
     // Another process claiming the same instance id while s1 is alive is refused.
-    assert_eq!(join_static(&mut h, "intruder").error, Some(GroupError::UnreleasedInstanceId));
+    assert_eq!(
+        join_static(&mut h, "intruder").error,
+        Some(GroupError::UnreleasedInstanceId)
+    );
     // s1 leaves temporarily (epoch -2) and its new incarnation s2 rejoins.
     let r = h.send(HeartbeatRequest {
         group_id: "g".into(),
@@ -411,7 +425,10 @@ fn regex_subscription_matches_whole_topic_names() {
     });
     assert_eq!(r.error, None);
     let topics: BTreeSet<Uuid> = r.assignment.unwrap().keys().copied().collect();
-    assert_eq!(topics, [tid("orders-eu"), tid("orders-us")].into_iter().collect());
+    assert_eq!(
+        topics,
+        [tid("orders-eu"), tid("orders-us")].into_iter().collect()
+    );
     let bad = h.send(HeartbeatRequest {
         group_id: "g".into(),
         member_id: "b".into(),
@@ -450,10 +467,22 @@ fn offset_commits_are_checked_against_the_member_epoch() {
     let mut h = Harness::new();
     h.join("a");
     assert_eq!(commit(&mut h, "a", 1, 9), None);
-    assert_eq!(commit(&mut h, "a", 0, 9), Some(GroupError::StaleMemberEpoch));
-    assert_eq!(commit(&mut h, "a", 5, 9), Some(GroupError::FencedMemberEpoch));
-    assert_eq!(commit(&mut h, "a", 1, 8), Some(GroupError::UnsupportedVersion));
-    assert_eq!(commit(&mut h, "nobody", 1, 9), Some(GroupError::UnknownMemberId));
+    assert_eq!(
+        commit(&mut h, "a", 0, 9),
+        Some(GroupError::StaleMemberEpoch)
+    );
+    assert_eq!(
+        commit(&mut h, "a", 5, 9),
+        Some(GroupError::FencedMemberEpoch)
+    );
+    assert_eq!(
+        commit(&mut h, "a", 1, 8),
+        Some(GroupError::UnsupportedVersion)
+    );
+    assert_eq!(
+        commit(&mut h, "nobody", 1, 9),
+        Some(GroupError::UnknownMemberId)
+    );
     // Admin-style commits (no member, epoch -1) only while the group is empty.
     assert_eq!(commit(&mut h, "", -1, 9), Some(GroupError::UnknownMemberId));
     let fetched = h.c.fetch_offsets("g", Some(&[("t".to_string(), 0)]));
@@ -466,7 +495,10 @@ fn an_empty_group_switches_protocols_and_keeps_its_offsets() {
     // Offsets committed by a manual-assignment consumer: an empty classic group.
     assert_eq!(commit(&mut h, "", -1, 8), None);
     let r = h.join("a");
-    assert_eq!(r.error, None, "an empty classic group becomes a consumer group");
+    assert_eq!(
+        r.error, None,
+        "an empty classic group becomes a consumer group"
+    );
     let listing = h.c.list().into_iter().find(|g| g.group_id == "g").unwrap();
     assert_eq!(listing.group_type, "consumer");
     assert_eq!(h.c.describe("g").err(), Some(GroupError::GroupIdNotFound));
@@ -484,6 +516,8 @@ fn an_empty_group_switches_protocols_and_keeps_its_offsets() {
     let fetched = h.c.fetch_offsets("g", Some(&[("t".to_string(), 0)]));
     assert_eq!(fetched[0].1.as_ref().map(|o| o.offset), Some(42));
     // And an empty consumer group can be deleted.
-    let out = h.c.delete_group("g", h.now).expect("delete empty consumer group");
+    let out =
+        h.c.delete_group("g", h.now)
+            .expect("delete empty consumer group");
     assert!(!out.records.is_empty(), "tombstones written");
 }

@@ -149,8 +149,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("shutdown signal received");
             let _ = tx.send(true);
         });
-        shoal_broker::run(config, rx, |addr| {
-            // Machine-readable readiness line (tests and scripts wait for it).
+        shoal_broker::run(config, rx, |addr, http| {
+            // Machine-readable readiness lines (tests and scripts wait for them); the http
+            // line comes first so a reader of the kafka line already knows both.
+            println!("shoal: http listening on {http}");
             println!("shoal: kafka listening on {addr}");
         })
         .await

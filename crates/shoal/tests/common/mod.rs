@@ -15,6 +15,8 @@ pub struct Shoal {
     child: Option<Child>,
     /// `host:port` of the Kafka listener.
     pub addr: String,
+    /// `host:port` of the admin HTTP listener.
+    pub http_addr: String,
     pub data_dir: PathBuf,
 }
 
@@ -36,7 +38,9 @@ impl Shoal {
             .arg("--kafka-addr")
             .arg(addr)
             .arg("--data-dir")
-            .arg(data_dir);
+            .arg(data_dir)
+            .arg("--http-addr")
+            .arg("127.0.0.1:0");
         cmd.arg("--set").arg("group.initial.rebalance.delay.ms=0");
         for s in extra {
             cmd.arg("--set").arg(s);
@@ -49,13 +53,17 @@ impl Shoal {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
+            let mut http = String::new();
             while let Some(Ok(line)) = lines.next() {
+                if let Some(a) = line.strip_prefix("shoal: http listening on ") {
+                    http = a.trim().to_string();
+                }
                 if let Some(a) = line.strip_prefix("shoal: kafka listening on ") {
-                    let _ = tx.send(a.trim().to_string());
+                    let _ = tx.send((a.trim().to_string(), http.clone()));
                 }
             }
         });
-        let addr = rx
+        let (addr, http_addr) = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
@@ -66,6 +74,7 @@ impl Shoal {
         Shoal {
             child: Some(child),
             addr,
+            http_addr,
             data_dir: data_dir.to_path_buf(),
         }
     }
@@ -221,4 +230,29 @@ pub fn produce(
         }
         out
     })
+}
+
+/// `GET path` on the broker's admin HTTP API; returns (status, body).
+pub fn http_get(broker: &Shoal, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&broker.http_addr).expect("connect admin API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        broker.http_addr
+    )
+    .expect("write request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read response");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
