@@ -45,7 +45,8 @@ def broker():
     data = tempfile.mkdtemp(prefix="shoal-compat-")
     log = open(os.path.join(data, "broker.log"), "w")
     proc = subprocess.Popen(
-        [shoal_bin(), "serve", "--kafka-addr", BOOTSTRAP, "--data-dir", os.path.join(data, "data"),
+        [shoal_bin(), "serve", "--kafka-addr", BOOTSTRAP, "--http-addr", "127.0.0.1:0",
+         "--data-dir", os.path.join(data, "data"),
          "--set", "group.initial.rebalance.delay.ms=0"],
         stdout=subprocess.DEVNULL, stderr=log)
     try:

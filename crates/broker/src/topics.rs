@@ -34,6 +34,15 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "compression.type",
 ];
 
+impl Topic {
+    /// `cleanup.policy` includes `compact`: records must have keys.
+    pub fn is_compacted(&self) -> bool {
+        self.configs
+            .get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|x| x.trim() == "compact"))
+    }
+}
+
 /// One partition: its log and identity.
 #[derive(Debug)]
 pub struct Partition {
@@ -292,6 +301,16 @@ impl TopicManager {
                     | "max.message.bytes"
                     | "min.insync.replicas"
             );
+            if k == "cleanup.policy"
+                && !v
+                    .split(',')
+                    .map(str::trim)
+                    .all(|x| x == "delete" || x == "compact")
+            {
+                return Err(TopicError::InvalidConfig(format!(
+                    "cleanup.policy={v}: expected delete, compact or both"
+                )));
+            }
             if numeric && v.parse::<i64>().is_err() {
                 return Err(TopicError::InvalidConfig(format!(
                     "{k}={v} is not a number"
@@ -348,6 +367,52 @@ impl TopicManager {
         topics.insert(name.to_string(), Arc::clone(&topic));
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
+    }
+
+    /// Replaces a topic's configs (IncrementalAlterConfigs has already applied its operations)
+    /// and applies the log settings to its partitions. The new configs are persisted as the
+    /// topic's metadata record before they take effect.
+    ///
+    /// Errors: `Unknown`, `Internal`, `InvalidConfig`, storage.
+    pub fn alter_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        Self::validate_configs(&configs)?;
+        let mut topics = self.write_topics();
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(TopicError::Unknown);
+        };
+        if topic.internal {
+            return Err(TopicError::Internal);
+        }
+        let rec = TopicRecord {
+            name: name.to_string(),
+            id: topic.id,
+            partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+            configs: configs.clone(),
+        };
+        self.persist(
+            name,
+            Some(serde_json::to_vec(&rec).map_err(|e| TopicError::Other(e.to_string()))?),
+        )?;
+        let log_config = self.log_config(&configs);
+        for p in &topic.partitions {
+            p.log().set_config(log_config.clone());
+        }
+        topics.insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: topic.partitions.clone(),
+                configs,
+                internal: false,
+            }),
+        );
+        tracing::info!(topic = name, "altered topic configs");
+        Ok(())
     }
 
     /// Deletes a topic and its data. Errors: `Unknown`, `Internal`, storage.

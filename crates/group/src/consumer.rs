@@ -267,6 +267,13 @@ pub(crate) struct ConsumerGroup {
     /// `group.instance.id` -> `member_id` (KIP-345 for KIP-848).
     static_members: HashMap<String, String>,
     assignor_name: String,
+    /// Regexes already resolved against the topics. A new regex is resolved one refresh
+    /// later, as Kafka resolves regexes asynchronously: the heartbeat that brings it gets the
+    /// literal topics first, the matches come with the next heartbeat (librdkafka's tests
+    /// expect exactly that order).
+    resolved_regexes: BTreeSet<String>,
+    /// A regex was seen but not yet resolved: members heartbeat fast until it is.
+    regex_pending: bool,
 }
 
 fn session_key(group_id: &str, member_id: &str) -> TimerKey {
@@ -324,10 +331,11 @@ impl ConsumerGroup {
             ConsumerGroupState::Empty
         } else if self.group_epoch > self.assignment_epoch {
             ConsumerGroupState::Assigning
-        } else if self
-            .members
-            .values()
-            .any(|m| m.state != MemberState::Stable || m.member_epoch != self.assignment_epoch)
+        } else if self.regex_pending
+            || self
+                .members
+                .values()
+                .any(|m| m.state != MemberState::Stable || m.member_epoch != self.assignment_epoch)
         {
             ConsumerGroupState::Reconciling
         } else {
@@ -727,13 +735,23 @@ impl ConsumerGroup {
     fn refresh_topics(&mut self, catalog: &dyn TopicCatalog) -> bool {
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut all_names: Option<Vec<String>> = None;
+        let mut in_use: BTreeSet<String> = BTreeSet::new();
+        let mut newly_seen: Vec<String> = Vec::new();
         for m in self.members.values() {
             names.extend(m.subscribed_topic_names.iter().cloned());
-            if let Some((_, re)) = &m.subscribed_topic_regex {
+            if let Some((src, re)) = &m.subscribed_topic_regex {
+                in_use.insert(src.clone());
+                if !self.resolved_regexes.contains(src) {
+                    newly_seen.push(src.clone());
+                    continue;
+                }
                 let all = all_names.get_or_insert_with(|| catalog.names());
                 names.extend(all.iter().filter(|n| re.is_match(n)).cloned());
             }
         }
+        self.regex_pending = !newly_seen.is_empty();
+        self.resolved_regexes.extend(newly_seen);
+        self.resolved_regexes.retain(|r| in_use.contains(r));
         let topics: BTreeMap<Uuid, TopicMetadata> = names
             .iter()
             .filter_map(|n| catalog.topic(n))

@@ -42,6 +42,44 @@ enum LogFormat {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Benchmarks over the Kafka protocol (work against any Kafka-compatible broker).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Time from N members subscribing until every partition is owned once and consumed,
+    /// per group protocol (see docs/benchmarks.md).
+    Convergence(ConvergenceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ConvergenceArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    /// Group protocols to measure (`classic`, `consumer`).
+    #[arg(long, value_delimiter = ',', default_value = "classic,consumer")]
+    protocol: Vec<String>,
+    /// Group sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "2,10,50")]
+    members: Vec<usize>,
+    /// Partitions of each run's topic (at least the largest group size).
+    #[arg(long, default_value_t = 60)]
+    partitions: i32,
+    /// Runs per (protocol, members); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// A client setting for every member, e.g. `--client heartbeat.interval.ms=100`.
+    #[arg(long = "client", value_name = "KEY=VALUE")]
+    client: Vec<String>,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_s: u64,
+    /// `text` (a table) or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    output: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +165,7 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(BenchCommand::Convergence(args)) => convergence(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -157,4 +196,51 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
     })
+}
+
+fn convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
+    let client_config: Vec<(String, String)> = args
+        .client
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--client expects key=value, got `{kv}`"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if args.output == "text" {
+        println!("protocol  members  partitions  runs  median_ms  min_ms  max_ms");
+    }
+    for protocol in &args.protocol {
+        for &members in &args.members {
+            let opts = shoal_bench::convergence::Options {
+                bootstrap: args.bootstrap_server.clone(),
+                protocol: protocol.clone(),
+                members,
+                partitions: args.partitions,
+                client_config: client_config.clone(),
+                timeout: std::time::Duration::from_secs(args.timeout_s),
+            };
+            let mut times = Vec::with_capacity(args.runs);
+            for _ in 0..args.runs.max(1) {
+                let outcome = shoal_bench::convergence::run(&opts)?;
+                if args.output == "json" {
+                    println!("{}", serde_json::to_string(&outcome)?);
+                }
+                times.push(outcome.converged_ms);
+            }
+            times.sort_by(f64::total_cmp);
+            if args.output == "text" {
+                let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+                let min = times.first().copied().unwrap_or(0.0);
+                let max = times.last().copied().unwrap_or(0.0);
+                println!(
+                    "{protocol:<9} {members:>7}  {:>10}  {:>4}  {median:>9.0}  {min:>6.0}  {max:>6.0}",
+                    args.partitions,
+                    times.len()
+                );
+            }
+        }
+    }
+    Ok(())
 }

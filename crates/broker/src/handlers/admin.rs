@@ -335,3 +335,104 @@ pub fn describe_cluster(broker: &Broker, _req: DescribeClusterRequest) -> Descri
             .with_port(port)])
         .with_cluster_authorized_operations(i32::MIN)
 }
+
+/// IncrementalAlterConfigs (v0-v1, KIP-339) for topics: operations SET (0), DELETE (1),
+/// APPEND (2) and SUBTRACT (3, list configs: `cleanup.policy`). Broker configs are static in
+/// Shoal (set at start) and answer INVALID_REQUEST. Errors per resource:
+/// UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG (unknown key, bad value, APPEND to a non-list),
+/// INVALID_REQUEST (internal topics, other resource types).
+pub fn incremental_alter_configs(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let base = AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let fail = |code: i16, msg: String| {
+                base.clone()
+                    .with_error_code(code)
+                    .with_error_message(Some(s(msg)))
+            };
+            if res.resource_type != 2 {
+                return fail(
+                    code::INVALID_REQUEST,
+                    "only topic configs can be altered; broker settings are set at start".into(),
+                );
+            }
+            let name = res.resource_name.to_string();
+            let Some(topic) = broker.topics.get(&name) else {
+                return fail(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"));
+            };
+            if topic.internal {
+                return fail(code::INVALID_REQUEST, format!("{name} is internal"));
+            }
+            let mut configs = topic.configs.clone();
+            for c in &res.configs {
+                let key = c.name.to_string();
+                let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                let is_list = LIST_CONFIGS.contains(&key.as_str());
+                match c.config_operation {
+                    0 => {
+                        configs.insert(key, value);
+                    }
+                    1 => {
+                        configs.remove(&key);
+                    }
+                    2 | 3 if !is_list => {
+                        return fail(
+                            code::INVALID_CONFIG,
+                            format!("{key} is not a list config: APPEND/SUBTRACT do not apply"),
+                        );
+                    }
+                    2 => {
+                        let mut items: Vec<String> = configs
+                            .get(&key)
+                            .map(|v| v.split(',').map(|x| x.trim().to_string()).collect())
+                            .unwrap_or_else(|| vec!["delete".to_string()]);
+                        for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                            if !items.iter().any(|x| x == v) {
+                                items.push(v.to_string());
+                            }
+                        }
+                        configs.insert(key, items.join(","));
+                    }
+                    3 => {
+                        let remove: Vec<&str> = value.split(',').map(str::trim).collect();
+                        let items: Vec<String> = configs
+                            .get(&key)
+                            .map(|v| v.split(',').map(|x| x.trim().to_string()).collect::<Vec<_>>())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|x| !remove.contains(&x.as_str()))
+                            .collect();
+                        if items.is_empty() {
+                            configs.remove(&key);
+                        } else {
+                            configs.insert(key, items.join(","));
+                        }
+                    }
+                    op => {
+                        return fail(code::INVALID_REQUEST, format!("unknown config operation {op}"))
+                    }
+                }
+            }
+            if let Err(e) = crate::topics::TopicManager::validate_configs(&configs) {
+                return fail(code::INVALID_CONFIG, e.to_string());
+            }
+            if req.validate_only {
+                return base.with_error_code(code::NONE);
+            }
+            match broker.topics.alter_configs(&name, configs) {
+                Ok(()) => base.with_error_code(code::NONE),
+                Err(e) => fail(code::KAFKA_STORAGE_ERROR, e.to_string()),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -207,6 +207,9 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, &ctx, r).await)
         }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r))
+        }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
         }

@@ -3,13 +3,17 @@
 //! Produce takes exactly one batch per partition (as Kafka does for v3+), validates it (magic
 //! 2, lengths, CRC-32C) and appends it byte for byte,
 //! with only `base_offset` patched; compressed batches (gzip, snappy, lz4, zstd) are stored as
-//! produced. acks=-1 is acknowledged after the group-commit fsync that covers the batch, acks=1
+//! produced. A topic with `cleanup.policy=compact` refuses records without a key
+//! (INVALID_RECORD with per-record `record_errors`); only its batches are decoded.
+//! acks=-1 is acknowledged after the group-commit fsync that covers the batch, acks=1
 //! after the write, acks=0 gets no response.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
@@ -41,6 +45,8 @@ struct Appended {
     message: Option<String>,
     /// `log.flush.interval.messages` is reached: fsync before answering, whatever the acks.
     flush_due: bool,
+    /// Produce v8+ `record_errors`: `(batch_index, message)` of each rejected record.
+    record_errors: Vec<(i32, String)>,
 }
 
 impl Appended {
@@ -51,11 +57,35 @@ impl Appended {
             log_start_offset: -1,
             message,
             flush_due: false,
+            record_errors: Vec::new(),
         }
     }
 }
 
-fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) -> Appended {
+/// Indexes (within the batch) of records without a key; a compacted topic refuses them
+/// (Kafka `LogValidator`: "Compacted topic cannot accept message without key"). Decodes the
+/// batch (decompressing it), which only compacted topics pay for.
+///
+/// Errors: the batch cannot be decoded (a message for INVALID_RECORD).
+fn keyless_records(batch: &[u8]) -> Result<Vec<i32>, String> {
+    let mut buf = Bytes::copy_from_slice(batch);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| format!("cannot decode the batch: {e}"))?;
+    Ok(set
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| i32::try_from(i).unwrap_or(i32::MAX))
+        .collect())
+}
+
+fn append_one(
+    broker: &Broker,
+    partition: &Partition,
+    compacted: bool,
+    records: Option<Bytes>,
+) -> Appended {
     let Some(records) = records else {
         return Appended::failed(code::INVALID_RECORD, Some("records are null".into()));
     };
@@ -81,6 +111,21 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
             "Produce requests with version 3 and above must contain exactly one record batch";
         return Appended::failed(code::INVALID_RECORD, Some(message.into()));
     };
+    if compacted {
+        match keyless_records(slice) {
+            Ok(bad) if bad.is_empty() => {}
+            Ok(bad) => {
+                let message = format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                    partition.topic, partition.index
+                );
+                let mut a = Appended::failed(code::INVALID_RECORD, Some(message.clone()));
+                a.record_errors = bad.into_iter().map(|i| (i, message.clone())).collect();
+                return a;
+            }
+            Err(message) => return Appended::failed(code::INVALID_RECORD, Some(message)),
+        }
+    }
     let mut log = partition.log();
     let mut owned = BytesMut::from(slice);
     let info = match log.append(&mut owned, now_ms()) {
@@ -99,13 +144,14 @@ fn append_one(broker: &Broker, partition: &Partition, records: Option<Bytes>) ->
         log_start_offset: log.log_start_offset(),
         message: None,
         flush_due: unflushed >= broker.config.log_flush_interval_messages,
+        record_errors: Vec::new(),
     }
 }
 
 /// Handles Produce; `None` for acks=0 (no response is sent).
 pub async fn handle(
     broker: &Broker,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -147,7 +193,8 @@ pub async fn handle(
                 ),
                 (_, _, None) => Appended::failed(code::UNKNOWN_TOPIC_OR_PARTITION, None),
                 (_, _, Some(p)) => {
-                    let r = append_one(broker, p, pd.records);
+                    let compacted = topic_obj.as_ref().is_some_and(|t| t.is_compacted());
+                    let r = append_one(broker, p, compacted, pd.records);
                     if r.error == code::NONE {
                         appended_any = true;
                         if acks == -1 || r.flush_due {
@@ -190,10 +237,27 @@ pub async fn handle(
                                         }
                                         _ => (r.error, r.message),
                                     };
-                                    resp.with_error_code(error)
+                                    let mut resp = resp
+                                        .with_error_code(error)
                                         .with_base_offset(r.base_offset)
-                                        .with_log_start_offset(r.log_start_offset)
-                                        .with_error_message(message.map(StrBytes::from_string))
+                                        .with_log_start_offset(r.log_start_offset);
+                                    if ctx.api_version >= 8 {
+                                        resp = resp
+                                            .with_error_message(message.map(StrBytes::from_string))
+                                            .with_record_errors(
+                                                r.record_errors
+                                                    .into_iter()
+                                                    .map(|(i, m)| {
+                                                        BatchIndexAndErrorMessage::default()
+                                                            .with_batch_index(i)
+                                                            .with_batch_index_error_message(Some(
+                                                                StrBytes::from_string(m),
+                                                            ))
+                                                    })
+                                                    .collect(),
+                                            );
+                                    }
+                                    resp
                                 })
                                 .collect(),
                         )
