@@ -66,7 +66,11 @@ fn prepare(opts: &Options, topic: &str) -> anyhow::Result<()> {
     cfg.set("bootstrap.servers", &opts.bootstrap);
     let admin: AdminClient<DefaultClientContext> = cfg.create().context("admin client")?;
     let res = block_on(admin.create_topics(
-        &[NewTopic::new(topic, opts.partitions, TopicReplication::Fixed(1))],
+        &[NewTopic::new(
+            topic,
+            opts.partitions,
+            TopicReplication::Fixed(1),
+        )],
         &AdminOptions::new(),
     ))?
     .context("CreateTopics")?;
@@ -148,7 +152,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
                     if let Some(p) = msg {
                         s.consumed.insert(p);
                     }
-                    let kept: BTreeSet<i32> = s.consumed.intersection(&assignment).copied().collect();
+                    let kept: BTreeSet<i32> =
+                        s.consumed.intersection(&assignment).copied().collect();
                     s.consumed = kept;
                     s.assignment = assignment;
                 }
@@ -174,7 +179,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
                 }
             }
         }
-        if exact && owner.len() == opts.partitions as usize && consumed_by_owner == opts.partitions {
+        if exact && owner.len() == opts.partitions as usize && consumed_by_owner == opts.partitions
+        {
             converged = Some(start.elapsed());
             break;
         }

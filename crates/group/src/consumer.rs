@@ -719,6 +719,17 @@ impl ConsumerGroup {
             }
         }
         self.target.remove(member_id);
+        // A regex nobody uses any more is forgotten; used again, it resolves anew.
+        let in_use: BTreeSet<String> = self
+            .members
+            .values()
+            .filter_map(|m| {
+                m.subscribed_topic_regex
+                    .as_ref()
+                    .map(|(src, _)| src.clone())
+            })
+            .collect();
+        self.resolved_regexes.retain(|r| in_use.contains(r));
         out.timers.push((session_key(group_id, member_id), None));
         out.timers.push((rebalance_key(group_id, member_id), None));
         self.group_epoch += 1;

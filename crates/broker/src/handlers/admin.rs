@@ -367,7 +367,10 @@ pub fn incremental_alter_configs(
             }
             let name = res.resource_name.to_string();
             let Some(topic) = broker.topics.get(&name) else {
-                return fail(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"));
+                return fail(
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic {name}"),
+                );
             };
             if topic.internal {
                 return fail(code::INVALID_REQUEST, format!("{name} is internal"));
@@ -406,7 +409,11 @@ pub fn incremental_alter_configs(
                         let remove: Vec<&str> = value.split(',').map(str::trim).collect();
                         let items: Vec<String> = configs
                             .get(&key)
-                            .map(|v| v.split(',').map(|x| x.trim().to_string()).collect::<Vec<_>>())
+                            .map(|v| {
+                                v.split(',')
+                                    .map(|x| x.trim().to_string())
+                                    .collect::<Vec<_>>()
+                            })
                             .unwrap_or_default()
                             .into_iter()
                             .filter(|x| !remove.contains(&x.as_str()))
@@ -418,7 +425,10 @@ pub fn incremental_alter_configs(
                         }
                     }
                     op => {
-                        return fail(code::INVALID_REQUEST, format!("unknown config operation {op}"))
+                        return fail(
+                            code::INVALID_REQUEST,
+                            format!("unknown config operation {op}"),
+                        )
                     }
                 }
             }
