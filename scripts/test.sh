@@ -3,7 +3,9 @@
 #   1. cargo fmt/clippy checks,
 #   2. `cargo test --workspace` (unit tests, scenario tables, and real librdkafka clients
 #      against a real `shoal` process),
-#   3. tests/compat: kcat, kafka-python, confluent-kafka, kafkajs and the seeds' own snippets.
+#   3. tests/compat: kcat, kafka-python, confluent-kafka, kafkajs and the seeds' own snippets,
+#   4. tests/compat/librdkafka: librdkafka's own test suite (group and produce/fetch tests),
+#      both consumer group protocols.
 # Idempotent; safe to rerun. Needs root (or sudo) for apt on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +17,12 @@ if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; f
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (kcat; gcc/make/python3-venv for librdkafka and the Python clients)"
+step "system packages (kcat; gcc/g++/make/python3-venv for librdkafka, its tests and the Python clients)"
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -44,3 +47,6 @@ cargo test --workspace
 step "real-client compatibility suite (tests/compat)"
 cargo build --release -p shoal
 SHOAL_BIN="$CARGO_TARGET_DIR/release/shoal" "$VENV/bin/python" -m pytest -p no:warnings -v tests/compat
+
+step "librdkafka's own tests against shoal (tests/compat/librdkafka, classic and consumer protocols)"
+SHOAL_BIN="$CARGO_TARGET_DIR/release/shoal" bash tests/compat/librdkafka/run.sh

@@ -10,7 +10,8 @@
 #
 # expected.txt lists what runs: `TEST MODE EXPECT [SUBTESTS]  # why`, MODE one of classic,
 # consumer, both; EXPECT pass or fail; SUBTESTS (optional) a substring selecting sub-tests
-# (librdkafka's SUBTESTS filter), used to leave out only the sub-tests that need a feature
+# (librdkafka's SUBTESTS filter; '+' stands for a space), used to leave out only the sub-tests
+# that need a feature
 # Shoal lacks (docs/compatibility.md argues each). The script fails if an entry expected to
 # pass fails, and reports entries expected to fail that now pass.
 #
@@ -76,8 +77,10 @@ for mode in $MODES; do
     [ "$m" = both ] || [ "$m" = "$mode" ] || continue
     if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $t "* ]]; then continue; fi
     case "$sub" in '#'*) sub="" ;; esac
+    sub="${sub//+/ }"   # expected.txt writes a space inside SUBTESTS as '+'
+    tag="${sub// /_}"
     start=$(date +%s)
-    log="$RESULTS/$mode-$t${sub:+-$sub}.log"
+    log="$RESULTS/$mode-$t${tag:+-$tag}.log"
     set +e
     (cd "$WORK/tests" && LD_LIBRARY_PATH=../src:../src-cpp TEST_KAFKA_VERSION=3.9.0 \
       TEST_CONSUMER_GROUP_PROTOCOL="$mode" TESTS="$t" SUBTESTS="$sub" \

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The benchmark command (docs/benchmarks.md): builds shoal in release mode, starts a fresh
+# broker on a free local port with group.initial.rebalance.delay.ms=0, and runs
+# `shoal bench convergence` (N = 2, 10, 50 members; classic and consumer protocols).
+# Extra arguments go to `shoal bench convergence` (e.g. --runs 5, --client k=v).
+# To measure another broker instead: shoal bench convergence --bootstrap-server HOST:PORT
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
+cargo build --release -p shoal >/dev/null
+BIN="$CARGO_TARGET_DIR/release/shoal"
+DATA="$(mktemp -d)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$BIN" serve --kafka-addr "127.0.0.1:$PORT" --http-addr 127.0.0.1:0 --data-dir "$DATA/data" \
+  --set group.initial.rebalance.delay.ms=0 >"$DATA/broker.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+for _ in $(seq 1 100); do
+  grep -q "kafka listening" "$DATA/broker.log" 2>/dev/null && break
+  sleep 0.1
+done
+echo "# shoal $("$BIN" --version | awk '{print $2}'), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+"$BIN" bench convergence --bootstrap-server "127.0.0.1:$PORT" "$@"
