@@ -84,7 +84,7 @@ for mode in $MODES; do
     set +e
     (cd "$WORK/tests" && LD_LIBRARY_PATH=../src:../src-cpp TEST_KAFKA_VERSION=3.9.0 \
       TEST_CONSUMER_GROUP_PROTOCOL="$mode" TESTS="$t" SUBTESTS="$sub" \
-      timeout "$PER_TEST_TIMEOUT" ./test-runner -p1 -L >"$log" 2>&1 </dev/null)
+      timeout "$PER_TEST_TIMEOUT" ./test-runner -p1 -L >"$log" 2>&1 </dev/null) 2>/dev/null
     rc=$?
     set -e
     took=$(( $(date +%s) - start ))
