@@ -5,76 +5,26 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create_topic, group_consumer, produce, wait_until, Shoal};
+use common::{
+    create_topic, group_consumer, produce, spawn_group_member_process, wait_until, GroupMember,
+    Seen, Shoal,
+};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-type Seen = Arc<Mutex<Vec<(usize, i32, i64, String)>>>;
-
-/// One member in a thread: records what it consumes and its current assignment.
-struct Member {
-    stop: Arc<AtomicBool>,
-    assignment: Arc<Mutex<Vec<i32>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Member {
-    fn start(id: usize, broker: &Shoal, group: &str, topic: &str, seen: Seen) -> Member {
-        let consumer = group_consumer(
-            broker,
-            group,
-            &[
-                ("session.timeout.ms", "6000"),
-                ("enable.auto.commit", "true"),
-                ("auto.commit.interval.ms", "200"),
-            ],
-        );
-        consumer.subscribe(&[topic]).expect("subscribe");
-        let stop = Arc::new(AtomicBool::new(false));
-        let assignment = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (Arc::clone(&stop), Arc::clone(&assignment));
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-                    let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                    seen.lock()
-                        .expect("lock")
-                        .push((id, m.partition(), m.offset(), v));
-                }
-                let mut parts: Vec<i32> = consumer
-                    .assignment()
-                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-                    .unwrap_or_default();
-                parts.sort_unstable();
-                *a.lock().expect("lock") = parts;
-            }
-            consumer.unsubscribe();
-        });
-        Member {
-            stop,
-            assignment,
-            handle: Some(handle),
-        }
-    }
-
-    fn partitions(&self) -> Vec<i32> {
-        self.assignment.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+/// A classic-protocol member (6 s session) polling in a thread.
+fn member(id: usize, broker: &Shoal, group: &str, topic: &str, seen: Seen) -> GroupMember {
+    GroupMember::start(
+        id,
+        broker,
+        group,
+        topic,
+        &[("session.timeout.ms", "6000")],
+        seen,
+    )
 }
 
 #[test]
@@ -83,12 +33,12 @@ fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_o
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "orders", 6);
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let members: Vec<Member> = (0..3)
-        .map(|i| Member::start(i, &broker, "billing", "orders", Arc::clone(&seen)))
+    let members: Vec<GroupMember> = (0..3)
+        .map(|i| member(i, &broker, "billing", "orders", Arc::clone(&seen)))
         .collect();
     // Every partition owned by exactly one member, two each, held steadily for a second.
     let balanced = || {
-        let sets: Vec<Vec<i32>> = members.iter().map(Member::partitions).collect();
+        let sets: Vec<Vec<i32>> = members.iter().map(GroupMember::partitions).collect();
         let all: Vec<i32> = sets.iter().flatten().copied().collect();
         let unique: HashSet<i32> = all.iter().copied().collect();
         sets.iter().all(|s| s.len() == 2) && all.len() == 6 && unique.len() == 6
@@ -96,7 +46,10 @@ fn three_members_share_six_partitions_and_consume_every_record_exactly_once_in_o
     assert!(
         wait_until(Duration::from_secs(30), balanced),
         "group never balanced: {:?}\n{}",
-        members.iter().map(Member::partitions).collect::<Vec<_>>(),
+        members
+            .iter()
+            .map(GroupMember::partitions)
+            .collect::<Vec<_>>(),
         broker.log()
     );
     std::thread::sleep(Duration::from_secs(1));
@@ -168,30 +121,10 @@ fn member_killed_without_leaving_loses_its_partitions_to_the_survivor() {
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "jobs", 4);
     // The victim is a separate process so it can die without LeaveGroup.
-    let exe = std::env::current_exe().expect("exe");
-    let member_bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("examples/group_member"))
-        .expect("examples dir");
-    let mut victim = Command::new(&member_bin)
-        .args([broker.addr.as_str(), "workers", "jobs"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e} (`cargo test --workspace` builds it; for a filtered run, `cargo build --example group_member` first)", member_bin.display()));
-    let victim_assigned = Arc::new(Mutex::new(0usize));
-    let va = Arc::clone(&victim_assigned);
-    let out = victim.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(n) = line.strip_prefix("assigned ") {
-                *va.lock().expect("lock") = n.parse().unwrap_or(0);
-            }
-        }
-    });
+    let (mut victim, victim_assigned) =
+        spawn_group_member_process(&broker, "workers", "jobs", "classic");
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let survivor = Member::start(0, &broker, "workers", "jobs", Arc::clone(&seen));
+    let survivor = member(0, &broker, "workers", "jobs", Arc::clone(&seen));
     assert!(
         wait_until(Duration::from_secs(30), || survivor.partitions().len() == 2
             && *victim_assigned.lock().expect("lock") == 2),

@@ -6,109 +6,32 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{create_topic, group_consumer, produce, wait_until, Shoal};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, TopicPartitionList};
+use common::{
+    create_topic, group_consumer, produce, spawn_group_member_process, wait_until, GroupMember,
+    Seen, Shoal,
+};
+use rdkafka::consumer::Consumer;
+use rdkafka::TopicPartitionList;
 
-type Seen = Arc<Mutex<Vec<(usize, i32, i64, String)>>>;
-
-/// One consumer-protocol member polling in a thread.
-struct Member {
-    stop: Arc<AtomicBool>,
-    assignment: Arc<Mutex<Vec<i32>>>,
-    errors: Arc<Mutex<Vec<String>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Member {
-    fn start(
-        id: usize,
-        broker: &Shoal,
-        group: &str,
-        topic: &str,
-        extra: &[(&str, &str)],
-        seen: Seen,
-    ) -> Member {
-        let mut cfg = vec![
-            ("group.protocol", "consumer"),
-            ("enable.auto.commit", "true"),
-            ("auto.commit.interval.ms", "200"),
-        ];
-        cfg.extend_from_slice(extra);
-        let consumer: BaseConsumer = group_consumer(broker, group, &cfg);
-        consumer.subscribe(&[topic]).expect("subscribe");
-        let stop = Arc::new(AtomicBool::new(false));
-        let assignment = Arc::new(Mutex::new(Vec::new()));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let (s, a, e) = (
-            Arc::clone(&stop),
-            Arc::clone(&assignment),
-            Arc::clone(&errors),
-        );
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(20)) {
-                    Some(Ok(m)) => {
-                        let v =
-                            String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                        seen.lock()
-                            .expect("lock")
-                            .push((id, m.partition(), m.offset(), v));
-                    }
-                    Some(Err(err)) => e.lock().expect("lock").push(err.to_string()),
-                    None => {}
-                }
-                let mut parts: Vec<i32> = consumer
-                    .assignment()
-                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-                    .unwrap_or_default();
-                parts.sort_unstable();
-                *a.lock().expect("lock") = parts;
-            }
-            consumer.unsubscribe();
-            // Dropping the consumer closes it: it leaves with member epoch -1.
-        });
-        Member {
-            stop,
-            assignment,
-            errors,
-            handle: Some(handle),
-        }
-    }
-
-    fn partitions(&self) -> Vec<i32> {
-        self.assignment.lock().expect("lock").clone()
-    }
-
-    fn errors(&self) -> Vec<String> {
-        self.errors.lock().expect("lock").clone()
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+/// A consumer-protocol (KIP-848) member polling in a thread.
+fn member(
+    id: usize,
+    broker: &Shoal,
+    group: &str,
+    topic: &str,
+    extra: &[(&str, &str)],
+    seen: Seen,
+) -> GroupMember {
+    let mut cfg = vec![("group.protocol", "consumer")];
+    cfg.extend_from_slice(extra);
+    GroupMember::start(id, broker, group, topic, &cfg, seen)
 }
 
 /// Every partition in `0..n` owned by exactly one member, and each member owning `per`.
-fn exactly_one_owner(members: &[&Member], n: i32, per: &[usize]) -> bool {
+fn exactly_one_owner(members: &[&GroupMember], n: i32, per: &[usize]) -> bool {
     let sets: Vec<Vec<i32>> = members.iter().map(|m| m.partitions()).collect();
     let all: Vec<i32> = sets.iter().flatten().copied().collect();
     let unique: HashSet<i32> = all.iter().copied().collect();
@@ -125,10 +48,10 @@ fn consumer_protocol_members_split_partitions_and_consume_every_record_once() {
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "orders", 6);
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let members: Vec<Member> = (0..3)
-        .map(|i| Member::start(i, &broker, "billing", "orders", &[], Arc::clone(&seen)))
+    let members: Vec<GroupMember> = (0..3)
+        .map(|i| member(i, &broker, "billing", "orders", &[], Arc::clone(&seen)))
         .collect();
-    let refs: Vec<&Member> = members.iter().collect();
+    let refs: Vec<&GroupMember> = members.iter().collect();
     assert!(
         wait_until(Duration::from_secs(30), || exactly_one_owner(
             &refs,
@@ -136,7 +59,10 @@ fn consumer_protocol_members_split_partitions_and_consume_every_record_once() {
             &[2, 2, 2]
         )),
         "the broker-side assignment never settled: {:?}\n{}",
-        members.iter().map(Member::partitions).collect::<Vec<_>>(),
+        members
+            .iter()
+            .map(GroupMember::partitions)
+            .collect::<Vec<_>>(),
         broker.log()
     );
     std::thread::sleep(Duration::from_secs(1));
@@ -208,8 +134,8 @@ fn consumer_protocol_member_that_leaves_hands_its_partitions_to_the_others() {
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "jobs", 4);
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let a = Member::start(0, &broker, "workers", "jobs", &[], Arc::clone(&seen));
-    let b = Member::start(1, &broker, "workers", "jobs", &[], Arc::clone(&seen));
+    let a = member(0, &broker, "workers", "jobs", &[], Arc::clone(&seen));
+    let b = member(1, &broker, "workers", "jobs", &[], Arc::clone(&seen));
     assert!(
         wait_until(Duration::from_secs(30), || exactly_one_owner(
             &[&a, &b],
@@ -244,35 +170,10 @@ fn killed_consumer_protocol_member_loses_its_partitions_after_the_session_timeou
         &["group.consumer.session.timeout.ms=4000"],
     );
     create_topic(&broker, "tasks", 4);
-    let exe = std::env::current_exe().expect("exe");
-    let member_bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("examples/group_member"))
-        .expect("examples dir");
-    let mut victim = Command::new(&member_bin)
-        .args([broker.addr.as_str(), "crew", "tasks", "consumer"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "spawn {}: {e} (`cargo build --example group_member` first)",
-                member_bin.display()
-            )
-        });
-    let victim_assigned = Arc::new(Mutex::new(0usize));
-    let va = Arc::clone(&victim_assigned);
-    let out = victim.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(n) = line.strip_prefix("assigned ") {
-                *va.lock().expect("lock") = n.parse().unwrap_or(0);
-            }
-        }
-    });
+    let (mut victim, victim_assigned) =
+        spawn_group_member_process(&broker, "crew", "tasks", "consumer");
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let survivor = Member::start(0, &broker, "crew", "tasks", &[], Arc::clone(&seen));
+    let survivor = member(0, &broker, "crew", "tasks", &[], Arc::clone(&seen));
     assert!(
         wait_until(Duration::from_secs(30), || survivor.partitions().len() == 2
             && *victim_assigned.lock().expect("lock") == 2),
@@ -315,8 +216,8 @@ fn range_assignor_gives_contiguous_partitions_and_unknown_assignor_is_refused() 
     create_topic(&broker, "ranged", 4);
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let extra = [("group.remote.assignor", "range")];
-    let a = Member::start(0, &broker, "rangers", "ranged", &extra, Arc::clone(&seen));
-    let b = Member::start(1, &broker, "rangers", "ranged", &extra, Arc::clone(&seen));
+    let a = member(0, &broker, "rangers", "ranged", &extra, Arc::clone(&seen));
+    let b = member(1, &broker, "rangers", "ranged", &extra, Arc::clone(&seen));
     assert!(
         wait_until(Duration::from_secs(30), || exactly_one_owner(
             &[&a, &b],
@@ -335,7 +236,7 @@ fn range_assignor_gives_contiguous_partitions_and_unknown_assignor_is_refused() 
         "range hands out contiguous ranges"
     );
 
-    let bad = Member::start(
+    let bad = member(
         2,
         &broker,
         "strangers",

@@ -256,3 +256,131 @@ pub fn http_get(broker: &Shoal, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// `(member index, partition, offset, value)` of every record the members consumed.
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(usize, i32, i64, String)>>>;
+
+/// One group member polling in a thread: records what it consumes, its current assignment
+/// and the errors it sees. Settings: `group_consumer`'s, auto-commit every 200 ms, then
+/// `extra`. Dropping it (or `stop`) unsubscribes and closes the consumer (a clean leave).
+pub struct GroupMember {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    assignment: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GroupMember {
+    pub fn start(
+        id: usize,
+        broker: &Shoal,
+        group: &str,
+        topic: &str,
+        extra: &[(&str, &str)],
+        seen: Seen,
+    ) -> GroupMember {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::Message;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let mut cfg = vec![
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "200"),
+        ];
+        cfg.extend_from_slice(extra);
+        let consumer = group_consumer(broker, group, &cfg);
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let stop = Arc::new(AtomicBool::new(false));
+        let assignment = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, e) = (
+            Arc::clone(&stop),
+            Arc::clone(&assignment),
+            Arc::clone(&errors),
+        );
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(20)) {
+                    Some(Ok(m)) => {
+                        let v =
+                            String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                        seen.lock()
+                            .expect("lock")
+                            .push((id, m.partition(), m.offset(), v));
+                    }
+                    Some(Err(err)) => e.lock().expect("lock").push(err.to_string()),
+                    None => {}
+                }
+                let mut parts: Vec<i32> = consumer
+                    .assignment()
+                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default();
+                parts.sort_unstable();
+                *a.lock().expect("lock") = parts;
+            }
+            consumer.unsubscribe();
+        });
+        GroupMember {
+            stop,
+            assignment,
+            errors,
+            handle: Some(handle),
+        }
+    }
+
+    /// The member's current partitions, sorted.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.assignment.lock().expect("lock").clone()
+    }
+
+    /// Errors the member's polls returned.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().expect("lock").clone()
+    }
+
+    /// Stops polling, unsubscribes and closes the consumer.
+    pub fn stop(self) {}
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Starts the `group_member` example as a separate process (so a test can SIGKILL it, a
+/// member dying without leaving) in `group` on `topic`; `protocol` is `classic` or
+/// `consumer`. Returns the child and its latest assigned partition count.
+pub fn spawn_group_member_process(
+    broker: &Shoal,
+    group: &str,
+    topic: &str,
+    protocol: &str,
+) -> (Child, std::sync::Arc<std::sync::Mutex<usize>>) {
+    let exe = std::env::current_exe().expect("exe");
+    let member_bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples/group_member"))
+        .expect("examples dir");
+    let mut child = Command::new(&member_bin)
+        .args([broker.addr.as_str(), group, topic, protocol])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e} (`cargo test --workspace` builds it; for a filtered run, `cargo build --example group_member` first)", member_bin.display()));
+    let assigned = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let a = std::sync::Arc::clone(&assigned);
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("assigned ") {
+                *a.lock().expect("lock") = n.parse().unwrap_or(0);
+            }
+        }
+    });
+    (child, assigned)
+}
