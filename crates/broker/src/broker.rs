@@ -41,6 +41,14 @@ impl Broker {
         let offsets = topics
             .partition(CONSUMER_OFFSETS, 0)
             .ok_or_else(|| anyhow::anyhow!("{CONSUMER_OFFSETS} has no partition 0"))?;
+        if config.group_consumer_heartbeat_interval_ms >= config.group_consumer_session_timeout_ms {
+            // Kafka enforces the same: members heartbeating slower than their session expire.
+            anyhow::bail!(
+                "group.consumer.heartbeat.interval.ms ({}) must be less than group.consumer.session.timeout.ms ({})",
+                config.group_consumer_heartbeat_interval_ms,
+                config.group_consumer_session_timeout_ms
+            );
+        }
         let group_config = CoordinatorConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             min_session_timeout_ms: config.group_min_session_timeout_ms,

@@ -468,7 +468,18 @@ impl Runtime {
             Command::Describe { group_id, tx } => drop(tx.send(self.core.describe(&group_id))),
             Command::List { tx } => drop(tx.send(self.core.list())),
             Command::ConsumerHeartbeat(req, catalog, tx) => {
+                let summary = format!(
+                    "group={} member={} epoch={} owned={:?} topics={:?}",
+                    req.group_id,
+                    req.member_id,
+                    req.member_epoch,
+                    req.owned,
+                    req.subscribed_topic_names
+                );
                 let (resp, out) = self.core.consumer_heartbeat(req, &catalog, now);
+                tracing::debug!(request = %summary, error = ?resp.error, epoch = resp.member_epoch,
+                    interval = resp.heartbeat_interval_ms, assignment = ?resp.assignment,
+                    "ConsumerGroupHeartbeat");
                 self.finish(out, reply_after(tx, resp));
             }
             Command::ConsumerDescribe { group_id, tx } => {

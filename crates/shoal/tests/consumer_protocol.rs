@@ -167,7 +167,10 @@ fn killed_consumer_protocol_member_loses_its_partitions_after_the_session_timeou
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Shoal::start(
         &dir.path().join("data"),
-        &["group.consumer.session.timeout.ms=4000"],
+        &[
+            "group.consumer.session.timeout.ms=4000",
+            "group.consumer.heartbeat.interval.ms=1000",
+        ],
     );
     create_topic(&broker, "tasks", 4);
     let (mut victim, victim_assigned) =
