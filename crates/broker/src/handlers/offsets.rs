@@ -129,6 +129,34 @@ fn committed(v: Option<shoal_group::OffsetAndMetadata>) -> (i64, i32, StrBytes) 
     }
 }
 
+/// The `(topic, partition)` list of a request's topics; `None` (all partitions) when null.
+fn wanted_partitions<'a>(
+    topics: Option<impl IntoIterator<Item = (&'a TopicName, &'a [i32])>>,
+) -> Option<Vec<(String, i32)>> {
+    topics.map(|ts| {
+        ts.into_iter()
+            .flat_map(|(name, parts)| parts.iter().map(move |p| (name.0.to_string(), *p)))
+            .collect()
+    })
+}
+
+/// Committed rows grouped by topic, in first-seen order:
+/// `(topic, [(partition, offset, leader_epoch, metadata)])`.
+type TopicRows = Vec<(String, Vec<(i32, i64, i32, StrBytes)>)>;
+
+fn by_topic(rows: Vec<((String, i32), Option<shoal_group::OffsetAndMetadata>)>) -> TopicRows {
+    let mut out: TopicRows = Vec::new();
+    for ((topic, partition), value) in rows {
+        let (offset, epoch, metadata) = committed(value);
+        let entry = (partition, offset, epoch, metadata);
+        match out.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, v)) => v.push(entry),
+            None => out.push((topic, vec![entry])),
+        }
+    }
+    out
+}
+
 /// OffsetFetch (v1-v9): the committed offset per partition, or -1 when none; all committed
 /// partitions when `topics` is null (v2+). v8+ batch groups; v9 carries the member id and
 /// epoch of consumer-protocol members (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH per group).
@@ -140,35 +168,33 @@ pub async fn fetch(
     if ctx.api_version >= 8 {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
-            let wanted: Option<Vec<(String, i32)>> = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .flat_map(|t| {
-                        t.partition_indexes
-                            .iter()
-                            .map(move |p| (t.name.0.to_string(), *p))
-                    })
-                    .collect()
-            });
+            let wanted = wanted_partitions(
+                g.topics
+                    .as_ref()
+                    .map(|ts| ts.iter().map(|t| (&t.name, t.partition_indexes.as_slice()))),
+            );
             let member = (ctx.api_version >= 9)
                 .then(|| (g.member_id.as_ref().map(|m| m.to_string()), g.member_epoch));
             let (err, rows) = fetch_group(broker, g.group_id.0.to_string(), wanted, member).await;
-            let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
-            for ((topic, partition), value) in rows {
-                let (offset, epoch, metadata) = committed(value);
-                let entry = OffsetFetchResponsePartitions::default()
-                    .with_partition_index(partition)
-                    .with_committed_offset(offset)
-                    .with_committed_leader_epoch(epoch)
-                    .with_metadata(Some(metadata));
-                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-                    Some(t) => t.partitions.push(entry),
-                    None => topics.push(
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(StrBytes::from_string(topic)))
-                            .with_partitions(vec![entry]),
-                    ),
-                }
-            }
+            let topics: Vec<OffsetFetchResponseTopics> = by_topic(rows)
+                .into_iter()
+                .map(|(topic, parts)| {
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, offset, epoch, metadata)| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(metadata))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -178,36 +204,34 @@ pub async fn fetch(
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .flat_map(|t| {
-                t.partition_indexes
-                    .iter()
-                    .map(move |p| (t.name.0.to_string(), *p))
-            })
-            .collect()
-    });
+    let wanted = wanted_partitions(
+        req.topics
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| (&t.name, t.partition_indexes.as_slice()))),
+    );
     let (err, rows) = fetch_group(broker, req.group_id.0.to_string(), wanted, None).await;
     if err != code::NONE {
         return OffsetFetchResponse::default().with_error_code(err);
     }
-    let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
-    for ((topic, partition), value) in rows {
-        let (offset, epoch, metadata) = committed(value);
-        let entry = OffsetFetchResponsePartition::default()
-            .with_partition_index(partition)
-            .with_committed_offset(offset)
-            .with_committed_leader_epoch(epoch)
-            .with_metadata(Some(metadata));
-        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-            Some(t) => t.partitions.push(entry),
-            None => topics.push(
-                OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic)))
-                    .with_partitions(vec![entry]),
-            ),
-        }
-    }
+    let topics: Vec<OffsetFetchResponseTopic> = by_topic(rows)
+        .into_iter()
+        .map(|(topic, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, offset, epoch, metadata)| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(metadata))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
     OffsetFetchResponse::default()
         .with_error_code(code::NONE)
         .with_topics(topics)
