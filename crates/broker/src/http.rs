@@ -1,6 +1,14 @@
 //! The admin HTTP API on `--http-addr` (JSON). Routes:
 //! - `GET /api/v1/groups`: every group with its type (`classic`/`consumer`), protocol type
 //!   and state.
+//! - `GET /api/v1/groups/{group_id}`: the group's members and assignments. Consumer-protocol
+//!   groups (KIP-848): `{group_id, group_type: "consumer", state, group_epoch,
+//!   assignment_epoch, assignor, members: [{member_id, instance_id, client_id, client_host,
+//!   member_epoch, member_state, subscribed_topics, subscribed_topic_regex, assignment,
+//!   target_assignment}]}`; classic groups: `{group_id, group_type: "classic", state,
+//!   protocol_type, protocol, generation_id, members: [{member_id, instance_id, client_id,
+//!   client_host, assignment}]}`. Assignments are `[{topic, partitions}]`. 404 with
+//!   `GROUP_ID_NOT_FOUND` for an unknown group.
 //! - `GET /api/v1/groups/{group_id}/lag`: the group's lag per partition ([`crate::lag`]) with
 //!   totals: `{group_id, total_lag, max_lag_seconds, partitions: [...]}`.
 //!
@@ -63,6 +71,109 @@ async fn groups(State(broker): State<Arc<Broker>>) -> Response {
     }
 }
 
+#[derive(Serialize)]
+struct TopicAssignment {
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+fn by_topic(
+    tps: &shoal_group::assignor::TopicPartitions,
+    names: &std::collections::BTreeMap<uuid::Uuid, String>,
+) -> Vec<TopicAssignment> {
+    tps.iter()
+        .filter(|(_, ps)| !ps.is_empty())
+        .map(|(id, ps)| TopicAssignment {
+            topic: names.get(id).cloned().unwrap_or_else(|| id.to_string()),
+            partitions: ps.iter().copied().collect(),
+        })
+        .collect()
+}
+
+async fn group(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) -> Response {
+    use serde_json::json;
+    match broker.groups.consumer_describe(group_id.clone()).await {
+        Ok(d) => {
+            let members: Vec<serde_json::Value> = d
+                .members
+                .iter()
+                .map(|m| {
+                    json!({
+                        "member_id": m.member_id,
+                        "instance_id": m.instance_id,
+                        "client_id": m.client_id,
+                        "client_host": m.client_host,
+                        "member_epoch": m.member_epoch,
+                        "member_state": m.state.as_str(),
+                        "subscribed_topics": m.subscribed_topic_names,
+                        "subscribed_topic_regex": m.subscribed_topic_regex,
+                        "assignment": by_topic(&m.assignment, &d.topic_names),
+                        "target_assignment": by_topic(&m.target_assignment, &d.topic_names),
+                    })
+                })
+                .collect();
+            return Json(json!({
+                "group_id": d.group_id,
+                "group_type": "consumer",
+                "state": d.state.as_str(),
+                "group_epoch": d.group_epoch,
+                "assignment_epoch": d.assignment_epoch,
+                "assignor": d.assignor_name,
+                "members": members,
+            }))
+            .into_response();
+        }
+        Err(shoal_group::GroupError::CoordinatorNotAvailable) => {
+            return unavailable(shoal_group::GroupError::CoordinatorNotAvailable)
+        }
+        Err(_) => {}
+    }
+    match broker.groups.describe(group_id.clone()).await {
+        Ok(d) if d.state != shoal_group::GroupState::Dead => {
+            let members: Vec<serde_json::Value> = d
+                .members
+                .iter()
+                .map(|m| {
+                    let assignment: Vec<TopicAssignment> = if d.protocol_type == "consumer" {
+                        shoal_group::consumer_protocol::assigned_partitions(&m.assignment)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(topic, partitions)| TopicAssignment { topic, partitions })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    json!({
+                        "member_id": m.member_id,
+                        "instance_id": m.group_instance_id,
+                        "client_id": m.client_id,
+                        "client_host": m.client_host,
+                        "assignment": assignment,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "group_id": d.group_id,
+                "group_type": "classic",
+                "state": d.state.as_str(),
+                "protocol_type": d.protocol_type,
+                "protocol": d.protocol_name,
+                "generation_id": d.generation_id,
+                "members": members,
+            }))
+            .into_response()
+        }
+        Err(shoal_group::GroupError::CoordinatorNotAvailable) => {
+            unavailable(shoal_group::GroupError::CoordinatorNotAvailable)
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "GROUP_ID_NOT_FOUND", "message": format!("no group {group_id}")})),
+        )
+            .into_response(),
+    }
+}
+
 async fn lag(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) -> Response {
     match group_lag(&broker, &group_id, now_ms()).await {
         Ok(partitions) => Json(GroupLag {
@@ -80,6 +191,7 @@ async fn lag(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) ->
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/api/v1/groups", get(groups))
+        .route("/api/v1/groups/{group_id}", get(group))
         .route("/api/v1/groups/{group_id}/lag", get(lag))
         .with_state(broker)
 }

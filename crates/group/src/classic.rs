@@ -26,7 +26,7 @@ use crate::consumer::{
     HeartbeatResponse, TopicCatalog,
 };
 use crate::error::GroupError;
-use crate::records::{GroupMetadataValue, MemberRecord, OffsetAndMetadata, Record};
+use crate::records::{ConsumerRecord, GroupMetadataValue, MemberRecord, OffsetAndMetadata, Record};
 
 /// Identifies a request whose reply may be produced later (parked JoinGroup/SyncGroup).
 pub type RequestId = u64;
@@ -558,6 +558,8 @@ impl ClassicCoordinator {
                         .groups
                         .entry(group_id.clone())
                         .or_insert_with(|| Group::new(group_id, now_ms));
+                    // A classic group (again): any consumer-protocol state is gone.
+                    g.consumer = None;
                     g.protocol_type = Some(v.protocol_type.clone()).filter(|s| !s.is_empty());
                     g.generation_id = v.generation_id;
                     g.protocol_name = v.protocol_name.clone();
@@ -605,6 +607,25 @@ impl ClassicCoordinator {
                     self.groups.remove(group_id);
                 }
             },
+            Record::Consumer(c) => {
+                let group_id = c.group_id();
+                if matches!(c, ConsumerRecord::GroupEpoch { epoch: None, .. }) {
+                    // The consumer group was deleted or became a classic group.
+                    if let Some(g) = self.groups.get_mut(group_id) {
+                        g.consumer = None;
+                    }
+                    return;
+                }
+                if c.is_tombstone() && !self.groups.contains_key(group_id) {
+                    return; // nothing to delete: never create a group from a tombstone
+                }
+                let g = self
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id, now_ms));
+                g.protocol_type = Some("consumer".to_string());
+                g.consumer.get_or_insert_with(ConsumerGroup::default).replay(c);
+            }
         }
     }
 
@@ -613,6 +634,12 @@ impl ClassicCoordinator {
     /// coordinator failover).
     pub fn start(&mut self, now_ms: i64) -> Output {
         let mut out = Output::default();
+        let consumer_cfg = self.config.consumer.clone();
+        for g in self.groups.values_mut() {
+            if let Some(c) = g.consumer.as_mut() {
+                c.finish_replay(&g.group_id, &consumer_cfg, now_ms, &mut out);
+            }
+        }
         for g in self.groups.values() {
             for m in g.members.values() {
                 out.timers.push((
@@ -677,7 +704,9 @@ impl ClassicCoordinator {
         }
         if let Some(g) = self.groups.get_mut(&req.group_id) {
             // An empty consumer group becomes a classic group (keeping its offsets).
-            g.consumer = None;
+            if let Some(mut c) = g.consumer.take() {
+                c.tombstones(&req.group_id, &mut out);
+            }
         }
         let Some(group) = self.groups.get(&req.group_id) else {
             return out;
@@ -1435,6 +1464,7 @@ impl ClassicCoordinator {
                 {
                     group.state_timestamp_ms = now_ms;
                 }
+                c.write_records(group_id, &mut out);
             }
             TimerKey::Join { group_id } => {
                 let Some(group) = self.groups.get_mut(group_id) else {
@@ -1662,6 +1692,9 @@ impl ClassicCoordinator {
     }
 
     fn tombstone_group(group: &mut Group, now_ms: i64, out: &mut Output) {
+        if let Some(c) = group.consumer.as_mut() {
+            c.tombstones(&group.group_id, out);
+        }
         let mut keys: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
         keys.sort();
         for (topic, partition) in keys {
@@ -1741,7 +1774,8 @@ impl ClassicCoordinator {
 
     /// Handles ConsumerGroupHeartbeat (see [`crate::consumer`]). The group is created on a
     /// join (epoch 0); an empty classic group becomes a consumer group, keeping its offsets.
-    /// Errors (in the response): INVALID_GROUP_ID, INVALID_REQUEST, GROUP_ID_NOT_FOUND (a
+    /// Errors (in the response): INVALID_GROUP_ID, INVALID_REQUEST (a new member with no
+    /// subscription), GROUP_ID_NOT_FOUND (a
     /// classic group with members), UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH,
     /// UNRELEASED_INSTANCE_ID, FENCED_INSTANCE_ID, UNSUPPORTED_ASSIGNOR,
     /// GROUP_MAX_SIZE_REACHED, INVALID_REGULAR_EXPRESSION.
@@ -1758,15 +1792,11 @@ impl ClassicCoordinator {
                 out,
             );
         }
-        if req.member_epoch == 0 && req.rebalance_timeout_ms == -1 {
-            return (
-                HeartbeatResponse::error(
-                    GroupError::InvalidRequest,
-                    "RebalanceTimeoutMs must be provided when joining",
-                ),
-                out,
-            );
-        }
+        // Kafka answers INVALID_REQUEST to a join (epoch 0) without RebalanceTimeoutMs or with
+        // a null TopicPartitions. Shoal accepts both (the member keeps its previous rebalance
+        // timeout, or gets `max.poll.interval.ms`'s default): librdkafka 2.12 sends such a
+        // join when it rejoins within a millisecond of leaving, and treats INVALID_REQUEST as
+        // fatal (docs/compatibility.md).
         let joining = req.member_epoch == 0;
         if !self.groups.contains_key(&req.group_id) {
             if !joining {
@@ -1824,7 +1854,9 @@ impl ClassicCoordinator {
             );
         };
         let was_empty = c.is_empty();
+        let group_id = req.group_id.clone();
         let resp = c.heartbeat(req, || new_id, catalog, &config.consumer, now_ms, &mut out);
+        c.write_records(&group_id, &mut out);
         if c.is_empty() != was_empty {
             group.state_timestamp_ms = now_ms;
         }

@@ -37,6 +37,7 @@ use uuid::Uuid;
 use crate::assignor::{self, MemberSpec, TopicMetadata, TopicPartitions};
 use crate::classic::{Output, TimerKey};
 use crate::error::GroupError;
+use crate::records::{ConsumerMemberAssignment, ConsumerMemberMetadata, ConsumerRecord, Record};
 
 /// `member_epoch` a dynamic member sends to leave the group.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
@@ -110,6 +111,23 @@ pub enum MemberState {
 }
 
 impl MemberState {
+    /// Kafka's `MemberState` id, as stored in `ConsumerGroupCurrentMemberAssignmentValue`.
+    fn id(self) -> i8 {
+        match self {
+            MemberState::Stable => 0,
+            MemberState::UnreleasedPartitions => 1,
+            MemberState::UnrevokedPartitions => 2,
+        }
+    }
+
+    fn from_id(id: i8) -> Self {
+        match id {
+            1 => MemberState::UnreleasedPartitions,
+            2 => MemberState::UnrevokedPartitions,
+            _ => MemberState::Stable,
+        }
+    }
+
     /// Kafka's name for the state.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -243,6 +261,31 @@ impl ConsumerMember {
         }
     }
 
+    /// The member's `ConsumerGroupMemberMetadataValue`.
+    fn metadata_value(&self) -> ConsumerMemberMetadata {
+        ConsumerMemberMetadata {
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            subscribed_topic_names: self.subscribed_topic_names.iter().cloned().collect(),
+            subscribed_topic_regex: self.subscribed_topic_regex.as_ref().map(|(s, _)| s.clone()),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            server_assignor: self.server_assignor.clone(),
+        }
+    }
+
+    /// The member's `ConsumerGroupCurrentMemberAssignmentValue`.
+    fn assignment_value(&self) -> ConsumerMemberAssignment {
+        ConsumerMemberAssignment {
+            member_epoch: self.member_epoch,
+            previous_member_epoch: self.previous_member_epoch,
+            state: self.state.id(),
+            assigned: normalize(&self.assigned),
+            pending_revocation: normalize(&self.pending_revocation),
+        }
+    }
+
     fn subscribes_to(&self, name: &str) -> bool {
         self.subscribed_topic_names.contains(name)
             || self
@@ -274,6 +317,20 @@ pub(crate) struct ConsumerGroup {
     resolved_regexes: BTreeSet<String>,
     /// A regex was seen but not yet resolved: members heartbeat fast until it is.
     regex_pending: bool,
+    /// What `__consumer_offsets` holds for this group; [`ConsumerGroup::write_records`] emits
+    /// the difference with the live state.
+    persisted: Persisted,
+}
+
+/// The consumer-group state as last written to `__consumer_offsets` (Kafka's records 3-8).
+#[derive(Debug, Default)]
+struct Persisted {
+    group_epoch: Option<i32>,
+    topics: Option<Vec<TopicMetadata>>,
+    assignment_epoch: Option<i32>,
+    metadata: BTreeMap<String, ConsumerMemberMetadata>,
+    target: BTreeMap<String, TopicPartitions>,
+    current: BTreeMap<String, ConsumerMemberAssignment>,
 }
 
 fn session_key(group_id: &str, member_id: &str) -> TimerKey {
@@ -775,11 +832,9 @@ impl ConsumerGroup {
         true
     }
 
-    fn maybe_compute_target(&mut self, cfg: &ConsumerGroupConfig) {
-        if self.group_epoch <= self.assignment_epoch {
-            return;
-        }
-        // The assignor most members ask for; otherwise the first configured one.
+    /// The assignor most members ask for (`group.remote.assignor`); otherwise the first of
+    /// `group.consumer.assignors`.
+    fn choose_assignor(&self, cfg: &ConsumerGroupConfig) -> String {
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
             if let Some(a) = &m.server_assignor {
@@ -790,7 +845,7 @@ impl ConsumerGroup {
             .assignors
             .first()
             .map_or(assignor::uniform::NAME, String::as_str);
-        let name = votes
+        votes
             .iter()
             .max_by_key(|(n, c)| {
                 (
@@ -799,7 +854,18 @@ impl ConsumerGroup {
                 )
             })
             .map_or(default, |(n, _)| *n)
-            .to_string();
+            .to_string()
+    }
+
+    fn maybe_compute_target(&mut self, cfg: &ConsumerGroupConfig) {
+        if self.group_epoch <= self.assignment_epoch {
+            return;
+        }
+        let name = self.choose_assignor(cfg);
+        let default = cfg
+            .assignors
+            .first()
+            .map_or(assignor::uniform::NAME, String::as_str);
         let specs: BTreeMap<String, MemberSpec> = self
             .members
             .values()
@@ -921,6 +987,271 @@ impl ConsumerGroup {
             return false;
         }
         self.remove_member(group_id, member_id, cfg, out)
+    }
+
+    // ----- persistence (Kafka's records 3-8) ------------------------------------------------
+
+    /// Appends to `out.records` what changed since the last call, as Kafka's KIP-848 records:
+    /// member metadata, the subscribed topics, the group epoch, target assignments and the
+    /// assignment epoch, current assignments, then tombstones for removed members. The
+    /// coordinator replies only once these are durable, as Kafka answers a heartbeat only after
+    /// its records are committed.
+    pub(crate) fn write_records(&mut self, group_id: &str, out: &mut Output) {
+        if self.members.is_empty() && self.persisted.group_epoch.is_none() {
+            return; // never had a member: nothing to write
+        }
+        let g = || group_id.to_string();
+        let rec = |c: ConsumerRecord| Record::Consumer(c);
+        for m in self.members.values() {
+            let v = m.metadata_value();
+            if self.persisted.metadata.get(&m.member_id) != Some(&v) {
+                out.records.push(rec(ConsumerRecord::MemberMetadata {
+                    group_id: g(),
+                    member_id: m.member_id.clone(),
+                    value: Some(v.clone()),
+                }));
+                self.persisted.metadata.insert(m.member_id.clone(), v);
+            }
+        }
+        let topics: Vec<TopicMetadata> = self.subscribed_topics.values().cloned().collect();
+        if self.persisted.topics.as_ref() != Some(&topics) {
+            out.records.push(rec(ConsumerRecord::SubscribedTopics {
+                group_id: g(),
+                topics: Some(topics.clone()),
+            }));
+            self.persisted.topics = Some(topics);
+        }
+        if self.persisted.group_epoch != Some(self.group_epoch) {
+            out.records.push(rec(ConsumerRecord::GroupEpoch {
+                group_id: g(),
+                epoch: Some(self.group_epoch),
+            }));
+            self.persisted.group_epoch = Some(self.group_epoch);
+        }
+        for (member_id, t) in &self.target {
+            let t = normalize(t);
+            if self.persisted.target.get(member_id) != Some(&t) {
+                out.records.push(rec(ConsumerRecord::TargetAssignment {
+                    group_id: g(),
+                    member_id: member_id.clone(),
+                    partitions: Some(t.clone()),
+                }));
+                self.persisted.target.insert(member_id.clone(), t);
+            }
+        }
+        if self.persisted.assignment_epoch != Some(self.assignment_epoch) {
+            out.records.push(rec(ConsumerRecord::AssignmentEpoch {
+                group_id: g(),
+                assignment_epoch: Some(self.assignment_epoch),
+            }));
+            self.persisted.assignment_epoch = Some(self.assignment_epoch);
+        }
+        for m in self.members.values() {
+            let v = m.assignment_value();
+            if self.persisted.current.get(&m.member_id) != Some(&v) {
+                out.records.push(rec(ConsumerRecord::CurrentAssignment {
+                    group_id: g(),
+                    member_id: m.member_id.clone(),
+                    value: Some(v.clone()),
+                }));
+                self.persisted.current.insert(m.member_id.clone(), v);
+            }
+        }
+        let gone = |ids: Vec<&String>| -> Vec<String> { ids.into_iter().cloned().collect() };
+        for id in gone(
+            self.persisted
+                .current
+                .keys()
+                .filter(|k| !self.members.contains_key(*k))
+                .collect(),
+        ) {
+            self.persisted.current.remove(&id);
+            out.records.push(rec(ConsumerRecord::CurrentAssignment {
+                group_id: g(),
+                member_id: id,
+                value: None,
+            }));
+        }
+        for id in gone(
+            self.persisted
+                .target
+                .keys()
+                .filter(|k| !self.target.contains_key(*k))
+                .collect(),
+        ) {
+            self.persisted.target.remove(&id);
+            out.records.push(rec(ConsumerRecord::TargetAssignment {
+                group_id: g(),
+                member_id: id,
+                partitions: None,
+            }));
+        }
+        for id in gone(
+            self.persisted
+                .metadata
+                .keys()
+                .filter(|k| !self.members.contains_key(*k))
+                .collect(),
+        ) {
+            self.persisted.metadata.remove(&id);
+            out.records.push(rec(ConsumerRecord::MemberMetadata {
+                group_id: g(),
+                member_id: id,
+                value: None,
+            }));
+        }
+    }
+
+    /// Tombstones for every record of this (empty) group, when it is deleted or becomes a
+    /// classic group.
+    pub(crate) fn tombstones(&mut self, group_id: &str, out: &mut Output) {
+        self.members.clear();
+        self.target.clear();
+        self.write_records(group_id, out);
+        let g = || group_id.to_string();
+        if self.persisted.topics.take().is_some() {
+            out.records.push(Record::Consumer(ConsumerRecord::SubscribedTopics {
+                group_id: g(),
+                topics: None,
+            }));
+        }
+        if self.persisted.assignment_epoch.take().is_some() {
+            out.records.push(Record::Consumer(ConsumerRecord::AssignmentEpoch {
+                group_id: g(),
+                assignment_epoch: None,
+            }));
+        }
+        if self.persisted.group_epoch.take().is_some() {
+            out.records.push(Record::Consumer(ConsumerRecord::GroupEpoch {
+                group_id: g(),
+                epoch: None,
+            }));
+        }
+    }
+
+    /// Applies one replayed record (startup). Call [`ConsumerGroup::finish_replay`] after the
+    /// last one.
+    pub(crate) fn replay(&mut self, record: &ConsumerRecord) {
+        match record {
+            ConsumerRecord::GroupEpoch { epoch, .. } => {
+                self.group_epoch = epoch.unwrap_or(0);
+                self.persisted.group_epoch = *epoch;
+            }
+            ConsumerRecord::SubscribedTopics { topics, .. } => {
+                self.subscribed_topics = topics
+                    .iter()
+                    .flatten()
+                    .map(|t| (t.topic_id, t.clone()))
+                    .collect();
+                self.persisted.topics = topics.clone();
+            }
+            ConsumerRecord::MemberMetadata {
+                member_id, value, ..
+            } => match value {
+                Some(v) => {
+                    let m = self
+                        .members
+                        .entry(member_id.clone())
+                        .or_insert_with(|| ConsumerMember::new(member_id.clone()));
+                    m.instance_id = v.instance_id.clone();
+                    m.rack_id = v.rack_id.clone();
+                    m.client_id = v.client_id.clone();
+                    m.client_host = v.client_host.clone();
+                    m.subscribed_topic_names = v.subscribed_topic_names.iter().cloned().collect();
+                    m.subscribed_topic_regex = v.subscribed_topic_regex.as_ref().and_then(|r| {
+                        Regex::new(&format!("^(?:{r})$"))
+                            .ok()
+                            .map(|re| (r.clone(), re))
+                    });
+                    m.rebalance_timeout_ms = v.rebalance_timeout_ms;
+                    m.server_assignor = v.server_assignor.clone();
+                    self.persisted.metadata.insert(member_id.clone(), v.clone());
+                }
+                None => {
+                    self.members.remove(member_id);
+                    self.persisted.metadata.remove(member_id);
+                }
+            },
+            ConsumerRecord::AssignmentEpoch {
+                assignment_epoch, ..
+            } => {
+                self.assignment_epoch = assignment_epoch.unwrap_or(0);
+                self.persisted.assignment_epoch = *assignment_epoch;
+            }
+            ConsumerRecord::TargetAssignment {
+                member_id,
+                partitions,
+                ..
+            } => match partitions {
+                Some(p) => {
+                    self.target.insert(member_id.clone(), p.clone());
+                    self.persisted.target.insert(member_id.clone(), p.clone());
+                }
+                None => {
+                    self.target.remove(member_id);
+                    self.persisted.target.remove(member_id);
+                }
+            },
+            ConsumerRecord::CurrentAssignment {
+                member_id, value, ..
+            } => match value {
+                Some(v) => {
+                    let m = self
+                        .members
+                        .entry(member_id.clone())
+                        .or_insert_with(|| ConsumerMember::new(member_id.clone()));
+                    m.member_epoch = v.member_epoch;
+                    m.previous_member_epoch = v.previous_member_epoch;
+                    m.state = MemberState::from_id(v.state);
+                    m.assigned = v.assigned.clone();
+                    m.pending_revocation = v.pending_revocation.clone();
+                    self.persisted.current.insert(member_id.clone(), v.clone());
+                }
+                None => {
+                    self.persisted.current.remove(member_id);
+                }
+            },
+        }
+    }
+
+    /// After replay: drops members whose metadata was tombstoned, rebuilds the ownership and
+    /// static-member maps, takes the replayed regexes as resolved, and arms every member's
+    /// session timer (and the revocation timer of those still revoking), as Kafka does when a
+    /// coordinator loads a group.
+    pub(crate) fn finish_replay(
+        &mut self,
+        group_id: &str,
+        cfg: &ConsumerGroupConfig,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
+        self.assignor_name = self.choose_assignor(cfg);
+        let known: BTreeSet<String> = self.persisted.metadata.keys().cloned().collect();
+        self.members.retain(|id, _| known.contains(id));
+        self.owners.clear();
+        self.static_members.clear();
+        self.resolved_regexes.clear();
+        for m in self.members.values() {
+            for tp in pairs(&m.assigned).chain(pairs(&m.pending_revocation)) {
+                self.owners.insert(tp, m.member_id.clone());
+            }
+            if let Some(iid) = &m.instance_id {
+                self.static_members.insert(iid.clone(), m.member_id.clone());
+            }
+            if let Some((src, _)) = &m.subscribed_topic_regex {
+                self.resolved_regexes.insert(src.clone());
+            }
+            out.timers.push((
+                session_key(group_id, &m.member_id),
+                Some(now_ms + i64::from(cfg.session_timeout_ms)),
+            ));
+            if m.state == MemberState::UnrevokedPartitions {
+                out.timers.push((
+                    rebalance_key(group_id, &m.member_id),
+                    Some(now_ms + i64::from(m.rebalance_timeout_ms)),
+                ));
+            }
+        }
     }
 
     /// ConsumerGroupDescribe.

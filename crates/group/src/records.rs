@@ -7,9 +7,15 @@
 //! - key version 2: group metadata `(group)`; value version 3: `protocol_type, generation,
 //!   protocol?, leader?, current_state_timestamp, members[]`.
 //!
+//! - key versions 3-8: KIP-848 consumer groups (Kafka's `ConsumerGroup*Key`/`Value`, values in
+//!   the flexible encoding, version 0), see [`ConsumerRecord`].
+//!
 //! A record with no value is a tombstone. Decoding never panics on malformed input.
 
 use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::assignor::{TopicMetadata, TopicPartitions};
 
 /// A committed offset (units: offsets; timestamps in ms since the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +68,98 @@ pub enum Record {
         /// `None`: tombstone (group deleted).
         value: Option<GroupMetadataValue>,
     },
+    /// A KIP-848 consumer-group record.
+    Consumer(ConsumerRecord),
+}
+
+/// A consumer-protocol member's metadata (key version 5, `ConsumerGroupMemberMetadataValue`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberMetadata {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// The member's `max.poll.interval.ms`, in ms.
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+/// A consumer-protocol member's current assignment (key version 8,
+/// `ConsumerGroupCurrentMemberAssignmentValue`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberAssignment {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    /// Kafka's `MemberState` id: 0 STABLE, 1 UNRELEASED_PARTITIONS, 2 UNREVOKED_PARTITIONS.
+    pub state: i8,
+    pub assigned: TopicPartitions,
+    pub pending_revocation: TopicPartitions,
+}
+
+/// KIP-848 records, one per Kafka record type; every `None` value is a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerRecord {
+    /// Key version 3 (`ConsumerGroupMetadata`): the group epoch.
+    GroupEpoch { group_id: String, epoch: Option<i32> },
+    /// Key version 4 (`ConsumerGroupPartitionMetadata`): the subscribed topics' metadata the
+    /// target assignment was computed from.
+    SubscribedTopics {
+        group_id: String,
+        topics: Option<Vec<TopicMetadata>>,
+    },
+    /// Key version 5 (`ConsumerGroupMemberMetadata`).
+    MemberMetadata {
+        group_id: String,
+        member_id: String,
+        value: Option<ConsumerMemberMetadata>,
+    },
+    /// Key version 6 (`ConsumerGroupTargetAssignmentMetadata`): the assignment epoch.
+    AssignmentEpoch {
+        group_id: String,
+        assignment_epoch: Option<i32>,
+    },
+    /// Key version 7 (`ConsumerGroupTargetAssignmentMember`): a member's target partitions.
+    TargetAssignment {
+        group_id: String,
+        member_id: String,
+        partitions: Option<TopicPartitions>,
+    },
+    /// Key version 8 (`ConsumerGroupCurrentMemberAssignment`).
+    CurrentAssignment {
+        group_id: String,
+        member_id: String,
+        value: Option<ConsumerMemberAssignment>,
+    },
+}
+
+impl ConsumerRecord {
+    /// True for a record without a value.
+    pub fn is_tombstone(&self) -> bool {
+        match self {
+            ConsumerRecord::GroupEpoch { epoch, .. } => epoch.is_none(),
+            ConsumerRecord::SubscribedTopics { topics, .. } => topics.is_none(),
+            ConsumerRecord::MemberMetadata { value, .. } => value.is_none(),
+            ConsumerRecord::AssignmentEpoch {
+                assignment_epoch, ..
+            } => assignment_epoch.is_none(),
+            ConsumerRecord::TargetAssignment { partitions, .. } => partitions.is_none(),
+            ConsumerRecord::CurrentAssignment { value, .. } => value.is_none(),
+        }
+    }
+
+    /// The group the record belongs to.
+    pub fn group_id(&self) -> &str {
+        match self {
+            ConsumerRecord::GroupEpoch { group_id, .. }
+            | ConsumerRecord::SubscribedTopics { group_id, .. }
+            | ConsumerRecord::MemberMetadata { group_id, .. }
+            | ConsumerRecord::AssignmentEpoch { group_id, .. }
+            | ConsumerRecord::TargetAssignment { group_id, .. }
+            | ConsumerRecord::CurrentAssignment { group_id, .. } => group_id,
+        }
+    }
 }
 
 /// Malformed `__consumer_offsets` record.
@@ -104,6 +202,46 @@ impl Writer {
     fn bytes(&mut self, b: &[u8]) {
         self.i32(b.len() as i32);
         self.0.extend_from_slice(b);
+    }
+    // Flexible-version encodings (KIP-482): unsigned varints, compact strings and arrays,
+    // tagged-field sections (always empty here).
+    fn uvarint(&mut self, mut v: u32) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn len(&mut self, n: usize) {
+        self.uvarint(u32::try_from(n).unwrap_or(u32::MAX - 1).saturating_add(1));
+    }
+    fn compact_str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn compact_opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.compact_str(s),
+            None => self.uvarint(0),
+        }
+    }
+    fn no_tags(&mut self) {
+        self.uvarint(0);
+    }
+    fn uuid(&mut self, u: &Uuid) {
+        self.0.extend_from_slice(u.as_bytes());
+    }
+    fn topic_partitions(&mut self, tps: &TopicPartitions) {
+        let non_empty: Vec<_> = tps.iter().filter(|(_, ps)| !ps.is_empty()).collect();
+        self.len(non_empty.len());
+        for (t, ps) in non_empty {
+            self.uuid(t);
+            self.len(ps.len());
+            for p in ps {
+                self.i32(*p);
+            }
+            self.no_tags();
+        }
     }
 }
 
@@ -150,6 +288,73 @@ impl<'a> Reader<'a> {
         }
         Ok(Bytes::copy_from_slice(self.take(n as usize)?))
     }
+    fn i8(&mut self) -> Result<i8, RecordError> {
+        Ok(i8::from_be_bytes(self.array()?))
+    }
+    fn uvarint(&mut self) -> Result<u32, RecordError> {
+        let mut v: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            let [b] = self.array::<1>()?;
+            v |= u32::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(RecordError::Truncated)
+    }
+    /// A compact length: `None` for null (encoded 0).
+    fn compact_len(&mut self) -> Result<Option<usize>, RecordError> {
+        let n = self.uvarint()?;
+        Ok(n.checked_sub(1).map(|n| n as usize))
+    }
+    fn compact_opt_str(&mut self) -> Result<Option<String>, RecordError> {
+        let Some(n) = self.compact_len()? else {
+            return Ok(None);
+        };
+        let raw = self.take(n)?;
+        String::from_utf8(raw.to_vec())
+            .map(Some)
+            .map_err(|_| RecordError::InvalidString)
+    }
+    fn compact_str(&mut self) -> Result<String, RecordError> {
+        Ok(self.compact_opt_str()?.unwrap_or_default())
+    }
+    /// An array's element count, bounded by the bytes left (each element takes at least
+    /// `min_size` bytes), so a corrupt count cannot make us allocate much.
+    fn array_len(&mut self, min_size: usize) -> Result<usize, RecordError> {
+        let n = self.compact_len()?.unwrap_or(0);
+        if n.saturating_mul(min_size) > self.0.len() {
+            return Err(RecordError::Truncated);
+        }
+        Ok(n)
+    }
+    /// Skips a tagged-field section (fields Shoal does not know are ignored, as Kafka does).
+    fn skip_tags(&mut self) -> Result<(), RecordError> {
+        let n = self.uvarint()?;
+        for _ in 0..n {
+            self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            self.take(size)?;
+        }
+        Ok(())
+    }
+    fn uuid(&mut self) -> Result<Uuid, RecordError> {
+        Ok(Uuid::from_bytes(self.array()?))
+    }
+    fn topic_partitions(&mut self) -> Result<TopicPartitions, RecordError> {
+        let n = self.array_len(18)?;
+        let mut out = TopicPartitions::new();
+        for _ in 0..n {
+            let t = self.uuid()?;
+            let m = self.array_len(4)?;
+            let ps = out.entry(t).or_default();
+            for _ in 0..m {
+                ps.insert(self.i32()?);
+            }
+            self.skip_tags()?;
+        }
+        Ok(out)
+    }
 }
 
 impl Record {
@@ -171,6 +376,21 @@ impl Record {
             Record::GroupMetadata { group_id, .. } => {
                 w.i16(2);
                 w.str(group_id);
+            }
+            Record::Consumer(c) => {
+                let (version, member_id) = match c {
+                    ConsumerRecord::GroupEpoch { .. } => (3, None),
+                    ConsumerRecord::SubscribedTopics { .. } => (4, None),
+                    ConsumerRecord::MemberMetadata { member_id, .. } => (5, Some(member_id)),
+                    ConsumerRecord::AssignmentEpoch { .. } => (6, None),
+                    ConsumerRecord::TargetAssignment { member_id, .. } => (7, Some(member_id)),
+                    ConsumerRecord::CurrentAssignment { member_id, .. } => (8, Some(member_id)),
+                };
+                w.i16(version);
+                w.str(c.group_id());
+                if let Some(m) = member_id {
+                    w.str(m);
+                }
             }
         }
         w.0
@@ -207,6 +427,52 @@ impl Record {
                     w.bytes(&m.subscription);
                     w.bytes(&m.assignment);
                 }
+            }
+            Record::Consumer(c) => {
+                w.i16(0);
+                match c {
+                    ConsumerRecord::GroupEpoch { epoch, .. } => w.i32((*epoch)?),
+                    ConsumerRecord::SubscribedTopics { topics, .. } => {
+                        let topics = topics.as_ref()?;
+                        w.len(topics.len());
+                        for t in topics {
+                            w.uuid(&t.topic_id);
+                            w.compact_str(&t.name);
+                            w.i32(t.partitions);
+                            w.len(0); // PartitionMetadata (racks): unused
+                            w.no_tags();
+                        }
+                    }
+                    ConsumerRecord::MemberMetadata { value, .. } => {
+                        let v = value.as_ref()?;
+                        w.compact_opt_str(v.instance_id.as_deref());
+                        w.compact_opt_str(v.rack_id.as_deref());
+                        w.compact_str(&v.client_id);
+                        w.compact_str(&v.client_host);
+                        w.len(v.subscribed_topic_names.len());
+                        for n in &v.subscribed_topic_names {
+                            w.compact_str(n);
+                        }
+                        w.compact_opt_str(v.subscribed_topic_regex.as_deref());
+                        w.i32(v.rebalance_timeout_ms);
+                        w.compact_opt_str(v.server_assignor.as_deref());
+                    }
+                    ConsumerRecord::AssignmentEpoch {
+                        assignment_epoch, ..
+                    } => w.i32((*assignment_epoch)?),
+                    ConsumerRecord::TargetAssignment { partitions, .. } => {
+                        w.topic_partitions(partitions.as_ref()?)
+                    }
+                    ConsumerRecord::CurrentAssignment { value, .. } => {
+                        let v = value.as_ref()?;
+                        w.i32(v.member_epoch);
+                        w.i32(v.previous_member_epoch);
+                        w.0.push(v.state as u8);
+                        w.topic_partitions(&v.assigned);
+                        w.topic_partitions(&v.pending_revocation);
+                    }
+                }
+                w.no_tags();
             }
         }
         Some(w.0)
@@ -255,9 +521,112 @@ impl Record {
                 };
                 Ok(Record::GroupMetadata { group_id, value })
             }
+            3..=8 => {
+                let group_id = k.str()?;
+                let member_id = if matches!(version, 5 | 7 | 8) {
+                    k.str()?
+                } else {
+                    String::new()
+                };
+                let mut r = value.map(Reader);
+                if let Some(r) = r.as_mut() {
+                    r.i16()?; // value version 0; later versions only add tagged fields
+                }
+                let c = match (version, r.as_mut()) {
+                    (3, r) => ConsumerRecord::GroupEpoch {
+                        group_id,
+                        epoch: r.map(|r| r.i32()).transpose()?,
+                    },
+                    (4, r) => ConsumerRecord::SubscribedTopics {
+                        group_id,
+                        topics: r.map(decode_topics).transpose()?,
+                    },
+                    (5, r) => ConsumerRecord::MemberMetadata {
+                        group_id,
+                        member_id,
+                        value: r.map(decode_member_metadata).transpose()?,
+                    },
+                    (6, r) => ConsumerRecord::AssignmentEpoch {
+                        group_id,
+                        assignment_epoch: r.map(|r| r.i32()).transpose()?,
+                    },
+                    (7, r) => ConsumerRecord::TargetAssignment {
+                        group_id,
+                        member_id,
+                        partitions: r.map(|r| r.topic_partitions()).transpose()?,
+                    },
+                    (_, r) => ConsumerRecord::CurrentAssignment {
+                        group_id,
+                        member_id,
+                        value: r.map(decode_member_assignment).transpose()?,
+                    },
+                };
+                if let Some(r) = r.as_mut() {
+                    r.skip_tags()?;
+                }
+                Ok(Record::Consumer(c))
+            }
             v => Err(RecordError::UnknownKeyVersion(v)),
         }
     }
+}
+
+fn decode_topics(r: &mut Reader<'_>) -> Result<Vec<TopicMetadata>, RecordError> {
+    let n = r.array_len(22)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let topic_id = r.uuid()?;
+        let name = r.compact_str()?;
+        let partitions = r.i32()?;
+        let racks = r.array_len(6)?;
+        for _ in 0..racks {
+            r.i32()?;
+            let k = r.array_len(1)?;
+            for _ in 0..k {
+                r.compact_str()?;
+            }
+            r.skip_tags()?;
+        }
+        r.skip_tags()?;
+        out.push(TopicMetadata {
+            topic_id,
+            name,
+            partitions,
+        });
+    }
+    Ok(out)
+}
+
+fn decode_member_metadata(r: &mut Reader<'_>) -> Result<ConsumerMemberMetadata, RecordError> {
+    let instance_id = r.compact_opt_str()?;
+    let rack_id = r.compact_opt_str()?;
+    let client_id = r.compact_str()?;
+    let client_host = r.compact_str()?;
+    let n = r.array_len(1)?;
+    let mut subscribed_topic_names = Vec::with_capacity(n);
+    for _ in 0..n {
+        subscribed_topic_names.push(r.compact_str()?);
+    }
+    Ok(ConsumerMemberMetadata {
+        instance_id,
+        rack_id,
+        client_id,
+        client_host,
+        subscribed_topic_names,
+        subscribed_topic_regex: r.compact_opt_str()?,
+        rebalance_timeout_ms: r.i32()?,
+        server_assignor: r.compact_opt_str()?,
+    })
+}
+
+fn decode_member_assignment(r: &mut Reader<'_>) -> Result<ConsumerMemberAssignment, RecordError> {
+    Ok(ConsumerMemberAssignment {
+        member_epoch: r.i32()?,
+        previous_member_epoch: r.i32()?,
+        state: r.i8()?,
+        assigned: r.topic_partitions()?,
+        pending_revocation: r.topic_partitions()?,
+    })
 }
 
 fn decode_group_value(v: &[u8]) -> Result<GroupMetadataValue, RecordError> {
@@ -320,6 +689,97 @@ mod tests {
         };
         let back = Record::decode(&r.encode_key(), r.encode_value().as_deref()).expect("decode");
         assert_eq!(back, r);
+    }
+
+    fn consumer_records() -> Vec<Record> {
+        let t = Uuid::from_u128(7);
+        let tps: TopicPartitions = [(t, [0, 2].into_iter().collect())].into_iter().collect();
+        let g = || "g".to_string();
+        let m = || "m1".to_string();
+        vec![
+            ConsumerRecord::GroupEpoch {
+                group_id: g(),
+                epoch: Some(4),
+            },
+            ConsumerRecord::SubscribedTopics {
+                group_id: g(),
+                topics: Some(vec![TopicMetadata {
+                    topic_id: t,
+                    name: "orders".into(),
+                    partitions: 3,
+                }]),
+            },
+            ConsumerRecord::MemberMetadata {
+                group_id: g(),
+                member_id: m(),
+                value: Some(ConsumerMemberMetadata {
+                    instance_id: Some("i1".into()),
+                    rack_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    subscribed_topic_names: vec!["orders".into()],
+                    subscribed_topic_regex: Some("ord.*".into()),
+                    rebalance_timeout_ms: 300_000,
+                    server_assignor: Some("uniform".into()),
+                }),
+            },
+            ConsumerRecord::AssignmentEpoch {
+                group_id: g(),
+                assignment_epoch: Some(4),
+            },
+            ConsumerRecord::TargetAssignment {
+                group_id: g(),
+                member_id: m(),
+                partitions: Some(tps.clone()),
+            },
+            ConsumerRecord::CurrentAssignment {
+                group_id: g(),
+                member_id: m(),
+                value: Some(ConsumerMemberAssignment {
+                    member_epoch: 4,
+                    previous_member_epoch: 3,
+                    state: 2,
+                    assigned: tps.clone(),
+                    pending_revocation: [(t, [1].into_iter().collect())].into_iter().collect(),
+                }),
+            },
+            ConsumerRecord::CurrentAssignment {
+                group_id: g(),
+                member_id: m(),
+                value: None,
+            },
+        ]
+        .into_iter()
+        .map(Record::Consumer)
+        .collect()
+    }
+
+    #[test]
+    fn consumer_group_records_round_trip() {
+        for r in consumer_records() {
+            let back =
+                Record::decode(&r.encode_key(), r.encode_value().as_deref()).expect("decode");
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn truncated_consumer_group_records_error_instead_of_panicking() {
+        for r in consumer_records() {
+            let key = r.encode_key();
+            let Some(value) = r.encode_value() else {
+                continue;
+            };
+            for cut in 0..value.len() {
+                assert!(
+                    Record::decode(&key, Some(&value[..cut])).is_err(),
+                    "{r:?} cut at {cut}"
+                );
+            }
+            for cut in 0..key.len() {
+                assert!(Record::decode(&key[..cut], Some(&value)).is_err());
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use shoal_group::assignor::{TopicMetadata, TopicPartitions};
 use shoal_group::classic::{CommitPartition, CommitRequest};
 use shoal_group::consumer::{HeartbeatRequest, HeartbeatResponse, TopicCatalog};
-use shoal_group::{ClassicCoordinator, CoordinatorConfig, GroupError, Output, TimerKey};
+use shoal_group::{ClassicCoordinator, CoordinatorConfig, GroupError, Output, Record, TimerKey};
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -42,6 +42,8 @@ struct Harness {
     /// What each member believes it owns (from the last assignment it received).
     owned: HashMap<String, TopicPartitions>,
     epochs: HashMap<String, i32>,
+    /// Every record the coordinator wrote, in order (what `__consumer_offsets` holds).
+    records: Vec<Record>,
 }
 
 impl Harness {
@@ -55,6 +57,7 @@ impl Harness {
             timers: BTreeMap::new(),
             owned: HashMap::new(),
             epochs: HashMap::new(),
+            records: Vec::new(),
         };
         h.topic("t", 4);
         h
@@ -71,7 +74,25 @@ impl Harness {
         );
     }
 
+    /// A broker restart: a new coordinator rebuilt from the records, each one encoded to the
+    /// bytes `__consumer_offsets` holds and decoded back; its start-up timers replace ours.
+    fn restart(&mut self) {
+        let mut config = CoordinatorConfig::default();
+        config.consumer.session_timeout_ms = 10_000;
+        let mut c = ClassicCoordinator::new(config, 10);
+        for r in &self.records {
+            let back = Record::decode(&r.encode_key(), r.encode_value().as_deref()).unwrap();
+            assert_eq!(&back, r);
+            c.replay(&back, self.now);
+        }
+        self.timers.clear();
+        let out = c.start(self.now);
+        self.c = c;
+        self.absorb(out);
+    }
+
     fn absorb(&mut self, out: Output) {
+        self.records.extend(out.records);
         for (k, d) in out.timers {
             match d {
                 Some(d) => {
@@ -525,4 +546,160 @@ fn an_empty_group_switches_protocols_and_keeps_its_offsets() {
         h.c.delete_group("g", h.now)
             .expect("delete empty consumer group");
     assert!(!out.records.is_empty(), "tombstones written");
+}
+
+#[test]
+fn consumer_group_state_survives_a_restart_mid_rebalance() {
+    let mut h = Harness::new();
+    h.topic("u", 2);
+    h.join("a");
+    h.join_with("b", &["t", "u"], Some("uniform"));
+    // a must revoke; b waits for a's partitions: a rebalance in flight.
+    h.beat("a");
+    let before = h.c.consumer_describe("g").unwrap();
+    assert_eq!(before.state.as_str(), "Reconciling");
+
+    h.restart();
+    let after = h.c.consumer_describe("g").unwrap();
+    assert_eq!(after, before, "epochs, members, assignments and targets restored");
+    // Every member's session timer is armed again, and a's revocation deadline too.
+    for m in ["a", "b"] {
+        assert!(h.timers.contains_key(&TimerKey::ConsumerSession {
+            group_id: "g".into(),
+            member_id: m.into()
+        }));
+    }
+    assert!(h.timers.contains_key(&TimerKey::ConsumerRebalance {
+        group_id: "g".into(),
+        member_id: "a".into()
+    }));
+
+    // The members carry on with their epochs: no UNKNOWN_MEMBER_ID, no new group epoch.
+    h.settle(&["a".to_string(), "b".to_string()]);
+    let settled = h.c.consumer_describe("g").unwrap();
+    assert_eq!(settled.group_epoch, before.group_epoch);
+    let mut all: Vec<i32> = h.parts("a").into_iter().chain(h.parts("b")).collect();
+    all.sort_unstable();
+    assert_eq!(all, vec![0, 0, 1, 1, 2, 3], "t 0-3 and u 0-1, each once");
+
+    // A restart of the settled group changes nothing either.
+    h.restart();
+    assert_eq!(h.c.consumer_describe("g").unwrap(), settled);
+    assert_eq!(h.beat("a").error, None);
+}
+
+#[test]
+fn members_that_left_and_deleted_groups_stay_gone_after_a_restart() {
+    let mut h = Harness::new();
+    h.join("a");
+    h.join("b");
+    h.settle(&["a".to_string(), "b".to_string()]);
+    let leave = |h: &mut Harness, m: &str| {
+        h.send(HeartbeatRequest {
+            group_id: "g".into(),
+            member_id: m.into(),
+            member_epoch: -1,
+            rebalance_timeout_ms: -1,
+            ..HeartbeatRequest::default()
+        })
+    };
+    assert_eq!(leave(&mut h, "b").error, None);
+    h.restart();
+    let d = h.c.consumer_describe("g").unwrap();
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].member_id, "a");
+    assert_eq!(h.beat("b").error, Some(GroupError::UnknownMemberId));
+
+    assert_eq!(leave(&mut h, "a").error, None);
+    h.restart();
+    let d = h.c.consumer_describe("g").unwrap();
+    assert!(d.members.is_empty());
+    assert_eq!(h.state(), "Empty");
+
+    let out = h.c.delete_group("g", h.now).expect("delete the empty group");
+    h.absorb(out);
+    h.restart();
+    assert_eq!(
+        h.c.consumer_describe("g").err(),
+        Some(GroupError::GroupIdNotFound)
+    );
+}
+
+#[test]
+fn a_consumer_group_turned_classic_replays_as_classic() {
+    let mut h = Harness::new();
+    h.join("a");
+    let r = h.send(HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "a".into(),
+        member_epoch: -1,
+        rebalance_timeout_ms: -1,
+        ..HeartbeatRequest::default()
+    });
+    assert_eq!(r.error, None);
+    // A classic member joins the now empty group: it becomes a classic group.
+    let out = h.c.join(
+        1,
+        shoal_group::classic::JoinRequest {
+            group_id: "g".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            member_id: String::new(),
+            group_instance_id: None,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::new())],
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            require_known_member_id: false,
+        },
+        h.now,
+    );
+    h.absorb(out);
+    assert!(
+        h.records.iter().any(|r| matches!(
+            r,
+            Record::Consumer(shoal_group::records::ConsumerRecord::GroupEpoch { epoch: None, .. })
+        )),
+        "the consumer group's records are tombstoned"
+    );
+    h.restart();
+    let listing = h.c.list().into_iter().find(|g| g.group_id == "g").unwrap();
+    assert_eq!(listing.group_type, "classic");
+}
+
+#[test]
+fn a_member_rejoining_right_after_leaving_without_a_rebalance_timeout_is_accepted() {
+    // librdkafka 2.12 can send the join that follows its leave without RebalanceTimeoutMs and
+    // with a null TopicPartitions; Kafka would answer INVALID_REQUEST, which the client treats
+    // as fatal. Shoal accepts it.
+    let mut h = Harness::new();
+    h.join("a");
+    let r = h.send(HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "a".into(),
+        member_epoch: -1,
+        rebalance_timeout_ms: -1,
+        ..HeartbeatRequest::default()
+    });
+    assert_eq!(r.error, None);
+    let r = h.send(HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "a".into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: -1,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        owned: None,
+        ..HeartbeatRequest::default()
+    });
+    assert_eq!(r.error, None);
+    assert_eq!(h.parts("a"), vec![0, 1, 2, 3]);
+    // A new member still has to say what it subscribes to.
+    let r = h.send(HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "z".into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: -1,
+        ..HeartbeatRequest::default()
+    });
+    assert_eq!(r.error, Some(GroupError::InvalidRequest));
 }

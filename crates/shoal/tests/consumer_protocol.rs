@@ -257,3 +257,85 @@ fn range_assignor_gives_contiguous_partitions_and_unknown_assignor_is_refused() 
     );
     assert!(bad.partitions().is_empty());
 }
+
+/// The group as the admin API describes it (`GET /api/v1/groups/{id}`).
+fn describe(broker: &Shoal, group: &str) -> serde_json::Value {
+    let (status, body) = common::http_get(broker, &format!("/api/v1/groups/{group}"));
+    assert_eq!(status, 200, "describe {group}: {body}");
+    serde_json::from_str(&body).expect("group JSON")
+}
+
+/// `(member_id, member_epoch, assignment)` of every member, sorted.
+fn members(d: &serde_json::Value) -> Vec<(String, i64, String)> {
+    let mut out: Vec<(String, i64, String)> = d["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["member_id"].as_str().unwrap_or_default().to_string(),
+                m["member_epoch"].as_i64().unwrap_or(-99),
+                m["assignment"].to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn consumer_group_membership_survives_a_broker_restart_without_a_rebalance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let settings = ["group.consumer.heartbeat.interval.ms=500"];
+    let mut broker = Shoal::start(&data, &settings);
+    create_topic(&broker, "ledger", 4);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let a = member(0, &broker, "auditors", "ledger", &[], Arc::clone(&seen));
+    let b = member(1, &broker, "auditors", "ledger", &[], Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_one_owner(
+            &[&a, &b],
+            4,
+            &[2, 2]
+        ) && describe(&broker, "auditors")["state"]
+            == "Stable"),
+        "the group never settled: {}",
+        describe(&broker, "auditors")
+    );
+    let before = describe(&broker, "auditors");
+    let (a_parts, b_parts) = (a.partitions(), b.partitions());
+
+    // A clean restart on the same address: the members' connections drop and come back.
+    let addr = broker.addr.clone();
+    assert!(broker.terminate(), "clean shutdown");
+    let broker = Shoal::start_on(&data, &addr, &settings);
+    let after = describe(&broker, "auditors");
+    assert_eq!(
+        after["group_epoch"], before["group_epoch"],
+        "group epoch restored from __consumer_offsets: {after}"
+    );
+    assert_eq!(members(&after), members(&before), "members, epochs, assignments");
+
+    // The members carry on heartbeating with their epochs: no rejoin, no new epoch.
+    std::thread::sleep(Duration::from_secs(3));
+    let later = describe(&broker, "auditors");
+    assert_eq!(later["state"], "Stable", "{later}");
+    assert_eq!(later["group_epoch"], before["group_epoch"], "{later}");
+    assert_eq!(members(&later), members(&before));
+    assert_eq!((a.partitions(), b.partitions()), (a_parts, b_parts));
+
+    // And they consume what is produced after the restart, each record once.
+    let records: Vec<(String, String)> = (0..40).map(|i| (format!("k{i}"), format!("{i}"))).collect();
+    produce(&broker, "ledger", &records, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || seen.lock().expect("lock").len() >= 40),
+        "consumed {} of 40 after the restart",
+        seen.lock().expect("lock").len()
+    );
+    let values: HashSet<String> = seen.lock().expect("lock").iter().map(|r| r.3.clone()).collect();
+    assert_eq!(values.len(), 40);
+    // Leave while the restarted broker is up (it is dropped before the members otherwise).
+    a.stop();
+    b.stop();
+}

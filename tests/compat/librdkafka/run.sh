@@ -58,6 +58,30 @@ failures=0
 newly_passing=()
 summary=()
 
+flaky=()
+
+# run_one MODE TEST SUBTESTS LOG: one test-runner invocation; returns its exit code.
+run_one() {
+  set +e
+  (cd "$WORK/tests" && LD_LIBRARY_PATH=../src:../src-cpp TEST_KAFKA_VERSION=3.9.0 \
+    TEST_CONSUMER_GROUP_PROTOCOL="$1" TESTS="$2" SUBTESTS="$3" \
+    timeout "$PER_TEST_TIMEOUT" ./test-runner -p1 -L >"$4" 2>&1 </dev/null) 2>/dev/null
+  local rc=$?
+  set -e
+  return "$rc"
+}
+
+# show_failure LOG: the failure lines of a test-runner log, or its tail (a timeout or a crash
+# leaves no failure line).
+show_failure() {
+  echo "---- $1 (failures) ----"
+  if grep -a -q "TEST FAILURE\|Test assertion failed\|FAILED\|assert" "$1"; then
+    grep -a -B2 -A6 "TEST FAILURE\|Test assertion failed\|FAILED\|assert" "$1" | head -60
+  else
+    tail -40 "$1"
+  fi
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for mode in $MODES; do
@@ -81,21 +105,27 @@ for mode in $MODES; do
     tag="${sub// /_}"
     start=$(date +%s)
     log="$RESULTS/$mode-$t${tag:+-$tag}.log"
-    set +e
-    (cd "$WORK/tests" && LD_LIBRARY_PATH=../src:../src-cpp TEST_KAFKA_VERSION=3.9.0 \
-      TEST_CONSUMER_GROUP_PROTOCOL="$mode" TESTS="$t" SUBTESTS="$sub" \
-      timeout "$PER_TEST_TIMEOUT" ./test-runner -p1 -L >"$log" 2>&1 </dev/null) 2>/dev/null
-    rc=$?
-    set -e
+    rc=0; run_one "$mode" "$t" "$sub" "$log" || rc=$?
+    note=""
+    if [ $rc -ne 0 ] && [ "$want" = pass ]; then
+      # One retry for an entry expected to pass, reported as flaky (never as a plain pass):
+      # these tests race real timers on a shared 2-core machine. The first log is kept.
+      show_failure "$log"
+      mv "$log" "${log%.log}.first-attempt.log"
+      rc=0; run_one "$mode" "$t" "$sub" "$log" || rc=$?
+      if [ $rc -eq 0 ]; then
+        note=", flaky: failed once, passed on retry"
+        flaky+=("$t${sub:+ [$sub]} $mode")
+      fi
+    fi
     took=$(( $(date +%s) - start ))
     got=pass; [ $rc -eq 0 ] || got=fail
-    line="$t${sub:+ [$sub]} $mode $got (${took}s, expected $want)"
+    line="$t${sub:+ [$sub]} $mode $got (${took}s, expected $want$note)"
     summary+=("$line")
     echo "$line"
     if [ "$got" = fail ] && [ "$want" = pass ]; then
       failures=$((failures + 1))
-      echo "---- $log (failures) ----"
-      grep -a -A3 "TEST FAILURE\|Test assertion failed" "$log" | head -40 || true
+      show_failure "$log"
     fi
     if [ "$got" = pass ] && [ "$want" = fail ]; then newly_passing+=("$t $mode"); fi
   done <"$EXPECTED"
@@ -111,6 +141,9 @@ done
 echo
 echo "==> librdkafka conformance summary"
 printf '%s\n' "${summary[@]}"
+if [ "${#flaky[@]}" -gt 0 ]; then
+  echo "flaky (failed once, passed on retry; first logs in $RESULTS/*.first-attempt.log): ${flaky[*]}"
+fi
 if [ "${#newly_passing[@]}" -gt 0 ]; then
   echo "now passing (update expected.txt and docs/compatibility.md): ${newly_passing[*]}"
 fi
