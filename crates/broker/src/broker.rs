@@ -64,6 +64,7 @@ impl Broker {
                     .group_consumer_reconciling_heartbeat_interval_ms,
                 assignors: config.group_consumer_assignors.clone(),
                 max_size: usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX),
+                migration_policy: config.group_consumer_migration_policy,
             },
         };
         let groups = coordinator::start(

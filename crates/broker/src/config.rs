@@ -94,6 +94,9 @@ pub struct BrokerConfig {
     pub group_consumer_assignors: Vec<String>,
     /// `group.consumer.max.size` (default i32::MAX).
     pub group_consumer_max_size: i32,
+    /// `group.consumer.migration.policy` (default `bidirectional`, as Kafka 4.0): online
+    /// conversion of groups with members between the classic and consumer protocols.
+    pub group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
 }
@@ -133,6 +136,7 @@ impl Default for BrokerConfig {
             group_consumer_reconciling_heartbeat_interval_ms: 50,
             group_consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             group_consumer_max_size: i32::MAX,
+            group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy::Bidirectional,
             cluster_id: "shoal-cluster".to_string(),
         }
     }
@@ -236,6 +240,17 @@ impl BrokerConfig {
                 self.group_consumer_assignors = list;
             }
             "group.consumer.max.size" => self.group_consumer_max_size = parse(key, value)?,
+            "group.consumer.migration.policy" => {
+                self.group_consumer_migration_policy =
+                    shoal_group::consumer::MigrationPolicy::parse(value).ok_or_else(|| {
+                        ConfigError::InvalidValue {
+                            key: key.to_string(),
+                            value: value.to_string(),
+                            reason: "expected bidirectional, upgrade, downgrade or disabled"
+                                .to_string(),
+                        }
+                    })?
+            }
             "cluster.id" => self.cluster_id = value.to_string(),
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }

@@ -34,7 +34,7 @@ type OffsetList = Vec<((String, i32), Option<OffsetAndMetadata>)>;
 /// A request to the coordinator task.
 #[derive(Debug)]
 enum Command {
-    Join(JoinRequest, Tx<JoinResponse>),
+    Join(JoinRequest, CatalogSnapshot, Tx<JoinResponse>),
     Sync(SyncRequest, Tx<SyncResponse>),
     Heartbeat {
         group_id: String,
@@ -121,9 +121,15 @@ impl CoordinatorHandle {
         rx.await.map_err(gone)
     }
 
-    /// JoinGroup; resolves when the join phase completes (or at once on error).
-    pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse, GroupError> {
-        self.call(|tx| Command::Join(req, tx)).await
+    /// JoinGroup; resolves when the join phase completes (or at once on error, or for a
+    /// classic member of a consumer-protocol group). `catalog` maps topic names to ids for
+    /// the latter.
+    pub async fn join(
+        &self,
+        req: JoinRequest,
+        catalog: CatalogSnapshot,
+    ) -> Result<JoinResponse, GroupError> {
+        self.call(|tx| Command::Join(req, catalog, tx)).await
     }
     /// SyncGroup; resolves when the leader's assignment is stored (or at once).
     pub async fn sync(&self, req: SyncRequest) -> Result<SyncResponse, GroupError> {
@@ -406,10 +412,10 @@ impl Runtime {
     fn handle(&mut self, cmd: Command) {
         let now = now_ms();
         match cmd {
-            Command::Join(req, tx) => {
+            Command::Join(req, catalog, tx) => {
                 let id = self.req_id();
                 self.parked.insert(id, Parked::Join(tx));
-                let out = self.core.join(id, req, now);
+                let out = self.core.join_with(id, req, &catalog, now);
                 self.finish(out, None);
             }
             Command::Sync(req, tx) => {

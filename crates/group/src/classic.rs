@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
+use crate::assignor::TopicMetadata;
 use crate::consumer::{
-    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, HeartbeatRequest,
-    HeartbeatResponse, TopicCatalog,
+    ClassicSeed, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, HeartbeatRequest,
+    HeartbeatResponse, MigrationPolicy, TopicCatalog,
 };
 use crate::error::GroupError;
 use crate::records::{ConsumerRecord, GroupMetadataValue, MemberRecord, OffsetAndMetadata, Record};
@@ -173,7 +174,7 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    fn error(e: GroupError, member_id: &str) -> Self {
+    pub(crate) fn error(e: GroupError, member_id: &str) -> Self {
         Self {
             error: Some(e),
             generation_id: -1,
@@ -209,7 +210,7 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    fn error(e: GroupError) -> Self {
+    pub(crate) fn error(e: GroupError) -> Self {
         Self {
             error: Some(e),
             protocol_type: None,
@@ -490,6 +491,18 @@ pub struct ClassicCoordinator {
     next_id: u64,
 }
 
+/// The catalog of a caller that has none (classic-only paths).
+struct NoTopics;
+
+impl TopicCatalog for NoTopics {
+    fn topic(&self, _: &str) -> Option<TopicMetadata> {
+        None
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 fn session_key(group_id: &str, member_id: &str) -> TimerKey {
     TimerKey::Session {
         group_id: group_id.to_string(),
@@ -624,7 +637,9 @@ impl ClassicCoordinator {
                     .entry(group_id.to_string())
                     .or_insert_with(|| Group::new(group_id, now_ms));
                 g.protocol_type = Some("consumer".to_string());
-                g.consumer.get_or_insert_with(ConsumerGroup::default).replay(c);
+                g.consumer
+                    .get_or_insert_with(ConsumerGroup::default)
+                    .replay(c);
             }
         }
     }
@@ -656,6 +671,18 @@ impl ClassicCoordinator {
     /// Handles JoinGroup. The reply to `req_id` is in the returned [`Output`] now or in a later
     /// one (when the join phase completes). Errors are in [`JoinResponse::error`].
     pub fn join(&mut self, req_id: RequestId, req: JoinRequest, now_ms: i64) -> Output {
+        self.join_with(req_id, req, &NoTopics, now_ms)
+    }
+
+    /// [`ClassicCoordinator::join`] with the broker's topics, which a classic member joining
+    /// a consumer-protocol group (online migration) needs to map its topic names to ids.
+    pub fn join_with(
+        &mut self,
+        req_id: RequestId,
+        req: JoinRequest,
+        catalog: &dyn TopicCatalog,
+        now_ms: i64,
+    ) -> Output {
         let mut out = Output::default();
         if let Some(e) = self.validate_join(&req) {
             out.replies
@@ -691,15 +718,7 @@ impl ClassicCoordinator {
             return out;
         }
         if group.consumer.as_ref().is_some_and(|c| !c.is_empty()) {
-            // A classic member cannot join a consumer group that has members (Shoal does not
-            // convert live groups between protocols; see docs/compatibility.md).
-            out.replies.push((
-                req_id,
-                Reply::Join(JoinResponse::error(
-                    GroupError::InconsistentGroupProtocol,
-                    &req.member_id,
-                )),
-            ));
+            self.join_consumer_group(req_id, req, catalog, now_ms, &mut out);
             return out;
         }
         if let Some(g) = self.groups.get_mut(&req.group_id) {
@@ -738,6 +757,220 @@ impl ClassicCoordinator {
             self.join_known_member(req_id, req, now_ms, &mut out);
         }
         out
+    }
+
+    /// A classic member joins a consumer-protocol group with members: served by the consumer
+    /// group (online migration) unless `group.consumer.migration.policy` is `disabled` and the
+    /// member is not already in the group (INCONSISTENT_GROUP_PROTOCOL, as Kafka).
+    fn join_consumer_group(
+        &mut self,
+        req_id: RequestId,
+        req: JoinRequest,
+        catalog: &dyn TopicCatalog,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
+        let config = self.config.clone();
+        let known = self
+            .groups
+            .get(&req.group_id)
+            .and_then(|g| g.consumer.as_ref())
+            .is_some_and(|c| c.has_classic_member(&req.member_id));
+        if config.consumer.migration_policy == MigrationPolicy::Disabled && !known {
+            out.replies.push((
+                req_id,
+                Reply::Join(JoinResponse::error(
+                    GroupError::InconsistentGroupProtocol,
+                    &req.member_id,
+                )),
+            ));
+            return;
+        }
+        let member_id = if req.member_id.is_empty() {
+            let id = self.new_member_id(&req.client_id);
+            if req.require_known_member_id {
+                out.replies.push((
+                    req_id,
+                    Reply::Join(JoinResponse::error(GroupError::MemberIdRequired, &id)),
+                ));
+                return;
+            }
+            id
+        } else {
+            req.member_id.clone()
+        };
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return;
+        };
+        let Some(c) = group.consumer.as_mut() else {
+            return;
+        };
+        let resp = c.classic_join(
+            &req.group_id,
+            &req,
+            member_id,
+            catalog,
+            &config.consumer,
+            now_ms,
+            out,
+        );
+        c.write_records(&req.group_id, out);
+        out.replies.push((req_id, Reply::Join(resp)));
+    }
+
+    /// Online upgrade (Kafka 4.x): a classic group with members becomes a consumer group when
+    /// a ConsumerGroupHeartbeat joins it. Its members keep their partitions and generation
+    /// (now their member epoch) and go on as classic members of the consumer group; parked
+    /// JoinGroup/SyncGroup requests get REBALANCE_IN_PROGRESS. The classic record is written
+    /// without members, then the consumer group's records.
+    fn upgrade_to_consumer_group(
+        group: &mut Group,
+        catalog: &dyn TopicCatalog,
+        config: &CoordinatorConfig,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        let mut seeds = Vec::with_capacity(group.members.len());
+        for m in group.sorted_members() {
+            seeds.push(ClassicSeed {
+                member_id: m.member_id.clone(),
+                instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocols: m.protocols.clone(),
+                subscription: m.metadata_for(&protocol),
+                assignment: m.assignment.clone(),
+            });
+        }
+        for m in group.members.values_mut() {
+            if let Some(r) = m.awaiting_join.take() {
+                out.replies.push((
+                    r,
+                    Reply::Join(JoinResponse::error(
+                        GroupError::RebalanceInProgress,
+                        &m.member_id,
+                    )),
+                ));
+            }
+            if let Some(r) = m.awaiting_sync.take() {
+                out.replies.push((
+                    r,
+                    Reply::Sync(SyncResponse::error(GroupError::RebalanceInProgress)),
+                ));
+            }
+            out.timers
+                .push((session_key(&group.group_id, &m.member_id), None));
+        }
+        for id in &group.pending_members {
+            out.timers.push((session_key(&group.group_id, id), None));
+        }
+        out.timers.push((
+            TimerKey::Join {
+                group_id: group.group_id.clone(),
+            },
+            None,
+        ));
+        out.timers.push((
+            TimerKey::Sync {
+                group_id: group.group_id.clone(),
+                generation_id: group.generation_id,
+            },
+            None,
+        ));
+        group.members.clear();
+        group.pending_members.clear();
+        group.static_members.clear();
+        group.pending_sync.clear();
+        group.state = GroupState::Empty;
+        group.state_timestamp_ms = now_ms;
+        out.records.push(group.metadata_record());
+        group.consumer = Some(ConsumerGroup::from_classic(
+            &group.group_id,
+            group.generation_id,
+            seeds,
+            catalog,
+            &config.consumer,
+            now_ms,
+            out,
+        ));
+        group.protocol_type = Some("consumer".to_string());
+    }
+
+    /// Online downgrade (Kafka 4.x): when every member left in a consumer group speaks the
+    /// classic protocol and `group.consumer.migration.policy` allows it, the group becomes a
+    /// classic group again (generation = the group epoch, members with their partitions) and
+    /// starts a rebalance so they rejoin as a classic group.
+    fn maybe_downgrade(
+        group: &mut Group,
+        config: &CoordinatorConfig,
+        now_ms: i64,
+        out: &mut Output,
+    ) {
+        let Some(c) = group.consumer.as_mut() else {
+            return;
+        };
+        if !config.consumer.migration_policy.allows_downgrade() || !c.only_classic_members() {
+            return;
+        }
+        let seeds = c.classic_seeds();
+        let generation = c.group_epoch();
+        for s in &seeds {
+            for key in [
+                TimerKey::ConsumerSession {
+                    group_id: group.group_id.clone(),
+                    member_id: s.member_id.clone(),
+                },
+                TimerKey::ConsumerRebalance {
+                    group_id: group.group_id.clone(),
+                    member_id: s.member_id.clone(),
+                },
+            ] {
+                out.timers.push((key, None));
+            }
+        }
+        c.tombstones(&group.group_id, out);
+        group.consumer = None;
+        group.members.clear();
+        group.static_members.clear();
+        for (i, s) in seeds.into_iter().enumerate() {
+            if let Some(iid) = &s.instance_id {
+                group
+                    .static_members
+                    .insert(iid.clone(), s.member_id.clone());
+            }
+            out.timers.push((
+                session_key(&group.group_id, &s.member_id),
+                Some(now_ms + i64::from(s.session_timeout_ms)),
+            ));
+            group.members.insert(
+                s.member_id.clone(),
+                Member {
+                    member_id: s.member_id,
+                    group_instance_id: s.instance_id,
+                    client_id: s.client_id,
+                    client_host: s.client_host,
+                    session_timeout_ms: s.session_timeout_ms,
+                    rebalance_timeout_ms: s.rebalance_timeout_ms,
+                    protocols: s.protocols,
+                    assignment: s.assignment,
+                    join_seq: i as u64,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    is_new: false,
+                },
+            );
+        }
+        group.generation_id = generation;
+        group.protocol_type = Some("consumer".to_string());
+        group.protocol_name = group.select_protocol();
+        group.leader_id = group.sorted_members().first().map(|m| m.member_id.clone());
+        group.state = GroupState::Stable;
+        group.state_timestamp_ms = now_ms;
+        out.records.push(group.metadata_record());
+        Self::prepare_rebalance(group, now_ms, config, out);
     }
 
     fn validate_join(&self, req: &JoinRequest) -> Option<GroupError> {
@@ -1237,6 +1470,19 @@ impl ClassicCoordinator {
             ));
             return out;
         };
+        if let Some(c) = group.consumer.as_ref().filter(|c| !c.is_empty()) {
+            let resp = c.classic_sync(
+                &req.group_id,
+                &req.member_id,
+                req.generation_id,
+                req.protocol_type.as_deref(),
+                req.protocol_name.as_deref(),
+                now_ms,
+                &mut out,
+            );
+            out.replies.push((req_id, Reply::Sync(resp)));
+            return out;
+        }
         let err = if group.is(GroupState::Dead) {
             Some(GroupError::CoordinatorNotAvailable)
         } else if let Some(e) =
@@ -1344,6 +1590,10 @@ impl ClassicCoordinator {
         if group.is(GroupState::Dead) {
             return (Some(GroupError::CoordinatorNotAvailable), out);
         }
+        if let Some(c) = group.consumer.as_ref().filter(|c| !c.is_empty()) {
+            let err = c.classic_heartbeat(group_id, member_id, generation_id, now_ms, &mut out);
+            return (err, out);
+        }
         if let Some(e) = Self::check_member(group, member_id, group_instance_id) {
             return (Some(e), out);
         }
@@ -1385,6 +1635,22 @@ impl ClassicCoordinator {
                 out,
             );
         };
+        if let Some(c) = group.consumer.as_mut().filter(|c| !c.is_empty()) {
+            let errors = members
+                .iter()
+                .map(|(member_id, _)| {
+                    if c.has_classic_member(member_id) {
+                        c.remove_member(group_id, member_id, &config.consumer, &mut out);
+                        None
+                    } else {
+                        Some(GroupError::UnknownMemberId)
+                    }
+                })
+                .collect();
+            c.write_records(group_id, &mut out);
+            Self::maybe_downgrade(group, &config, now_ms, &mut out);
+            return (errors, out);
+        }
         let mut errors = Vec::with_capacity(members.len());
         for (member_id, instance_id) in members {
             let resolved = match instance_id {
@@ -1465,6 +1731,7 @@ impl ClassicCoordinator {
                     group.state_timestamp_ms = now_ms;
                 }
                 c.write_records(group_id, &mut out);
+                Self::maybe_downgrade(group, &config, now_ms, &mut out);
             }
             TimerKey::Join { group_id } => {
                 let Some(group) = self.groups.get_mut(group_id) else {
@@ -1825,6 +2092,14 @@ impl ClassicCoordinator {
                 out,
             );
         }
+        let upgradable = config.consumer.migration_policy.allows_upgrade()
+            && joining
+            && group.protocol_type.as_deref() == Some("consumer")
+            && !group.is(GroupState::Empty)
+            && group.members.len() < config.consumer.max_size;
+        if group.consumer.is_none() && upgradable {
+            Self::upgrade_to_consumer_group(group, catalog, &config, now_ms, &mut out);
+        }
         if group.consumer.is_none() {
             if !group.is(GroupState::Empty) {
                 return (
@@ -1855,10 +2130,14 @@ impl ClassicCoordinator {
         };
         let was_empty = c.is_empty();
         let group_id = req.group_id.clone();
+        let leaving = req.member_epoch < 0;
         let resp = c.heartbeat(req, || new_id, catalog, &config.consumer, now_ms, &mut out);
         c.write_records(&group_id, &mut out);
         if c.is_empty() != was_empty {
             group.state_timestamp_ms = now_ms;
+        }
+        if leaving {
+            Self::maybe_downgrade(group, &config, now_ms, &mut out);
         }
         (resp, out)
     }

@@ -37,7 +37,13 @@ use uuid::Uuid;
 use crate::assignor::{self, MemberSpec, TopicMetadata, TopicPartitions};
 use crate::classic::{Output, TimerKey};
 use crate::error::GroupError;
-use crate::records::{ConsumerMemberAssignment, ConsumerMemberMetadata, ConsumerRecord, Record};
+use bytes::Bytes;
+
+use crate::classic::{JoinRequest, JoinResponse, SyncResponse};
+use crate::consumer_protocol;
+use crate::records::{
+    ClassicMemberMetadata, ConsumerMemberAssignment, ConsumerMemberMetadata, ConsumerRecord, Record,
+};
 
 /// `member_epoch` a dynamic member sends to leave the group.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
@@ -58,6 +64,43 @@ pub struct ConsumerGroupConfig {
     pub assignors: Vec<String>,
     /// `group.consumer.max.size` (Kafka default `i32::MAX`).
     pub max_size: usize,
+    /// `group.consumer.migration.policy` (Kafka 4.x default `bidirectional`).
+    pub migration_policy: MigrationPolicy,
+}
+
+/// `group.consumer.migration.policy`: which online conversions between the classic and the
+/// consumer protocol a group with members may make (KIP-848 "online migration", Kafka 4.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Both directions.
+    Bidirectional,
+    /// Classic -> consumer only.
+    Upgrade,
+    /// Consumer -> classic only.
+    Downgrade,
+    /// Neither: a group keeps its protocol while it has members.
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// Parses Kafka's names (`bidirectional`, `upgrade`, `downgrade`, `disabled`), any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bidirectional" => Some(Self::Bidirectional),
+            "upgrade" => Some(Self::Upgrade),
+            "downgrade" => Some(Self::Downgrade),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+    /// A classic group with members may become a consumer group.
+    pub fn allows_upgrade(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Upgrade)
+    }
+    /// A consumer group whose members all use the classic protocol becomes a classic group.
+    pub fn allows_downgrade(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Downgrade)
+    }
 }
 
 impl Default for ConsumerGroupConfig {
@@ -68,6 +111,7 @@ impl Default for ConsumerGroupConfig {
             reconciling_heartbeat_interval_ms: 50,
             assignors: assignor::ASSIGNORS.iter().map(|s| s.to_string()).collect(),
             max_size: i32::MAX as usize,
+            migration_policy: MigrationPolicy::Bidirectional,
         }
     }
 }
@@ -239,6 +283,9 @@ struct ConsumerMember {
     server_assignor: Option<String>,
     assigned: TopicPartitions,
     pending_revocation: TopicPartitions,
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat)
+    /// inside a consumer group, during an online migration.
+    classic: Option<ClassicMemberMetadata>,
 }
 
 impl ConsumerMember {
@@ -258,6 +305,7 @@ impl ConsumerMember {
             server_assignor: None,
             assigned: TopicPartitions::new(),
             pending_revocation: TopicPartitions::new(),
+            classic: None,
         }
     }
 
@@ -272,6 +320,7 @@ impl ConsumerMember {
             subscribed_topic_regex: self.subscribed_topic_regex.as_ref().map(|(s, _)| s.clone()),
             rebalance_timeout_ms: self.rebalance_timeout_ms,
             server_assignor: self.server_assignor.clone(),
+            classic: self.classic.clone(),
         }
     }
 
@@ -284,6 +333,14 @@ impl ConsumerMember {
             assigned: normalize(&self.assigned),
             pending_revocation: normalize(&self.pending_revocation),
         }
+    }
+
+    /// The member's session timeout: its own (JoinGroup's) for a classic member, else
+    /// `group.consumer.session.timeout.ms`.
+    fn session_timeout_ms(&self, cfg: &ConsumerGroupConfig) -> i32 {
+        self.classic
+            .as_ref()
+            .map_or(cfg.session_timeout_ms, |c| c.session_timeout_ms)
     }
 
     fn subscribes_to(&self, name: &str) -> bool {
@@ -320,6 +377,23 @@ pub(crate) struct ConsumerGroup {
     /// What `__consumer_offsets` holds for this group; [`ConsumerGroup::write_records`] emits
     /// the difference with the live state.
     persisted: Persisted,
+}
+
+/// A classic group member as an online migration moves it between the two kinds of group.
+#[derive(Debug, Clone)]
+pub(crate) struct ClassicSeed {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// JoinGroup protocols `(name, Subscription)`, in the member's order.
+    pub protocols: Vec<(String, Bytes)>,
+    /// The Subscription of the group's protocol.
+    pub subscription: Bytes,
+    /// The member's classic `Assignment`.
+    pub assignment: Bytes,
 }
 
 /// The consumer-group state as last written to `__consumer_offsets` (Kafka's records 3-8).
@@ -383,6 +457,10 @@ impl ConsumerGroup {
         self.members.is_empty()
     }
 
+    pub(crate) fn group_epoch(&self) -> i32 {
+        self.group_epoch
+    }
+
     pub(crate) fn state(&self) -> ConsumerGroupState {
         if self.members.is_empty() {
             ConsumerGroupState::Empty
@@ -431,6 +509,10 @@ impl ConsumerGroup {
         let Some(m) = self.members.get(member_id) else {
             return Some(GroupError::UnknownMemberId);
         };
+        if m.classic.is_some() {
+            // A classic member commits with its generation (= its member epoch).
+            return (member_epoch != m.member_epoch).then_some(GroupError::IllegalGeneration);
+        }
         if api_version < 9 {
             return Some(GroupError::UnsupportedVersion);
         }
@@ -989,6 +1071,321 @@ impl ConsumerGroup {
         self.remove_member(group_id, member_id, cfg, out)
     }
 
+    // ----- classic members (online migration, Kafka 4.x) ---------------------------------
+
+    /// Topic-name partitions (as classic consumers speak them) by topic id; unknown topics are
+    /// dropped.
+    fn by_id(parts: Vec<(String, Vec<i32>)>, catalog: &dyn TopicCatalog) -> TopicPartitions {
+        from_pairs(parts.into_iter().flat_map(|(name, ps)| {
+            let id = catalog.topic(&name).map(|t| t.topic_id);
+            ps.into_iter().filter_map(move |p| id.map(|id| (id, p)))
+        }))
+    }
+
+    /// Topic-id partitions by topic name (the subscribed topics' names), sorted.
+    fn by_name(&self, tps: &TopicPartitions) -> Vec<(String, Vec<i32>)> {
+        let mut out: Vec<(String, Vec<i32>)> = tps
+            .iter()
+            .filter(|(_, ps)| !ps.is_empty())
+            .filter_map(|(id, ps)| {
+                let t = self.subscribed_topics.get(id)?;
+                Some((t.name.clone(), ps.iter().copied().collect()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A consumer group built from a classic group's members (online upgrade, as Kafka's
+    /// `ConsumerGroup.fromClassicGroup`): the group and member epochs are the classic
+    /// generation, each member keeps the partitions of its last SyncGroup (which are also its
+    /// target) and stays a classic member, now served by the consumer group, until it rejoins
+    /// with the consumer protocol. Session timers follow each member's own session timeout.
+    pub(crate) fn from_classic(
+        group_id: &str,
+        generation_id: i32,
+        seeds: Vec<ClassicSeed>,
+        catalog: &dyn TopicCatalog,
+        cfg: &ConsumerGroupConfig,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> Self {
+        let mut g = ConsumerGroup {
+            group_epoch: generation_id,
+            assignment_epoch: generation_id,
+            ..ConsumerGroup::default()
+        };
+        for seed in seeds {
+            let mut m = ConsumerMember::new(seed.member_id.clone());
+            m.instance_id = seed.instance_id;
+            m.client_id = seed.client_id;
+            m.client_host = seed.client_host;
+            m.rebalance_timeout_ms = seed.rebalance_timeout_ms;
+            m.subscribed_topic_names = consumer_protocol::subscribed_topics(&seed.subscription)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            m.assigned = Self::by_id(
+                consumer_protocol::assigned_partitions(&seed.assignment).unwrap_or_default(),
+                catalog,
+            );
+            m.member_epoch = generation_id;
+            m.previous_member_epoch = generation_id;
+            m.classic = Some(ClassicMemberMetadata {
+                session_timeout_ms: seed.session_timeout_ms,
+                protocols: seed.protocols,
+            });
+            if let Some(iid) = &m.instance_id {
+                g.static_members.insert(iid.clone(), m.member_id.clone());
+            }
+            for tp in pairs(&m.assigned) {
+                g.owners.insert(tp, m.member_id.clone());
+            }
+            g.target.insert(m.member_id.clone(), m.assigned.clone());
+            out.timers.push((
+                session_key(group_id, &m.member_id),
+                Some(now_ms + i64::from(m.session_timeout_ms(cfg))),
+            ));
+            g.members.insert(m.member_id.clone(), m);
+        }
+        g.refresh_topics(catalog);
+        g.assignor_name = g.choose_assignor(cfg);
+        g
+    }
+
+    /// True when the group has members and all of them speak the classic protocol: the
+    /// group can go back to being a classic group (online downgrade).
+    pub(crate) fn only_classic_members(&self) -> bool {
+        !self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())
+    }
+
+    /// True when `member_id` is a classic member of this group.
+    pub(crate) fn has_classic_member(&self, member_id: &str) -> bool {
+        self.members
+            .get(member_id)
+            .is_some_and(|m| m.classic.is_some())
+    }
+
+    /// The members as a classic group would hold them (online downgrade): each with its
+    /// current partitions as a classic `Assignment`.
+    pub(crate) fn classic_seeds(&self) -> Vec<ClassicSeed> {
+        self.members
+            .values()
+            .filter_map(|m| {
+                let c = m.classic.as_ref()?;
+                let subscription = c
+                    .protocols
+                    .first()
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                let version = consumer_protocol::subscription_version(&subscription).unwrap_or(0);
+                Some(ClassicSeed {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: c.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: c.protocols.clone(),
+                    subscription,
+                    assignment: Bytes::from(consumer_protocol::encode_assignment(
+                        version,
+                        &self.by_name(&m.assigned),
+                    )),
+                })
+            })
+            .collect()
+    }
+
+    /// JoinGroup from a classic member of this consumer group (Kafka's
+    /// `classicGroupJoinToConsumerGroup`). The subscription in the member's first protocol
+    /// updates it like a heartbeat would; the partitions its Subscription says it owns
+    /// (`owned_partitions`, empty for eager protocols, which revoke everything before
+    /// rejoining) drive one reconciliation step. Answered at once: generation = the member
+    /// epoch, no leader (the broker assigns), the member's first protocol.
+    ///
+    /// Errors: INCONSISTENT_GROUP_PROTOCOL (not a `consumer` protocol type or no readable
+    /// Subscription), UNKNOWN_MEMBER_ID (the id is a consumer-protocol member's),
+    /// GROUP_MAX_SIZE_REACHED.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn classic_join(
+        &mut self,
+        group_id: &str,
+        req: &JoinRequest,
+        member_id: String,
+        catalog: &dyn TopicCatalog,
+        cfg: &ConsumerGroupConfig,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> JoinResponse {
+        let fail = |e: GroupError| JoinResponse::error(e, &req.member_id);
+        let Some((protocol, metadata)) = req.protocols.first() else {
+            return fail(GroupError::InconsistentGroupProtocol);
+        };
+        let Some(topics) = consumer_protocol::subscribed_topics(metadata) else {
+            return fail(GroupError::InconsistentGroupProtocol);
+        };
+        if req.protocol_type != "consumer" {
+            return fail(GroupError::InconsistentGroupProtocol);
+        }
+        if self
+            .members
+            .get(&member_id)
+            .is_some_and(|m| m.classic.is_none())
+        {
+            return fail(GroupError::UnknownMemberId);
+        }
+        if let Some(iid) = &req.group_instance_id {
+            // A static member's new incarnation replaces the old one.
+            if let Some(old) = self.static_members.get(iid).cloned() {
+                if old != member_id {
+                    self.remove_member(group_id, &old, cfg, out);
+                }
+            }
+        }
+        let is_new = !self.members.contains_key(&member_id);
+        if is_new && self.members.len() >= cfg.max_size {
+            return fail(GroupError::GroupMaxSizeReached);
+        }
+        let m = self
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| ConsumerMember::new(member_id.clone()));
+        m.instance_id = req.group_instance_id.clone();
+        m.client_id = req.client_id.clone();
+        m.client_host = req.client_host.clone();
+        m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+        m.classic = Some(ClassicMemberMetadata {
+            session_timeout_ms: req.session_timeout_ms,
+            protocols: req.protocols.clone(),
+        });
+        let names: BTreeSet<String> = topics.into_iter().collect();
+        let mut changed = is_new;
+        if names != m.subscribed_topic_names {
+            m.subscribed_topic_names = names;
+            changed = true;
+        }
+        if let Some(iid) = &req.group_instance_id {
+            self.static_members.insert(iid.clone(), member_id.clone());
+        }
+        if self.refresh_topics(catalog) {
+            changed = true;
+        }
+        if changed {
+            self.group_epoch += 1;
+        }
+        self.maybe_compute_target(cfg);
+        let owned = Self::by_id(
+            consumer_protocol::owned_partitions(metadata).unwrap_or_default(),
+            catalog,
+        );
+        self.reconcile(group_id, &member_id, Some(&owned), now_ms, out);
+        if self
+            .members
+            .get(&member_id)
+            .is_some_and(|m| m.state == MemberState::UnrevokedPartitions)
+        {
+            // The Subscription already says what the member gave up (an eager member gives up
+            // everything before it rejoins): the revocation may be complete at once.
+            self.reconcile(group_id, &member_id, Some(&owned), now_ms, out);
+        }
+        out.timers.push((
+            session_key(group_id, &member_id),
+            Some(now_ms + i64::from(req.session_timeout_ms)),
+        ));
+        let epoch = self.members.get(&member_id).map_or(-1, |m| m.member_epoch);
+        JoinResponse {
+            error: None,
+            generation_id: epoch,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: Some(protocol.clone()),
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        }
+    }
+
+    /// SyncGroup from a classic member: its current partitions (those it may own now; a
+    /// revocation in progress shows as partitions missing), as a classic `Assignment`.
+    ///
+    /// Errors: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION (not the member epoch),
+    /// INCONSISTENT_GROUP_PROTOCOL.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn classic_sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> SyncResponse {
+        let Some((m, c)) = self
+            .members
+            .get(member_id)
+            .and_then(|m| m.classic.as_ref().map(|c| (m, c)))
+        else {
+            return SyncResponse::error(GroupError::UnknownMemberId);
+        };
+        if generation_id != m.member_epoch {
+            return SyncResponse::error(GroupError::IllegalGeneration);
+        }
+        let protocol = match protocol_name {
+            Some(p) => c.protocols.iter().find(|(n, _)| n == p),
+            None => c.protocols.first(),
+        };
+        let Some((name, metadata)) = protocol else {
+            return SyncResponse::error(GroupError::InconsistentGroupProtocol);
+        };
+        if protocol_type.is_some_and(|t| t != "consumer") {
+            return SyncResponse::error(GroupError::InconsistentGroupProtocol);
+        }
+        out.timers.push((
+            session_key(group_id, member_id),
+            Some(now_ms + i64::from(c.session_timeout_ms)),
+        ));
+        let version = consumer_protocol::subscription_version(metadata).unwrap_or(0);
+        SyncResponse {
+            error: None,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: Some(name.clone()),
+            assignment: Bytes::from(consumer_protocol::encode_assignment(
+                version,
+                &self.by_name(&m.assigned),
+            )),
+        }
+    }
+
+    /// Heartbeat from a classic member: REBALANCE_IN_PROGRESS while the member has not reached
+    /// its target at the current assignment epoch, so that it rejoins (the only way a classic
+    /// member learns a new assignment). Errors: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION.
+    pub(crate) fn classic_heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> Option<GroupError> {
+        let Some((m, c)) = self
+            .members
+            .get(member_id)
+            .and_then(|m| m.classic.as_ref().map(|c| (m, c)))
+        else {
+            return Some(GroupError::UnknownMemberId);
+        };
+        if generation_id != m.member_epoch {
+            return Some(GroupError::IllegalGeneration);
+        }
+        out.timers.push((
+            session_key(group_id, member_id),
+            Some(now_ms + i64::from(c.session_timeout_ms)),
+        ));
+        (m.state != MemberState::Stable || m.member_epoch != self.assignment_epoch)
+            .then_some(GroupError::RebalanceInProgress)
+    }
+
     // ----- persistence (Kafka's records 3-8) ------------------------------------------------
 
     /// Appends to `out.records` what changed since the last call, as Kafka's KIP-848 records:
@@ -1110,22 +1507,25 @@ impl ConsumerGroup {
         self.write_records(group_id, out);
         let g = || group_id.to_string();
         if self.persisted.topics.take().is_some() {
-            out.records.push(Record::Consumer(ConsumerRecord::SubscribedTopics {
-                group_id: g(),
-                topics: None,
-            }));
+            out.records
+                .push(Record::Consumer(ConsumerRecord::SubscribedTopics {
+                    group_id: g(),
+                    topics: None,
+                }));
         }
         if self.persisted.assignment_epoch.take().is_some() {
-            out.records.push(Record::Consumer(ConsumerRecord::AssignmentEpoch {
-                group_id: g(),
-                assignment_epoch: None,
-            }));
+            out.records
+                .push(Record::Consumer(ConsumerRecord::AssignmentEpoch {
+                    group_id: g(),
+                    assignment_epoch: None,
+                }));
         }
         if self.persisted.group_epoch.take().is_some() {
-            out.records.push(Record::Consumer(ConsumerRecord::GroupEpoch {
-                group_id: g(),
-                epoch: None,
-            }));
+            out.records
+                .push(Record::Consumer(ConsumerRecord::GroupEpoch {
+                    group_id: g(),
+                    epoch: None,
+                }));
         }
     }
 
@@ -1165,6 +1565,7 @@ impl ConsumerGroup {
                     });
                     m.rebalance_timeout_ms = v.rebalance_timeout_ms;
                     m.server_assignor = v.server_assignor.clone();
+                    m.classic = v.classic.clone();
                     self.persisted.metadata.insert(member_id.clone(), v.clone());
                 }
                 None => {
@@ -1243,7 +1644,7 @@ impl ConsumerGroup {
             }
             out.timers.push((
                 session_key(group_id, &m.member_id),
-                Some(now_ms + i64::from(cfg.session_timeout_ms)),
+                Some(now_ms + i64::from(m.session_timeout_ms(cfg))),
             ));
             if m.state == MemberState::UnrevokedPartitions {
                 out.timers.push((

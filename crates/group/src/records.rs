@@ -84,6 +84,16 @@ pub struct ConsumerMemberMetadata {
     /// The member's `max.poll.interval.ms`, in ms.
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a classic-protocol member of a consumer group (online migration): tagged field
+    /// 0, `ClassicMemberMetadata`.
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// A classic member's session timeout (ms) and JoinGroup protocols `(name, metadata)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 /// A consumer-protocol member's current assignment (key version 8,
@@ -102,7 +112,10 @@ pub struct ConsumerMemberAssignment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumerRecord {
     /// Key version 3 (`ConsumerGroupMetadata`): the group epoch.
-    GroupEpoch { group_id: String, epoch: Option<i32> },
+    GroupEpoch {
+        group_id: String,
+        epoch: Option<i32>,
+    },
     /// Key version 4 (`ConsumerGroupPartitionMetadata`): the subscribed topics' metadata the
     /// target assignment was computed from.
     SubscribedTopics {
@@ -227,6 +240,10 @@ impl Writer {
     }
     fn no_tags(&mut self) {
         self.uvarint(0);
+    }
+    fn compact_bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
     }
     fn uuid(&mut self, u: &Uuid) {
         self.0.extend_from_slice(u.as_bytes());
@@ -456,6 +473,22 @@ impl Record {
                         w.compact_opt_str(v.subscribed_topic_regex.as_deref());
                         w.i32(v.rebalance_timeout_ms);
                         w.compact_opt_str(v.server_assignor.as_deref());
+                        if let Some(c) = &v.classic {
+                            let mut t = Writer(Vec::new());
+                            t.i32(c.session_timeout_ms);
+                            t.len(c.protocols.len());
+                            for (name, meta) in &c.protocols {
+                                t.compact_str(name);
+                                t.compact_bytes(meta);
+                                t.no_tags();
+                            }
+                            t.no_tags();
+                            w.uvarint(1); // one tagged field
+                            w.uvarint(0); // tag 0: ClassicMemberMetadata
+                            w.uvarint(u32::try_from(t.0.len()).unwrap_or(u32::MAX));
+                            w.0.extend_from_slice(&t.0);
+                            return Some(w.0);
+                        }
                     }
                     ConsumerRecord::AssignmentEpoch {
                         assignment_epoch, ..
@@ -562,7 +595,9 @@ impl Record {
                     },
                 };
                 if let Some(r) = r.as_mut() {
-                    r.skip_tags()?;
+                    if version != 5 {
+                        r.skip_tags()?; // member metadata reads its own tagged fields
+                    }
                 }
                 Ok(Record::Consumer(c))
             }
@@ -607,15 +642,44 @@ fn decode_member_metadata(r: &mut Reader<'_>) -> Result<ConsumerMemberMetadata, 
     for _ in 0..n {
         subscribed_topic_names.push(r.compact_str()?);
     }
+    let subscribed_topic_regex = r.compact_opt_str()?;
+    let rebalance_timeout_ms = r.i32()?;
+    let server_assignor = r.compact_opt_str()?;
+    let mut classic = None;
+    let tags = r.uvarint()?;
+    for _ in 0..tags {
+        let tag = r.uvarint()?;
+        let size = r.uvarint()? as usize;
+        let mut t = Reader(r.take(size)?);
+        if tag != 0 {
+            continue;
+        }
+        let session_timeout_ms = t.i32()?;
+        let n = t.array_len(3)?;
+        let mut protocols = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = t.compact_str()?;
+            let len = t.compact_len()?.unwrap_or(0);
+            let meta = Bytes::copy_from_slice(t.take(len)?);
+            t.skip_tags()?;
+            protocols.push((name, meta));
+        }
+        t.skip_tags()?;
+        classic = Some(ClassicMemberMetadata {
+            session_timeout_ms,
+            protocols,
+        });
+    }
     Ok(ConsumerMemberMetadata {
         instance_id,
         rack_id,
         client_id,
         client_host,
         subscribed_topic_names,
-        subscribed_topic_regex: r.compact_opt_str()?,
-        rebalance_timeout_ms: r.i32()?,
-        server_assignor: r.compact_opt_str()?,
+        subscribed_topic_regex,
+        rebalance_timeout_ms,
+        server_assignor,
+        classic,
     })
 }
 
@@ -721,6 +785,21 @@ mod tests {
                     subscribed_topic_regex: Some("ord.*".into()),
                     rebalance_timeout_ms: 300_000,
                     server_assignor: Some("uniform".into()),
+                    classic: None,
+                }),
+            },
+            ConsumerRecord::MemberMetadata {
+                group_id: g(),
+                member_id: "m2".into(),
+                value: Some(ConsumerMemberMetadata {
+                    client_id: "classic".into(),
+                    subscribed_topic_names: vec!["orders".into()],
+                    rebalance_timeout_ms: 30_000,
+                    classic: Some(ClassicMemberMetadata {
+                        session_timeout_ms: 10_000,
+                        protocols: vec![("range".into(), Bytes::from_static(b"\0\x01meta"))],
+                    }),
+                    ..ConsumerMemberMetadata::default()
                 }),
             },
             ConsumerRecord::AssignmentEpoch {

@@ -561,7 +561,10 @@ fn consumer_group_state_survives_a_restart_mid_rebalance() {
 
     h.restart();
     let after = h.c.consumer_describe("g").unwrap();
-    assert_eq!(after, before, "epochs, members, assignments and targets restored");
+    assert_eq!(
+        after, before,
+        "epochs, members, assignments and targets restored"
+    );
     // Every member's session timer is armed again, and a's revocation deadline too.
     for m in ["a", "b"] {
         assert!(h.timers.contains_key(&TimerKey::ConsumerSession {
@@ -616,7 +619,9 @@ fn members_that_left_and_deleted_groups_stay_gone_after_a_restart() {
     assert!(d.members.is_empty());
     assert_eq!(h.state(), "Empty");
 
-    let out = h.c.delete_group("g", h.now).expect("delete the empty group");
+    let out =
+        h.c.delete_group("g", h.now)
+            .expect("delete the empty group");
     h.absorb(out);
     h.restart();
     assert_eq!(
@@ -702,4 +707,292 @@ fn a_member_rejoining_right_after_leaving_without_a_rebalance_timeout_is_accepte
         ..HeartbeatRequest::default()
     });
     assert_eq!(r.error, Some(GroupError::InvalidRequest));
+}
+
+// ----- online migration between the classic and consumer protocols (Kafka 4.x) -------------
+
+use shoal_group::classic::{JoinRequest, SyncRequest};
+use shoal_group::{consumer_protocol, Reply};
+
+/// A classic consumer's Subscription (v1) to `topics`, with the partitions it owns.
+fn subscription(topics: &[&str], owned: &[(&str, &[i32])]) -> bytes::Bytes {
+    let mut v = 1i16.to_be_bytes().to_vec();
+    v.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        v.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        v.extend_from_slice(t.as_bytes());
+    }
+    v.extend_from_slice(&(-1i32).to_be_bytes());
+    v.extend_from_slice(&(owned.len() as i32).to_be_bytes());
+    for (t, ps) in owned {
+        v.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        v.extend_from_slice(t.as_bytes());
+        v.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+        for p in *ps {
+            v.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    bytes::Bytes::from(v)
+}
+
+fn classic_join_request(member: &str, owned: &[(&str, &[i32])]) -> JoinRequest {
+    JoinRequest {
+        group_id: "g".into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        client_id: "classic".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), subscription(&["t"], owned))],
+        require_known_member_id: false,
+    }
+}
+
+impl Harness {
+    fn replies(&mut self, out: Output) -> Vec<Reply> {
+        let replies = out.replies.iter().map(|(_, r)| r.clone()).collect();
+        self.absorb(out);
+        replies
+    }
+
+    /// A classic member's JoinGroup answered at once (it joins a consumer group).
+    fn classic_join(
+        &mut self,
+        member: &str,
+        owned: &[(&str, &[i32])],
+    ) -> (i32, Option<GroupError>) {
+        let out = self.c.join_with(
+            7,
+            classic_join_request(member, owned),
+            &self.catalog,
+            self.now,
+        );
+        match self.replies(out).pop() {
+            Some(Reply::Join(r)) => (r.generation_id, r.error),
+            other => panic!("no JoinGroup reply: {other:?}"),
+        }
+    }
+
+    /// A classic member's SyncGroup: its partitions of `t`.
+    fn classic_sync(&mut self, member: &str, generation: i32) -> Vec<i32> {
+        let out = self.c.sync(
+            8,
+            SyncRequest {
+                group_id: "g".into(),
+                member_id: member.into(),
+                generation_id: generation,
+                group_instance_id: None,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignments: Vec::new(),
+            },
+            self.now,
+        );
+        match self.replies(out).pop() {
+            Some(Reply::Sync(r)) => {
+                assert_eq!(r.error, None, "SyncGroup of {member}");
+                consumer_protocol::assigned_partitions(&r.assignment)
+                    .unwrap()
+                    .into_iter()
+                    .flat_map(|(_, ps)| ps)
+                    .collect()
+            }
+            other => panic!("no SyncGroup reply: {other:?}"),
+        }
+    }
+
+    /// A classic group "g" with two members (the first by id owns partitions 0 and 1, the
+    /// other 2 and 3); returns the generation and the member ids.
+    fn classic_group(&mut self) -> (i32, Vec<String>) {
+        let mut config = CoordinatorConfig {
+            initial_rebalance_delay_ms: 0,
+            ..CoordinatorConfig::default()
+        };
+        config.consumer.session_timeout_ms = 10_000;
+        self.c = ClassicCoordinator::new(config, 11);
+        let out = self.c.join(1, classic_join_request("", &[]), self.now);
+        let x = match self.replies(out).pop() {
+            Some(Reply::Join(r)) => r.member_id,
+            other => panic!("{other:?}"),
+        };
+        // y joins: the group rebalances; x rejoins; both get the generation.
+        let out = self.c.join(2, classic_join_request("", &[]), self.now);
+        self.absorb(out);
+        let out = self.c.join(3, classic_join_request(&x, &[]), self.now);
+        let replies = self.replies(out);
+        let mut members: Vec<String> = replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Join(j) => Some(j.member_id.clone()),
+                _ => None,
+            })
+            .collect();
+        members.sort();
+        let generation = match &replies[0] {
+            Reply::Join(j) => j.generation_id,
+            _ => unreachable!(),
+        };
+        let assignment = |ps: &[i32]| {
+            bytes::Bytes::from(consumer_protocol::encode_assignment(
+                0,
+                &[("t".to_string(), ps.to_vec())],
+            ))
+        };
+        let leader = match replies.iter().find_map(|r| match r {
+            Reply::Join(j) if !j.members.is_empty() => Some(j.member_id.clone()),
+            _ => None,
+        }) {
+            Some(l) => l,
+            None => panic!("no leader in {replies:?}"),
+        };
+        for (i, m) in members.iter().enumerate() {
+            let out = self.c.sync(
+                10 + i as shoal_group::RequestId,
+                SyncRequest {
+                    group_id: "g".into(),
+                    member_id: m.clone(),
+                    generation_id: generation,
+                    group_instance_id: None,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: Some("range".into()),
+                    assignments: if *m == leader {
+                        vec![
+                            (members[0].clone(), assignment(&[0, 1])),
+                            (members[1].clone(), assignment(&[2, 3])),
+                        ]
+                    } else {
+                        Vec::new()
+                    },
+                },
+                self.now,
+            );
+            self.absorb(out);
+        }
+        assert_eq!(self.state(), "Stable");
+        (generation, members)
+    }
+
+    fn classic_heartbeat(&mut self, member: &str, generation: i32) -> Option<GroupError> {
+        let (e, out) = self.c.heartbeat("g", member, None, generation, self.now);
+        self.absorb(out);
+        e
+    }
+}
+
+#[test]
+fn a_classic_group_with_members_upgrades_online_and_downgrades_when_the_consumer_member_leaves() {
+    let mut h = Harness::new();
+    let (generation, ids) = h.classic_group();
+    let (x, y) = (ids[0].clone(), ids[1].clone());
+
+    // A consumer-protocol member joins the live classic group: it becomes a consumer group
+    // whose classic members keep their partitions and generation (now their member epoch).
+    let r = h.join("c");
+    assert_eq!(r.error, None, "{r:?}");
+    let listing = h.c.list().into_iter().find(|g| g.group_id == "g").unwrap();
+    assert_eq!(listing.group_type, "consumer");
+    let d = h.c.consumer_describe("g").unwrap();
+    let epoch_of = |d: &shoal_group::consumer::ConsumerGroupDescription, m: &str| {
+        d.members
+            .iter()
+            .find(|x| x.member_id == m)
+            .map(|x| x.member_epoch)
+    };
+    assert_eq!(epoch_of(&d, &x), Some(generation));
+    assert_eq!(d.members.len(), 3);
+    assert!(
+        h.parts("c").is_empty(),
+        "every partition is still x's or y's"
+    );
+
+    // The classic members learn through their heartbeats that they must rejoin; being eager
+    // (range), they give up everything first. Each JoinGroup is answered at once.
+    let mut gens = HashMap::new();
+    for m in [&x, &y] {
+        assert_eq!(
+            h.classic_heartbeat(m, generation),
+            Some(GroupError::RebalanceInProgress)
+        );
+        let (g, e) = h.classic_join(m, &[]);
+        assert_eq!(e, None);
+        assert!(g > generation, "{m} is at the new epoch");
+        gens.insert(m.clone(), g);
+    }
+    let px = h.classic_sync(&x, gens[&x]);
+    let py = h.classic_sync(&y, gens[&y]);
+    h.beat("c");
+    let mut all: Vec<i32> = px.iter().chain(&py).copied().chain(h.parts("c")).collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        vec![0, 1, 2, 3],
+        "x {px:?} y {py:?} c {:?}",
+        h.parts("c")
+    );
+    assert!(
+        !h.parts("c").is_empty(),
+        "the consumer member got partitions"
+    );
+    assert_eq!(h.classic_heartbeat(&x, gens[&x]), None, "x is reconciled");
+    assert_eq!(h.state(), "Stable");
+
+    // The mixed group survives a restart: classic members with their session timeouts.
+    let before = h.c.consumer_describe("g").unwrap();
+    h.restart();
+    assert_eq!(h.c.consumer_describe("g").unwrap(), before);
+    assert!(h.timers.contains_key(&TimerKey::ConsumerSession {
+        group_id: "g".into(),
+        member_id: x.clone()
+    }));
+
+    // The consumer member leaves: only classic members remain, the group becomes a classic
+    // group again and rebalances so they rejoin it as one.
+    let r = h.send(HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "c".into(),
+        member_epoch: -1,
+        rebalance_timeout_ms: -1,
+        ..HeartbeatRequest::default()
+    });
+    assert_eq!(r.error, None);
+    let listing = h.c.list().into_iter().find(|g| g.group_id == "g").unwrap();
+    assert_eq!(listing.group_type, "classic");
+    assert_eq!(listing.state, "PreparingRebalance");
+    assert_eq!(
+        h.classic_heartbeat(&x, gens[&x]),
+        Some(GroupError::RebalanceInProgress)
+    );
+    h.restart();
+    let listing = h.c.list().into_iter().find(|g| g.group_id == "g").unwrap();
+    assert_eq!(listing.group_type, "classic", "the downgrade is persisted");
+}
+
+#[test]
+fn with_migration_disabled_groups_with_members_keep_their_protocol() {
+    let mut h = Harness::new();
+    h.classic_group();
+    let mut config = h.c.config().clone();
+    config.consumer.migration_policy = shoal_group::consumer::MigrationPolicy::Disabled;
+    let records = h.records.clone();
+    let mut c = ClassicCoordinator::new(config, 12);
+    for r in &records {
+        c.replay(r, h.now);
+    }
+    h.c = c;
+    let r = h.join("c");
+    assert_eq!(r.error, Some(GroupError::GroupIdNotFound));
+
+    let mut h = Harness::new();
+    h.c = {
+        let mut config = CoordinatorConfig::default();
+        config.consumer.migration_policy = shoal_group::consumer::MigrationPolicy::Disabled;
+        ClassicCoordinator::new(config, 13)
+    };
+    h.join("c");
+    assert_eq!(
+        h.classic_join("", &[]).1,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
 }

@@ -298,7 +298,9 @@ fn consumer_group_membership_survives_a_broker_restart_without_a_rebalance() {
             &[&a, &b],
             4,
             &[2, 2]
-        ) && describe(&broker, "auditors")["state"]
+        ) && describe(
+            &broker, "auditors"
+        )["state"]
             == "Stable"),
         "the group never settled: {}",
         describe(&broker, "auditors")
@@ -315,7 +317,11 @@ fn consumer_group_membership_survives_a_broker_restart_without_a_rebalance() {
         after["group_epoch"], before["group_epoch"],
         "group epoch restored from __consumer_offsets: {after}"
     );
-    assert_eq!(members(&after), members(&before), "members, epochs, assignments");
+    assert_eq!(
+        members(&after),
+        members(&before),
+        "members, epochs, assignments"
+    );
 
     // The members carry on heartbeating with their epochs: no rejoin, no new epoch.
     std::thread::sleep(Duration::from_secs(3));
@@ -326,16 +332,104 @@ fn consumer_group_membership_survives_a_broker_restart_without_a_rebalance() {
     assert_eq!((a.partitions(), b.partitions()), (a_parts, b_parts));
 
     // And they consume what is produced after the restart, each record once.
-    let records: Vec<(String, String)> = (0..40).map(|i| (format!("k{i}"), format!("{i}"))).collect();
+    let records: Vec<(String, String)> =
+        (0..40).map(|i| (format!("k{i}"), format!("{i}"))).collect();
     produce(&broker, "ledger", &records, &[]);
     assert!(
-        wait_until(Duration::from_secs(20), || seen.lock().expect("lock").len() >= 40),
+        wait_until(Duration::from_secs(20), || seen.lock().expect("lock").len()
+            >= 40),
         "consumed {} of 40 after the restart",
         seen.lock().expect("lock").len()
     );
-    let values: HashSet<String> = seen.lock().expect("lock").iter().map(|r| r.3.clone()).collect();
+    let values: HashSet<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|r| r.3.clone())
+        .collect();
     assert_eq!(values.len(), 40);
     // Leave while the restarted broker is up (it is dropped before the members otherwise).
     a.stop();
     b.stop();
+}
+
+#[test]
+fn a_live_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_when_it_leaves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "mixed", 4);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    // Two classic members (librdkafka's default eager `range,roundrobin`).
+    let a = GroupMember::start(0, &broker, "migrating", "mixed", &[], Arc::clone(&seen));
+    let b = GroupMember::start(1, &broker, "migrating", "mixed", &[], Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_one_owner(
+            &[&a, &b],
+            4,
+            &[2, 2]
+        )),
+        "the classic group never settled: {:?} {:?}",
+        a.partitions(),
+        b.partitions()
+    );
+    assert_eq!(describe(&broker, "migrating")["group_type"], "classic");
+
+    // A consumer-protocol member joins: the group is upgraded online; the classic members
+    // stay, rejoin, and give up partitions to the new member.
+    let c = member(2, &broker, "migrating", "mixed", &[], Arc::clone(&seen));
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_one_owner(
+            &[&a, &b, &c],
+            4,
+            &[1, 1, 2]
+        ) && describe(
+            &broker,
+            "migrating"
+        )["state"]
+            == "Stable"),
+        "the mixed group never settled: {:?} {:?} {:?}\n{}",
+        a.partitions(),
+        b.partitions(),
+        c.partitions(),
+        describe(&broker, "migrating")
+    );
+    let d = describe(&broker, "migrating");
+    assert_eq!(d["group_type"], "consumer", "{d}");
+    assert_eq!(d["members"].as_array().map(Vec::len), Some(3));
+
+    // Every record produced now is consumed by exactly one of the three.
+    let records: Vec<(String, String)> =
+        (0..80).map(|i| (format!("k{i}"), format!("{i}"))).collect();
+    produce(&broker, "mixed", &records, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || seen.lock().expect("lock").len()
+            >= 80),
+        "consumed {} of 80",
+        seen.lock().expect("lock").len()
+    );
+    let owners: HashSet<usize> = seen.lock().expect("lock").iter().map(|r| r.0).collect();
+    assert!(
+        owners.contains(&2),
+        "the consumer-protocol member consumed too"
+    );
+
+    // The consumer-protocol member leaves: only classic members remain, so the group goes back
+    // to the classic protocol and they share the partitions again.
+    c.stop();
+    assert!(
+        wait_until(Duration::from_secs(30), || describe(&broker, "migrating")
+            ["group_type"]
+            == "classic"
+            && exactly_one_owner(&[&a, &b], 4, &[2, 2])),
+        "the group never went back to classic: {} {:?} {:?}",
+        describe(&broker, "migrating"),
+        a.partitions(),
+        b.partitions()
+    );
+    assert!(
+        a.errors().is_empty() && b.errors().is_empty(),
+        "{:?} {:?}",
+        a.errors(),
+        b.errors()
+    );
 }

@@ -82,7 +82,7 @@ pub async fn join(
     };
     let member_id = jr.member_id.clone();
     let group_id = jr.group_id.clone();
-    match broker.groups.join(jr).await {
+    match broker.groups.join(jr, catalog(broker)).await {
         Ok(r) => {
             if r.error.is_none() && !r.members.is_empty() {
                 // Only the leader's reply lists the members: one line per completed join phase.
@@ -318,7 +318,6 @@ pub async fn consumer_heartbeat(
     ctx: &RequestContext,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    use shoal_group::assignor::TopicMetadata;
     use shoal_group::consumer::{from_pairs, HeartbeatRequest};
     if ctx.api_version >= 1 && req.member_id.is_empty() {
         return ConsumerGroupHeartbeatResponse::default()
@@ -328,20 +327,7 @@ pub async fn consumer_heartbeat(
             )))
             .with_member_epoch(-1);
     }
-    let mut catalog = crate::coordinator::CatalogSnapshot::default();
-    for t in broker.topics.list() {
-        if t.internal {
-            continue;
-        }
-        catalog.topics.insert(
-            t.name.clone(),
-            TopicMetadata {
-                topic_id: t.id,
-                name: t.name.clone(),
-                partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
-            },
-        );
-    }
+    let catalog = catalog(broker);
     let hreq = HeartbeatRequest {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -459,4 +445,23 @@ pub async fn consumer_describe(
         out.push(entry);
     }
     ConsumerGroupDescribeResponse::default().with_groups(out)
+}
+
+/// The broker's non-internal topics, for the coordinator to resolve names to ids.
+fn catalog(broker: &Broker) -> crate::coordinator::CatalogSnapshot {
+    let mut catalog = crate::coordinator::CatalogSnapshot::default();
+    for t in broker.topics.list() {
+        if t.internal {
+            continue;
+        }
+        catalog.topics.insert(
+            t.name.clone(),
+            shoal_group::assignor::TopicMetadata {
+                topic_id: t.id,
+                name: t.name.clone(),
+                partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+            },
+        );
+    }
+    catalog
 }
