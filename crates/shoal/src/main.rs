@@ -1,6 +1,9 @@
 //! The `shoal` binary. `shoal serve` runs the broker (embedded local log under `./data`,
 //! Kafka protocol on 127.0.0.1:9092). Every flag has a `SHOAL_*` environment variable, and any
 //! broker setting can be given by its Kafka name with `--set key=value` or in a TOML file.
+//! `shoal topic ...` and `shoal group ...` are Kafka-protocol clients ([`cli`]).
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +48,114 @@ enum Command {
     /// Benchmarks over the Kafka protocol (work against any Kafka-compatible broker).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Topics: list, create, describe, delete, alter-config (like kafka-topics.sh).
+    Topic(TopicArgs),
+    /// Consumer groups: list, describe, delete, reset-offsets (like kafka-consumer-groups.sh).
+    Group(GroupArgs),
+}
+
+/// Flags every client verb takes.
+#[derive(clap::Args, Debug)]
+struct ClientArgs {
+    /// Kafka bootstrap servers (`host:port[,host:port]`).
+    #[arg(
+        long,
+        env = "SHOAL_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    output: cli::OutputFormat,
+}
+
+#[derive(clap::Args, Debug)]
+struct TopicArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicCommand {
+    /// Topic names.
+    List {
+        /// Include internal topics (`__consumer_offsets`).
+        #[arg(long)]
+        include_internal: bool,
+    },
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Partitions (default: the broker's `num.partitions`).
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        /// Replication factor (default: the broker's).
+        #[arg(long, short = 'r', default_value_t = -1)]
+        replication_factor: i16,
+        /// A topic setting, e.g. `--config retention.ms=60000` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+    },
+    /// Partitions, leaders, offsets and settings (all topics when none is named).
+    Describe { names: Vec<String> },
+    /// Delete topics.
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Change topic settings.
+    AlterConfig {
+        name: String,
+        /// Set a setting (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Return a setting to its default (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct GroupArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: GroupCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// Groups with their type and state.
+    List,
+    /// Per partition: committed offset, log end offset, lag (records and seconds), owner.
+    Describe { group: String },
+    /// Delete a group without members (its committed offsets go with it).
+    Delete { group: String },
+    /// Move a stopped group's committed offsets. Dry run unless --execute.
+    ResetOffsets {
+        group: String,
+        /// Topics to reset (all partitions of each); default: every topic with offsets.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[arg(long, group = "to")]
+        to_earliest: bool,
+        #[arg(long, group = "to")]
+        to_latest: bool,
+        /// RFC 3339 time, e.g. 2026-11-21T10:00:00Z, or ms since the epoch.
+        #[arg(long, group = "to", value_name = "DATETIME")]
+        to_datetime: Option<String>,
+        /// Move by N (negative: back) from the committed offset.
+        #[arg(long, group = "to", value_name = "N", allow_negative_numbers = true)]
+        shift_by: Option<i64>,
+        #[arg(long, group = "to", value_name = "OFFSET")]
+        to_offset: Option<i64>,
+        /// Commit the new offsets (without it, only print them).
+        #[arg(long)]
+        execute: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +277,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Convergence(args)) => convergence(args),
+        Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
+        Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -240,6 +353,166 @@ fn convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
                     times.len()
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .with_context(|| format!("{flag} expects key=value, got `{kv}`"))
+        })
+        .collect()
+}
+
+async fn topic(args: TopicArgs) -> anyhow::Result<()> {
+    use cli::topic;
+    let out = args.client.output;
+    let mut c = cli::client::Client::connect(&args.client.bootstrap_server).await?;
+    match args.command {
+        TopicCommand::List { include_internal } => {
+            let names = topic::list(&mut c, include_internal).await?;
+            cli::group::print(out, &names, || {
+                names.iter().map(|n| format!("{n}\n")).collect()
+            });
+        }
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            config,
+        } => {
+            topic::create(
+                &mut c,
+                &name,
+                partitions,
+                replication_factor,
+                &pairs(&config, "--config")?,
+            )
+            .await?;
+            let v = serde_json::json!({"created": name});
+            cli::group::print(out, &v, || format!("Created topic {name}.\n"));
+        }
+        TopicCommand::Describe { names } => {
+            let topics = topic::describe(&mut c, &names).await?;
+            cli::group::print(out, &topics, || topic::describe_text(&topics));
+        }
+        TopicCommand::Delete { names } => {
+            topic::delete(&mut c, &names).await?;
+            let v = serde_json::json!({"deleted": names});
+            cli::group::print(out, &v, || {
+                format!("Deleted topic(s) {}.\n", names.join(", "))
+            });
+        }
+        TopicCommand::AlterConfig { name, set, delete } => {
+            topic::alter_config(&mut c, &name, &pairs(&set, "--set")?, &delete).await?;
+            let v = serde_json::json!({"altered": name});
+            cli::group::print(out, &v, || {
+                format!("Completed updating config for topic {name}.\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `--to-datetime`: RFC 3339 (`2026-11-21T10:00:00Z`, `+01:00` offsets) or ms since the epoch.
+fn parse_datetime(s: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+        .or_else(|_| humantime::parse_rfc3339(s))
+        .with_context(|| {
+            format!("--to-datetime expects RFC 3339 (2026-11-21T10:00:00Z) or ms, got `{s}`")
+        })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+}
+
+async fn group(args: GroupArgs) -> anyhow::Result<()> {
+    use cli::group;
+    let out = args.client.output;
+    let mut c = cli::client::Client::connect(&args.client.bootstrap_server).await?;
+    match args.command {
+        GroupCommand::List => {
+            let groups = group::list(&mut c).await?;
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .map(|(g, t, p, s)| vec![g.clone(), t.clone(), p.clone(), s.clone()])
+                .collect();
+            let json: Vec<serde_json::Value> = groups
+                .iter()
+                .map(|(g, t, p, s)| serde_json::json!({"group": g, "type": t, "protocol_type": p, "state": s}))
+                .collect();
+            cli::group::print(out, &json, || {
+                cli::table(&["GROUP", "TYPE", "PROTOCOL-TYPE", "STATE"], &rows)
+            });
+        }
+        GroupCommand::Describe { group: name } => {
+            let d = group::describe(&mut c, &name).await?;
+            group::print(out, &d, || group::describe_text(&d));
+        }
+        GroupCommand::Delete { group: name } => {
+            group::delete(&mut c, &name).await?;
+            let v = serde_json::json!({"deleted": name});
+            group::print(out, &v, || {
+                format!("Deletion of requested consumer groups ('{name}') was successful.\n")
+            });
+        }
+        GroupCommand::ResetOffsets {
+            group: name,
+            topics,
+            to_earliest,
+            to_latest,
+            to_datetime,
+            shift_by,
+            to_offset,
+            execute,
+        } => {
+            let to = if to_earliest {
+                group::ResetTo::Earliest
+            } else if to_latest {
+                group::ResetTo::Latest
+            } else if let Some(d) = to_datetime {
+                group::ResetTo::Datetime(parse_datetime(&d)?)
+            } else if let Some(n) = shift_by {
+                group::ResetTo::ShiftBy(n)
+            } else if let Some(o) = to_offset {
+                group::ResetTo::Offset(o)
+            } else {
+                anyhow::bail!(
+                    "say where to: --to-earliest, --to-latest, --to-datetime, --shift-by or --to-offset"
+                );
+            };
+            let plan = group::reset_offsets(&mut c, &name, &topics, &to, execute).await?;
+            let rows: Vec<Vec<String>> = plan
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.group.clone(),
+                        r.topic.clone(),
+                        r.partition.to_string(),
+                        r.new_offset.to_string(),
+                    ]
+                })
+                .collect();
+            group::print(out, &plan, || {
+                let mut t = cli::table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], &rows);
+                if !execute {
+                    t.push_str("(dry run: nothing committed; add --execute to apply)\n");
+                }
+                t
+            });
         }
     }
     Ok(())
