@@ -22,6 +22,8 @@ pub struct Broker {
     pub flusher: Flusher,
     /// Bumped after every append; long-polling fetches wait on it.
     pub appended: watch::Sender<u64>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Broker {
@@ -67,11 +69,13 @@ impl Broker {
                 migration_policy: config.group_consumer_migration_policy,
             },
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let groups = coordinator::start(
             group_config,
             offsets,
             flusher.clone(),
             config.offsets_retention_check_interval_ms,
+            Arc::clone(&metrics),
         )?;
         let (appended, _) = watch::channel(0u64);
         Ok(Arc::new(Self {
@@ -80,6 +84,7 @@ impl Broker {
             groups,
             flusher,
             appended,
+            metrics,
         }))
     }
 

@@ -267,6 +267,7 @@ struct Runtime {
     deadlines: HashMap<TimerKey, i64>,
     queue: BTreeSet<(i64, TimerKey)>,
     retention_check_ms: i64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Replays `__consumer_offsets` into a new coordinator and starts its task.
@@ -277,6 +278,7 @@ pub fn start(
     offsets: Arc<Partition>,
     flusher: Flusher,
     retention_check_ms: i64,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<CoordinatorHandle> {
     let now = now_ms();
     let (core, start_out) = load(config, &offsets, now)?;
@@ -290,6 +292,7 @@ pub fn start(
         deadlines: HashMap::new(),
         queue: BTreeSet::new(),
         retention_check_ms,
+        metrics,
     };
     rt.apply_timers(&start_out.timers);
     tokio::spawn(rt.run(rx));
@@ -512,6 +515,10 @@ impl Runtime {
     /// the records are durable.
     fn finish(&mut self, out: Output, direct: Option<Box<dyn FnOnce() + Send>>) {
         self.apply_timers(&out.timers);
+        for r in &out.rebalances {
+            self.metrics
+                .rebalanced(&r.group_id, r.protocol, r.duration_ms);
+        }
         let mut deliveries: Vec<(Parked, Reply)> = Vec::with_capacity(out.replies.len());
         for (id, reply) in out.replies {
             if let Some(p) = self.parked.remove(&id) {

@@ -12,6 +12,8 @@
 //! - `GET /api/v1/groups/{group_id}/lag`: the group's lag per partition ([`crate::lag`]) with
 //!   totals: `{group_id, total_lag, max_lag_seconds, partitions: [...]}`.
 //!
+//! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format ([`crate::metrics`]).
+//!
 //! Errors are JSON `{error, message}` with HTTP 503 when the coordinator is unavailable.
 //! docs/operations.md documents the shapes.
 
@@ -187,9 +189,22 @@ async fn lag(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) ->
     }
 }
 
+async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
+    let body = broker.metrics.render(&broker).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// The router (exposed for tests).
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{group_id}", get(group))
         .route("/api/v1/groups/{group_id}/lag", get(lag))

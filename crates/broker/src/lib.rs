@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod http;
 pub mod internal_log;
 pub mod lag;
+pub mod metrics;
 pub mod server;
 pub mod topics;
 

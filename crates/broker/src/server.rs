@@ -55,14 +55,17 @@ pub async fn serve(
                 }
                 let _ = stream.set_nodelay(true);
                 open.fetch_add(1, Ordering::Relaxed);
+                broker.metrics.connection_opened();
                 let broker = Arc::clone(&broker);
                 let open = Arc::clone(&open);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
+                    let metrics = Arc::clone(&broker.metrics);
                     if let Err(e) = connection(broker, stream, ConnInfo { peer }, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
+                    metrics.connection_closed();
                 });
             }
             _ = shutdown.changed() => {
@@ -115,7 +118,19 @@ async fn connection(
             }
         }
         let frame = Bytes::from(body);
-        match handlers::dispatch(&broker, frame, &conn).await {
+        let api = frame
+            .get(0..2)
+            .and_then(|b| b.try_into().ok())
+            .map(i16::from_be_bytes)
+            .and_then(|k| kafka_protocol::messages::ApiKey::try_from(k).ok());
+        let started = std::time::Instant::now();
+        let outcome = handlers::dispatch(&broker, frame, &conn).await;
+        if let Some(api) = api {
+            broker
+                .metrics
+                .request(&format!("{api:?}"), started.elapsed());
+        }
+        match outcome {
             Outcome::Respond(resp) => {
                 wr.write_all(&resp).await?;
             }

@@ -132,6 +132,18 @@ pub struct Output {
     pub records: Vec<Record>,
     /// `(key, Some(deadline_ms))` sets a timer; `(key, None)` cancels it.
     pub timers: Vec<(TimerKey, Option<i64>)>,
+    /// Rebalances that completed (for metrics).
+    pub rebalances: Vec<RebalanceEvent>,
+}
+
+/// A rebalance that completed: from its start (classic `PreparingRebalance`, or a consumer
+/// group leaving `Stable`) until the group was `Stable` again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebalanceEvent {
+    pub group_id: String,
+    /// `classic` or `consumer`.
+    pub protocol: &'static str,
+    pub duration_ms: i64,
 }
 
 /// JoinGroup request fields (JoinGroupRequest v0-v9).
@@ -344,6 +356,8 @@ struct Group {
     /// Set when the group uses the consumer protocol (KIP-848); the classic fields are then
     /// unused (the group is `Empty` in classic terms).
     consumer: Option<ConsumerGroup>,
+    /// When the current rebalance started (classic protocol), for [`RebalanceEvent`].
+    rebalance_started_ms: Option<i64>,
 }
 
 impl Group {
@@ -364,6 +378,7 @@ impl Group {
             new_member_added: false,
             offsets: HashMap::new(),
             consumer: None,
+            rebalance_started_ms: None,
         }
     }
 
@@ -376,6 +391,9 @@ impl Group {
         );
         self.state = next;
         self.state_timestamp_ms = now_ms;
+        if matches!(next, GroupState::Empty | GroupState::Dead) {
+            self.rebalance_started_ms = None;
+        }
     }
 
     /// No members, in either protocol.
@@ -815,6 +833,7 @@ impl ClassicCoordinator {
             out,
         );
         c.write_records(&req.group_id, out);
+        c.track_rebalance(&req.group_id, now_ms, out);
         out.replies.push((req_id, Reply::Join(resp)));
     }
 
@@ -1314,6 +1333,7 @@ impl ClassicCoordinator {
         let rebalance_timeout = group.max_rebalance_timeout_ms();
         let from_empty = group.is(GroupState::Empty);
         group.transition_to(GroupState::PreparingRebalance, now_ms);
+        group.rebalance_started_ms.get_or_insert(now_ms);
         let join_key = TimerKey::Join {
             group_id: group.group_id.clone(),
         };
@@ -1552,6 +1572,13 @@ impl ClassicCoordinator {
                 m.assignment = assignments.get(&m.member_id).cloned().unwrap_or_default();
             }
             group.transition_to(GroupState::Stable, now_ms);
+            if let Some(t) = group.rebalance_started_ms.take() {
+                out.rebalances.push(RebalanceEvent {
+                    group_id: group.group_id.clone(),
+                    protocol: "classic",
+                    duration_ms: now_ms - t,
+                });
+            }
             out.records.push(group.metadata_record());
             for m in group.members.values_mut() {
                 if let Some(r) = m.awaiting_sync.take() {
@@ -1648,6 +1675,7 @@ impl ClassicCoordinator {
                 })
                 .collect();
             c.write_records(group_id, &mut out);
+            c.track_rebalance(group_id, now_ms, &mut out);
             Self::maybe_downgrade(group, &config, now_ms, &mut out);
             return (errors, out);
         }
@@ -1731,6 +1759,7 @@ impl ClassicCoordinator {
                     group.state_timestamp_ms = now_ms;
                 }
                 c.write_records(group_id, &mut out);
+                c.track_rebalance(group_id, now_ms, &mut out);
                 Self::maybe_downgrade(group, &config, now_ms, &mut out);
             }
             TimerKey::Join { group_id } => {
@@ -2133,6 +2162,7 @@ impl ClassicCoordinator {
         let leaving = req.member_epoch < 0;
         let resp = c.heartbeat(req, || new_id, catalog, &config.consumer, now_ms, &mut out);
         c.write_records(&group_id, &mut out);
+        c.track_rebalance(&group_id, now_ms, &mut out);
         if c.is_empty() != was_empty {
             group.state_timestamp_ms = now_ms;
         }

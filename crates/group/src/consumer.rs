@@ -377,6 +377,8 @@ pub(crate) struct ConsumerGroup {
     /// What `__consumer_offsets` holds for this group; [`ConsumerGroup::write_records`] emits
     /// the difference with the live state.
     persisted: Persisted,
+    /// When the group last left `Stable` (for rebalance metrics).
+    reconciling_since: Option<i64>,
 }
 
 /// A classic group member as an online migration moves it between the two kinds of group.
@@ -1384,6 +1386,26 @@ impl ConsumerGroup {
         ));
         (m.state != MemberState::Stable || m.member_epoch != self.assignment_epoch)
             .then_some(GroupError::RebalanceInProgress)
+    }
+
+    /// Notes a rebalance starting (the group is neither `Stable` nor `Empty`) or completing
+    /// (`Stable` again), as a [`crate::classic::RebalanceEvent`].
+    pub(crate) fn track_rebalance(&mut self, group_id: &str, now_ms: i64, out: &mut Output) {
+        match self.state() {
+            ConsumerGroupState::Empty => self.reconciling_since = None,
+            ConsumerGroupState::Stable => {
+                if let Some(t) = self.reconciling_since.take() {
+                    out.rebalances.push(crate::classic::RebalanceEvent {
+                        group_id: group_id.to_string(),
+                        protocol: "consumer",
+                        duration_ms: now_ms - t,
+                    });
+                }
+            }
+            _ => {
+                self.reconciling_since.get_or_insert(now_ms);
+            }
+        }
     }
 
     // ----- persistence (Kafka's records 3-8) ------------------------------------------------

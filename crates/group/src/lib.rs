@@ -16,7 +16,8 @@ mod error;
 pub mod records;
 
 pub use classic::{
-    ClassicCoordinator, CoordinatorConfig, GroupState, Output, Reply, RequestId, TimerKey,
+    ClassicCoordinator, CoordinatorConfig, GroupState, Output, RebalanceEvent, Reply, RequestId,
+    TimerKey,
 };
 pub use error::{code_of, GroupError};
 pub use records::{OffsetAndMetadata, Record};

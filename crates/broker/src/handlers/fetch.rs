@@ -128,6 +128,9 @@ pub async fn handle(broker: &Broker, _ctx: &RequestContext, req: FetchRequest) -
         })
         .collect();
     for (slot, data) in slots.iter().zip(results) {
+        if let (Some(name), Some(records)) = (names.get(slot.topic_index), &data.records) {
+            broker.metrics.fetched(name, records);
+        }
         if let Some(t) = topics.get_mut(slot.topic_index) {
             t.partitions.push(data);
         }

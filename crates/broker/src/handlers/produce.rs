@@ -93,7 +93,6 @@ fn append_one(
         let message = format!("batch of {} bytes exceeds message.max.bytes", records.len());
         return Appended::failed(code::MESSAGE_TOO_LARGE, Some(message));
     }
-    // Framing only here; the log validates each batch (CRC included) once, on append.
     // Framing only here; the log validates the batch (CRC included) once, on append.
     // Produce v3+ carries exactly one batch per partition (Kafka `ProduceRequest.validateRecords`).
     let slice = match shoal_log::batch::split(&records) {
@@ -138,6 +137,11 @@ fn append_one(
         }
     };
     let unflushed = log.log_end_offset() - log.synced_offset();
+    broker.metrics.appended(
+        &partition.topic,
+        slice.len(),
+        crate::metrics::record_count(slice),
+    );
     Appended {
         error: code::NONE,
         base_offset: info.base_offset,

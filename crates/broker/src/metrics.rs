@@ -1,0 +1,438 @@
+//! Prometheus metrics, served as `GET /metrics` on the admin HTTP port (OpenMetrics text, via
+//! the `prometheus-client` crate).
+//!
+//! Counted as they happen:
+//! - `shoal_requests_total{api}` and `shoal_request_duration_seconds{api}` (histogram, s):
+//!   every Kafka request by API name (`Produce`, `Fetch`, ...), from its frame to its answer;
+//! - `shoal_connections` (open) and `shoal_connections_accepted_total`;
+//! - `shoal_topic_bytes_in_total{topic}`, `shoal_topic_records_in_total{topic}`: appended
+//!   batches; `shoal_topic_bytes_out_total{topic}`, `shoal_topic_records_out_total{topic}`:
+//!   fetched batches (records counted from each batch header, never decoded);
+//! - `shoal_group_rebalances_total{group,protocol}` and
+//!   `shoal_group_rebalance_duration_seconds{protocol}`: a rebalance runs from the moment a
+//!   group starts one (classic `PreparingRebalance`; consumer protocol: not `Stable`) to the
+//!   moment it is `Stable` again.
+//!
+//! Computed at each scrape, under the names `kafka_exporter` users already graph:
+//! `kafka_consumergroup_current_offset`, `kafka_consumergroup_lag`,
+//! `kafka_consumergroup_members`, `kafka_topic_partitions`,
+//! `kafka_topic_partition_current_offset` (log end offset),
+//! `kafka_topic_partition_oldest_offset` (log start offset), plus
+//! `kafka_consumergroup_lag_seconds` (Shoal: age of the first unconsumed record, see
+//! [`crate::lag`]) and `shoal_groups{type,state}`.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use shoal_log::PartitionLog;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicPartitionLabel {
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    consumergroup: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabel {
+    consumergroup: String,
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RebalanceLabel {
+    group: String,
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupStateLabel {
+    r#type: String,
+    state: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+fn rebalance_histogram() -> Histogram {
+    // 10 ms .. ~5 min
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The broker's metrics (cheap to update from any task).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ApiLabel, Counter>,
+    request_seconds: HistogramFamily<ApiLabel>,
+    connections: Gauge,
+    connections_accepted: Counter,
+    bytes_in: Family<TopicLabel, Counter>,
+    records_in: Family<TopicLabel, Counter>,
+    bytes_out: Family<TopicLabel, Counter>,
+    records_out: Family<TopicLabel, Counter>,
+    rebalances: Family<RebalanceLabel, Counter>,
+    rebalance_seconds: HistogramFamily<ProtocolLabel>,
+    // Filled at scrape time.
+    groups: Family<GroupStateLabel, Gauge>,
+    group_current_offset: Family<GroupPartitionLabel, Gauge>,
+    group_lag: Family<GroupPartitionLabel, Gauge>,
+    group_lag_seconds: Family<GroupPartitionLabel, FloatGauge>,
+    group_members: Family<GroupLabel, Gauge>,
+    topic_partitions: Family<TopicLabel, Gauge>,
+    partition_current_offset: Family<TopicPartitionLabel, Gauge>,
+    partition_oldest_offset: Family<TopicPartitionLabel, Gauge>,
+    /// One scrape at a time (scrape-time families are cleared and refilled).
+    scrape: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            bytes_in: Family::default(),
+            records_in: Family::default(),
+            bytes_out: Family::default(),
+            records_out: Family::default(),
+            rebalances: Family::default(),
+            rebalance_seconds: Family::new_with_constructor(
+                rebalance_histogram as fn() -> Histogram,
+            ),
+            groups: Family::default(),
+            group_current_offset: Family::default(),
+            group_lag: Family::default(),
+            group_lag_seconds: Family::default(),
+            group_members: Family::default(),
+            topic_partitions: Family::default(),
+            partition_current_offset: Family::default(),
+            partition_oldest_offset: Family::default(),
+            scrape: tokio::sync::Mutex::new(()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "shoal_requests",
+            "Kafka requests handled, by API",
+            m.requests.clone(),
+        );
+        registry.register(
+            "shoal_request_duration_seconds",
+            "Time from a request's frame to its answer, by API",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "shoal_connections",
+            "Open Kafka connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "shoal_connections_accepted",
+            "Kafka connections accepted",
+            m.connections_accepted.clone(),
+        );
+        registry.register(
+            "shoal_topic_bytes_in",
+            "Bytes appended, by topic",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "shoal_topic_records_in",
+            "Records appended, by topic",
+            m.records_in.clone(),
+        );
+        registry.register(
+            "shoal_topic_bytes_out",
+            "Bytes fetched, by topic",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "shoal_topic_records_out",
+            "Records fetched, by topic",
+            m.records_out.clone(),
+        );
+        registry.register(
+            "shoal_group_rebalances",
+            "Completed rebalances, by group and protocol",
+            m.rebalances.clone(),
+        );
+        registry.register(
+            "shoal_group_rebalance_duration_seconds",
+            "Time from the start of a rebalance until the group is Stable",
+            m.rebalance_seconds.clone(),
+        );
+        registry.register("shoal_groups", "Groups by type and state", m.groups.clone());
+        registry.register(
+            "kafka_consumergroup_current_offset",
+            "Committed offset of a consumer group, by partition",
+            m.group_current_offset.clone(),
+        );
+        registry.register(
+            "kafka_consumergroup_lag",
+            "Records between a consumer group's committed offset and the log end offset",
+            m.group_lag.clone(),
+        );
+        registry.register(
+            "kafka_consumergroup_lag_seconds",
+            "Age in seconds of the first record the consumer group has not consumed (0 when caught up)",
+            m.group_lag_seconds.clone(),
+        );
+        registry.register(
+            "kafka_consumergroup_members",
+            "Members of a consumer group",
+            m.group_members.clone(),
+        );
+        registry.register(
+            "kafka_topic_partitions",
+            "Partitions of a topic",
+            m.topic_partitions.clone(),
+        );
+        registry.register(
+            "kafka_topic_partition_current_offset",
+            "Log end offset of a partition",
+            m.partition_current_offset.clone(),
+        );
+        registry.register(
+            "kafka_topic_partition_oldest_offset",
+            "Log start offset of a partition",
+            m.partition_oldest_offset.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A request of API `api` took `elapsed`.
+    pub fn request(&self, api: &str, elapsed: Duration) {
+        let label = ApiLabel {
+            api: api.to_string(),
+        };
+        self.requests.get_or_create(&label).inc();
+        self.request_seconds
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+        self.connections_accepted.inc();
+    }
+
+    /// A connection closed.
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    /// `bytes` holding `records` records were appended to `topic`.
+    pub fn appended(&self, topic: &str, bytes: usize, records: u64) {
+        let l = TopicLabel {
+            topic: topic.to_string(),
+        };
+        self.bytes_in.get_or_create(&l).inc_by(bytes as u64);
+        self.records_in.get_or_create(&l).inc_by(records);
+    }
+
+    /// A fetch answered `batches` (whole record batches) from `topic`.
+    pub fn fetched(&self, topic: &str, batches: &[u8]) {
+        if batches.is_empty() {
+            return;
+        }
+        let l = TopicLabel {
+            topic: topic.to_string(),
+        };
+        self.bytes_out
+            .get_or_create(&l)
+            .inc_by(batches.len() as u64);
+        self.records_out
+            .get_or_create(&l)
+            .inc_by(record_count(batches));
+    }
+
+    /// A rebalance of `group` (`classic` or `consumer` protocol) completed after `duration_ms`.
+    pub fn rebalanced(&self, group: &str, protocol: &str, duration_ms: i64) {
+        self.rebalances
+            .get_or_create(&RebalanceLabel {
+                group: group.to_string(),
+                protocol: protocol.to_string(),
+            })
+            .inc();
+        self.rebalance_seconds
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.to_string(),
+            })
+            .observe(duration_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// The metrics in the OpenMetrics text format, after refreshing the scrape-time families
+    /// from `broker` (groups, lag, offsets).
+    pub async fn render(&self, broker: &crate::broker::Broker) -> String {
+        let _one = self.scrape.lock().await;
+        self.refresh(broker).await;
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+
+    async fn refresh(&self, broker: &crate::broker::Broker) {
+        self.topic_partitions.clear();
+        self.partition_current_offset.clear();
+        self.partition_oldest_offset.clear();
+        for t in broker.topics.list() {
+            if t.internal {
+                continue;
+            }
+            let l = TopicLabel {
+                topic: t.name.clone(),
+            };
+            self.topic_partitions
+                .get_or_create(&l)
+                .set(i64::try_from(t.partitions.len()).unwrap_or(i64::MAX));
+            for p in &t.partitions {
+                let log = p.log();
+                let l = TopicPartitionLabel {
+                    topic: t.name.clone(),
+                    partition: p.index.to_string(),
+                };
+                self.partition_current_offset
+                    .get_or_create(&l)
+                    .set(log.log_end_offset());
+                self.partition_oldest_offset
+                    .get_or_create(&l)
+                    .set(log.log_start_offset());
+            }
+        }
+        self.groups.clear();
+        self.group_current_offset.clear();
+        self.group_lag.clear();
+        self.group_lag_seconds.clear();
+        self.group_members.clear();
+        let Ok(groups) = broker.groups.list().await else {
+            return;
+        };
+        let now = crate::clock::now_ms();
+        for g in groups {
+            self.groups
+                .get_or_create(&GroupStateLabel {
+                    r#type: g.group_type.to_string(),
+                    state: g.state.to_string(),
+                })
+                .inc();
+            let Ok(rows) = crate::lag::group_lag(broker, &g.group_id, now).await else {
+                continue;
+            };
+            let members: std::collections::BTreeSet<&str> =
+                rows.iter().filter_map(|r| r.member_id.as_deref()).collect();
+            self.group_members
+                .get_or_create(&GroupLabel {
+                    consumergroup: g.group_id.clone(),
+                })
+                .set(i64::try_from(members.len()).unwrap_or(i64::MAX));
+            for r in &rows {
+                let l = GroupPartitionLabel {
+                    consumergroup: g.group_id.clone(),
+                    topic: r.topic.clone(),
+                    partition: r.partition.to_string(),
+                };
+                self.group_current_offset
+                    .get_or_create(&l)
+                    .set(r.current_offset);
+                self.group_lag.get_or_create(&l).set(r.lag);
+                self.group_lag_seconds.get_or_create(&l).set(r.lag_seconds);
+            }
+        }
+    }
+}
+
+/// Records in a run of whole v2 record batches: the sum of each header's record count (bytes
+/// 57..61), walking `12 + batch_length` bytes at a time. Stops at anything malformed.
+pub fn record_count(batches: &[u8]) -> u64 {
+    let mut pos = 0usize;
+    let mut n = 0u64;
+    while let Some(head) = batches.get(pos..pos + 61) {
+        let len = head
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_be_bytes)
+            .unwrap_or(-1);
+        let count = head
+            .get(57..61)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_be_bytes)
+            .unwrap_or(0);
+        let Ok(len) = usize::try_from(len) else {
+            break;
+        };
+        n += u64::try_from(count).unwrap_or(0);
+        pos += 12 + len;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(records: i32, body: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 61 + body];
+        let len = i32::try_from(b.len() - 12).unwrap_or(0);
+        b.splice(8..12, len.to_be_bytes());
+        b.splice(57..61, records.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn record_count_walks_batch_headers_and_stops_at_a_cut_batch() {
+        let mut two = batch(3, 10);
+        two.extend(batch(5, 0));
+        assert_eq!(record_count(&two), 8);
+        assert_eq!(record_count(&two[..40]), 0);
+        assert_eq!(record_count(&[]), 0);
+    }
+}
