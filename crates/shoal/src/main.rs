@@ -52,6 +52,57 @@ enum Command {
     Topic(TopicArgs),
     /// Consumer groups: list, describe, delete, reset-offsets (like kafka-consumer-groups.sh).
     Group(GroupArgs),
+    /// Produce each line of stdin as a record.
+    Produce(ProduceArgs),
+    /// Print records, as a group member or from one partition.
+    Consume(ConsumeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ProduceArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    topic: String,
+    /// Split each line at the first SEP: key before, value after.
+    #[arg(long, value_name = "SEP")]
+    key_separator: Option<String>,
+    /// Send every record to this partition (default: by key, or spread).
+    #[arg(long)]
+    partition: Option<i32>,
+    /// A librdkafka producer setting, e.g. `--property compression.type=zstd` (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    property: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    topic: String,
+    /// Consume as a member of this group (committing as it goes).
+    #[arg(long, conflicts_with = "partition")]
+    group: Option<String>,
+    /// With --group: start from the earliest offset when the group has none.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Read this partition (no group).
+    #[arg(long)]
+    partition: Option<i32>,
+    /// With --partition: earliest, latest, N, or -N (N before the end).
+    #[arg(long, default_value = "earliest", allow_hyphen_values = true)]
+    offset: String,
+    /// kcat-style format: %k key, %v value, %h headers, %t timestamp, %o offset, %p partition, %T topic.
+    #[arg(long, default_value = "%v")]
+    format: String,
+    /// Stop after this many records.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this long without a record (ms).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// A librdkafka consumer setting (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    property: Vec<String>,
 }
 
 /// Flags every client verb takes.
@@ -279,6 +330,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Convergence(args)) => convergence(args),
         Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
+        Command::Produce(args) => produce(args),
+        Command::Consume(args) => consume(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -515,5 +568,50 @@ async fn group(args: GroupArgs) -> anyhow::Result<()> {
             });
         }
     }
+    Ok(())
+}
+
+fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let opts = cli::produce::ProduceOptions {
+        bootstrap: args.client.bootstrap_server.clone(),
+        topic: args.topic.clone(),
+        key_separator: args.key_separator.clone(),
+        partition: args.partition,
+        properties: pairs(&args.property, "--property")?,
+    };
+    let report = cli::produce::run(&opts, std::io::stdin().lock())?;
+    match args.client.output {
+        cli::OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        cli::OutputFormat::Text => eprintln!(
+            "Produced {} records ({} bytes) to {} in {:.2} s: {:.0} records/s",
+            report.records, report.bytes, args.topic, report.seconds, report.records_per_second
+        ),
+    }
+    Ok(())
+}
+
+fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    let source = match (&args.group, args.partition) {
+        (Some(g), _) => cli::consume::Source::Group {
+            group: g.clone(),
+            from_beginning: args.from_beginning,
+        },
+        (None, Some(p)) => cli::consume::Source::Partition {
+            partition: p,
+            offset: cli::consume::parse_offset(&args.offset)?,
+        },
+        (None, None) => anyhow::bail!("say where to read: --group GROUP or --partition N"),
+    };
+    let opts = cli::consume::ConsumeOptions {
+        bootstrap: args.client.bootstrap_server.clone(),
+        topic: args.topic.clone(),
+        source,
+        format: args.format.clone(),
+        json: args.client.output == cli::OutputFormat::Json,
+        count: args.count,
+        timeout: args.timeout_ms.map(std::time::Duration::from_millis),
+        properties: pairs(&args.property, "--property")?,
+    };
+    cli::consume::run(&opts)?;
     Ok(())
 }

@@ -284,3 +284,126 @@ fn group_describe_matches_kafka_consumer_groups_and_reset_offsets_moves_a_stoppe
     let (ok, _, err) = shoal(&broker, &["group", "describe", "billing"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
 }
+
+/// Runs `shoal ARGS --bootstrap-server ADDR` with `input` on stdin.
+fn shoal_with_input(broker: &Shoal, args: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .args(["--bootstrap-server", &broker.addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shoal");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn produce_reads_stdin_lines_with_keys_and_consume_prints_them_by_partition_or_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    let (ok, _, err) = shoal(&broker, &["topic", "create", "lines", "-p", "3"]);
+    assert!(ok, "{err}");
+    let input: String = (0..300)
+        .map(|i| format!("user-{}:event-{i}\n", i % 10))
+        .collect();
+    let (ok, _, err) = shoal_with_input(
+        &broker,
+        &["produce", "lines", "--key-separator", ":"],
+        &input,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Produced 300 records") && err.contains("records/s"),
+        "final rate line: {err}"
+    );
+
+    // As a group, from the beginning: every record once.
+    let (ok, out, err) = shoal(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--group",
+            "readers",
+            "--from-beginning",
+            "--count",
+            "300",
+            "--format",
+            "%k|%v|%p",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 300);
+    let values: std::collections::HashSet<&str> = rows.iter().map(|r| r[1]).collect();
+    assert_eq!(values.len(), 300);
+    // Records of one key share one partition (keyed partitioning).
+    let mut partition_of: std::collections::HashMap<&str, &str> = Default::default();
+    for r in &rows {
+        assert_eq!(
+            *partition_of.entry(r[0]).or_insert(r[2]),
+            r[2],
+            "key {} split",
+            r[0]
+        );
+    }
+    // The group committed what it read.
+    let d = describe_json(&broker, "readers");
+    assert_eq!(total_lag(&d), 0, "{d}");
+
+    // One partition from an offset, as JSON.
+    let (ok, out, err) = shoal(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--partition",
+            "0",
+            "--offset",
+            "1",
+            "--count",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let recs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["offset"], 1);
+    assert_eq!(recs[0]["partition"], 0);
+    assert!(recs[0]["key"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("user-")));
+
+    // --timeout-ms ends a consume that has nothing (more) to read.
+    let (ok, out, _) = shoal(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--group",
+            "readers",
+            "--timeout-ms",
+            "1500",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(out, "");
+}

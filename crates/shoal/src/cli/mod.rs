@@ -1,4 +1,5 @@
-//! The client verbs of the `shoal` binary (`topic`, `group`): Kafka-protocol clients, so they
+//! The client verbs of the `shoal` binary (`topic`, `group`, `produce`, `consume`):
+//! Kafka-protocol clients (produce and consume through librdkafka), so they
 //! work against Kafka and Redpanda as well as Shoal. Every verb takes `--bootstrap-server`
 //! and `--output text|json`. Text output follows Kafka's own tools (`kafka-topics.sh`,
 //! `kafka-consumer-groups.sh`); JSON output is one document per command.
@@ -7,7 +8,9 @@
 //! prints the `anyhow` chain without a backtrace).
 
 pub(crate) mod client;
+pub(crate) mod consume;
 pub(crate) mod group;
+pub(crate) mod produce;
 pub(crate) mod topic;
 
 use clap::ValueEnum;
