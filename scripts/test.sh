@@ -3,7 +3,8 @@
 #   1. cargo fmt/clippy checks,
 #   2. `cargo test --workspace` (unit tests, scenario tables, and real librdkafka clients
 #      against a real `shoal` process),
-#   3. tests/compat: kcat, kafka-python, confluent-kafka, kafkajs and the seeds' own snippets,
+#   3. tests/compat: kcat, kafka-python, confluent-kafka, kafkajs, the seeds' own snippets,
+#      Prometheus metrics (reference parser) and the web console (headless Chromium),
 #   4. tests/compat/librdkafka: librdkafka's own test suite (group and produce/fetch tests),
 #      both consumer group protocols.
 # Idempotent; safe to rerun. Needs root (or sudo) for apt on a fresh machine.
@@ -17,7 +18,7 @@ if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; f
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (kcat; gcc/g++/make/python3-venv for librdkafka, its tests and the Python clients)"
+step "system packages (kcat; gcc/g++/make/python3-venv for librdkafka, its tests and the Python clients; chromium for the console test)"
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v make >/dev/null 2>&1 || need+=(make)
@@ -25,6 +26,7 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
@@ -34,8 +36,9 @@ step "Python clients in $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/compat/requirements.txt
 
-step "kafkajs in tests/compat/kafkajs"
+step "kafkajs in tests/compat/kafkajs; playwright-core (no browser download) in tests/compat/console"
 (cd tests/compat/kafkajs && npm install --no-audit --no-fund --no-package-lock --silent)
+(cd tests/compat/console && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --no-package-lock --silent)
 
 step "format and lints"
 cargo fmt --all -- --check

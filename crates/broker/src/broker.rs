@@ -119,6 +119,11 @@ pub async fn run(
         http_listener,
         shutdown.clone(),
     ));
+    tokio::spawn(crate::history::sample_lag(
+        Arc::clone(&broker),
+        broker.config.console_lag_sample_interval_ms,
+        shutdown.clone(),
+    ));
     on_ready(broker.config.kafka_addr, broker.config.http_addr);
     // Retention and periodic flush run in the background.
     let bg = Arc::clone(&broker);

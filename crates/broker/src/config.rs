@@ -99,6 +99,9 @@ pub struct BrokerConfig {
     pub group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
+    /// `console.lag.sample.interval.ms` (Shoal only, default 10000): how often the web
+    /// console's lag history samples every group.
+    pub console_lag_sample_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -137,6 +140,7 @@ impl Default for BrokerConfig {
             group_consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             group_consumer_max_size: i32::MAX,
             group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy::Bidirectional,
+            console_lag_sample_interval_ms: 10_000,
             cluster_id: "shoal-cluster".to_string(),
         }
     }
@@ -252,6 +256,9 @@ impl BrokerConfig {
                     })?
             }
             "cluster.id" => self.cluster_id = value.to_string(),
+            "console.lag.sample.interval.ms" => {
+                self.console_lag_sample_interval_ms = parse(key, value)?
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())

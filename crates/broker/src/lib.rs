@@ -10,6 +10,7 @@ pub mod config;
 pub mod coordinator;
 pub mod durability;
 pub mod handlers;
+pub mod history;
 pub mod http;
 pub mod internal_log;
 pub mod lag;

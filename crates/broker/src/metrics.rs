@@ -115,6 +115,8 @@ pub struct Metrics {
     partition_oldest_offset: Family<TopicPartitionLabel, Gauge>,
     /// One scrape at a time (scrape-time families are cleared and refilled).
     scrape: tokio::sync::Mutex<()>,
+    /// Lag samples and the rebalance timeline for the console.
+    pub history: crate::history::History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,6 +157,7 @@ impl Metrics {
             partition_current_offset: Family::default(),
             partition_oldest_offset: Family::default(),
             scrape: tokio::sync::Mutex::new(()),
+            history: crate::history::History::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -295,6 +298,8 @@ impl Metrics {
 
     /// A rebalance of `group` (`classic` or `consumer` protocol) completed after `duration_ms`.
     pub fn rebalanced(&self, group: &str, protocol: &str, duration_ms: i64) {
+        self.history
+            .add_rebalance(group, protocol, duration_ms, crate::clock::now_ms());
         self.rebalances
             .get_or_create(&RebalanceLabel {
                 group: group.to_string(),

@@ -1,4 +1,5 @@
-//! The admin HTTP API on `--http-addr` (JSON). Routes:
+//! The admin HTTP API on `--http-addr` (JSON), the web console (`/`, [`console`]) and
+//! Prometheus metrics. Routes (more in [`topics`]):
 //! - `GET /api/v1/groups`: every group with its type (`classic`/`consumer`), protocol type
 //!   and state.
 //! - `GET /api/v1/groups/{group_id}`: the group's members and assignments. Consumer-protocol
@@ -27,6 +28,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod console;
+mod topics;
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
@@ -204,7 +208,18 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
 /// The router (exposed for tests).
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
+        .route("/", get(console::page))
+        .route("/console", get(console::page))
         .route("/metrics", get(metrics))
+        .route("/api/v1/cluster", get(topics::cluster))
+        .route("/api/v1/topics", get(topics::topics))
+        .route("/api/v1/topics/{topic}", get(topics::topic))
+        .route("/api/v1/topics/{topic}/messages", get(topics::messages))
+        .route(
+            "/api/v1/groups/{group_id}/lag/history",
+            get(topics::lag_history),
+        )
+        .route("/api/v1/rebalances", get(topics::rebalances))
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{group_id}", get(group))
         .route("/api/v1/groups/{group_id}/lag", get(lag))
