@@ -279,6 +279,41 @@ fn group_describe_matches_kafka_consumer_groups_and_reset_offsets_moves_a_stoppe
     assert!(ok, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(plan.as_array().map(Vec::len), Some(3));
+    let reset = |args: &[&str]| {
+        let mut all = vec!["group", "reset-offsets", "billing"];
+        all.extend_from_slice(args);
+        all.push("--execute");
+        let (ok, _, err) = shoal(&broker, &all);
+        assert!(ok, "{args:?}: {err}");
+        total_lag(&describe_json(&broker, "billing"))
+    };
+    assert_eq!(reset(&["--to-latest"]), 0);
+    assert_eq!(
+        reset(&["--to-offset", "1"]),
+        70 - 3,
+        "offset 1 on each of 3 partitions"
+    );
+    assert_eq!(
+        reset(&["--to-datetime", "2000-01-01T00:00:00Z"]),
+        70,
+        "before every record"
+    );
+    assert_eq!(
+        reset(&["--to-datetime", "2999-01-01T00:00:00Z"]),
+        0,
+        "after every record"
+    );
+    let (ok, _, err) = shoal(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "billing",
+            "--to-datetime",
+            "yesterday",
+        ],
+    );
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
     let (ok, _, err) = shoal(&broker, &["group", "delete", "billing"]);
     assert!(ok, "{err}");
     let (ok, _, err) = shoal(&broker, &["group", "describe", "billing"]);
@@ -406,4 +441,51 @@ fn produce_reads_stdin_lines_with_keys_and_consume_prints_them_by_partition_or_g
     );
     assert!(ok);
     assert_eq!(out, "");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--kafka-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn shoal");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("shoal: kafka listening on "));
+    assert!(ready, "the broker never listened");
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().expect("wait");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["target"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "shoal broker listening"),
+        "{logs}"
+    );
 }
