@@ -1,6 +1,13 @@
-//! The Kafka listener: accepts connections and runs one task per connection that reads
-//! length-prefixed frames, hands each to [`crate::handlers::dispatch`] and writes responses in
-//! request order (Kafka processes one request per connection at a time, and so do we).
+//! The Kafka listener: accepts connections and runs, per connection, a reader that takes
+//! length-prefixed frames and hands each to [`crate::handlers::dispatch`], and a writer that
+//! writes the responses in request order.
+//!
+//! Pipelining: a Produce is appended by the reader at once, in arrival order, and its answer
+//! (which waits for the fsync when acks=-1) is queued for the writer; the reader goes on with
+//! the next request while earlier Produce requests wait for durability, so one connection
+//! keeps the disk busy. Other requests are handled one at a time. At most
+//! [`MAX_IN_FLIGHT`] answers wait per connection; beyond that the reader stops reading (the
+//! client sees back-pressure instead of the broker buffering without bound).
 //!
 //! Bounds: a frame larger than `socket.request.max.bytes` (or negative, or too small to hold a
 //! header) closes the connection before anything is allocated for it; connections beyond
@@ -23,6 +30,9 @@ use crate::handlers::{self, Outcome};
 
 /// Smallest valid request: api_key, api_version, correlation_id, client_id length.
 const MIN_FRAME: i32 = 10;
+
+/// Answers that may be pending per connection (pipelined Produce requests).
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Facts about a connection the handlers need.
 #[derive(Debug, Clone)]
@@ -81,9 +91,50 @@ async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     conn: ConnInfo,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let (rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Outcome>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(wr, rx, conn.peer));
+    let read = read_requests(Arc::clone(&broker), rd, &conn, shutdown, tx).await;
+    // The writer finishes the answers already queued, then ends.
+    let written = writer
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    read.and(written)
+}
+
+/// Writes each answer in order, waiting for deferred ones; stops at a `Close` or a write
+/// error (dropping `rx`, which stops the reader).
+async fn write_responses(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: tokio::sync::mpsc::Receiver<Outcome>,
+    peer: SocketAddr,
+) -> std::io::Result<()> {
+    while let Some(mut outcome) = rx.recv().await {
+        if let Outcome::Deferred(fut) = outcome {
+            outcome = fut.await;
+        }
+        match outcome {
+            Outcome::Respond(resp) => wr.write_all(&resp).await?,
+            Outcome::NoResponse | Outcome::Deferred(_) => {}
+            Outcome::Close(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_requests(
+    broker: Arc<Broker>,
+    rd: tokio::net::tcp::OwnedReadHalf,
+    conn: &ConnInfo,
+    mut shutdown: watch::Receiver<bool>,
+    tx: tokio::sync::mpsc::Sender<Outcome>,
+) -> std::io::Result<()> {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.socket_request_max_bytes;
     let idle =
@@ -122,23 +173,30 @@ async fn connection(
             .get(0..2)
             .and_then(|b| b.try_into().ok())
             .map(i16::from_be_bytes)
-            .and_then(|k| kafka_protocol::messages::ApiKey::try_from(k).ok());
+            .and_then(|k| kafka_protocol::messages::ApiKey::try_from(k).ok())
+            .map(|k| format!("{k:?}"));
         let started = std::time::Instant::now();
-        let outcome = handlers::dispatch(&broker, frame, &conn).await;
-        if let Some(api) = api {
-            broker
-                .metrics
-                .request(&format!("{api:?}"), started.elapsed());
-        }
-        match outcome {
-            Outcome::Respond(resp) => {
-                wr.write_all(&resp).await?;
+        let outcome = match handlers::dispatch(&broker, frame, conn).await {
+            Outcome::Deferred(fut) => {
+                let metrics = Arc::clone(&broker.metrics);
+                Outcome::Deferred(Box::pin(async move {
+                    let o = fut.await;
+                    if let Some(api) = api {
+                        metrics.request(&api, started.elapsed());
+                    }
+                    o
+                }))
             }
-            Outcome::NoResponse => {}
-            Outcome::Close(reason) => {
-                tracing::warn!(peer = %conn.peer, %reason, "closing connection");
-                return Ok(());
+            other => {
+                if let Some(api) = api {
+                    broker.metrics.request(&api, started.elapsed());
+                }
+                other
             }
+        };
+        let closing = matches!(outcome, Outcome::Close(_));
+        if tx.send(outcome).await.is_err() || closing {
+            return Ok(()); // the writer stopped (write error or close)
         }
     }
 }

@@ -214,6 +214,42 @@ enum BenchCommand {
     /// Time from N members subscribing until every partition is owned once and consumed,
     /// per group protocol (see docs/benchmarks.md).
     Convergence(ConvergenceArgs),
+    /// Produce/consume throughput, latency percentiles and end-to-end latency, next to the
+    /// disk and loopback limits measured in the same run (see docs/benchmarks.md).
+    Throughput(ThroughputArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ThroughputArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    /// Record sizes (bytes).
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    sizes: Vec<usize>,
+    /// `acks` values.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,-1",
+        allow_hyphen_values = true
+    )]
+    acks: Vec<String>,
+    /// Partition counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,12")]
+    partitions: Vec<i32>,
+    /// Megabytes (10^6 bytes) of payload per run.
+    #[arg(long, default_value_t = 100)]
+    mb: u64,
+    /// Directory on the broker's disk for the sequential-write baseline.
+    #[arg(long, default_value = "/var/tmp")]
+    disk_dir: PathBuf,
+    /// Also measure end-to-end latency at half the measured produce rate (10 s per size).
+    #[arg(long)]
+    e2e: bool,
+    /// `text` or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    output: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -328,6 +364,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Convergence(args)) => convergence(args),
+        Command::Bench(BenchCommand::Throughput(args)) => throughput(args),
         Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
         Command::Produce(args) => produce(args),
@@ -613,5 +650,88 @@ fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         properties: pairs(&args.property, "--property")?,
     };
     cli::consume::run(&opts)?;
+    Ok(())
+}
+
+fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
+    use shoal_bench::throughput as t;
+    let json = args.output == "json";
+    let (disk_mbps, fsync_ms) = t::disk_baseline(&args.disk_dir, 1 << 30)?;
+    let tcp_mbps = t::tcp_baseline(4 << 30)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"baseline": {"disk_seq_write_fsync_mb_per_s": disk_mbps, "fsync_ms": fsync_ms, "loopback_tcp_mb_per_s": tcp_mbps}})
+        );
+    } else {
+        println!("baseline: sequential write + fsync {disk_mbps:.0} MB/s (fsync {fsync_ms:.2} ms), loopback TCP {tcp_mbps:.0} MB/s");
+        println!(
+            "{:>5} {:>4} {:>3} {:>10} {:>8} {:>6} {:>8} {:>8} {:>9} {:>10} {:>8}",
+            "size",
+            "acks",
+            "p",
+            "prod msg/s",
+            "MB/s",
+            "%disk",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "cons msg/s",
+            "MB/s"
+        );
+    }
+    let mut best: std::collections::BTreeMap<(usize, String), f64> = Default::default();
+    for &size in &args.sizes {
+        for acks in &args.acks {
+            for &partitions in &args.partitions {
+                let opts = t::Options {
+                    bootstrap: args.bootstrap_server.clone(),
+                    record_size: size,
+                    records: (args.mb * 1_000_000 / size.max(1) as u64).max(1),
+                    partitions,
+                    acks: acks.clone(),
+                    producer_config: Vec::new(),
+                    timeout: std::time::Duration::from_secs(300),
+                };
+                let o = t::produce_consume(&opts)?;
+                let e = best.entry((size, acks.clone())).or_insert(0.0);
+                *e = e.max(o.produce_msgs_per_s);
+                if json {
+                    println!("{}", serde_json::to_string(&o)?);
+                } else {
+                    println!(
+                        "{:>5} {:>4} {:>3} {:>10.0} {:>8.1} {:>5.0}% {:>8.2} {:>8.2} {:>9.2} {:>10.0} {:>8.1}",
+                        size,
+                        acks,
+                        partitions,
+                        o.produce_msgs_per_s,
+                        o.produce_mb_per_s,
+                        100.0 * o.produce_mb_per_s / disk_mbps.max(1e-9),
+                        o.produce_latency.p50_ms,
+                        o.produce_latency.p99_ms,
+                        o.produce_latency.p999_ms,
+                        o.consume_msgs_per_s,
+                        o.consume_mb_per_s
+                    );
+                }
+            }
+        }
+    }
+    if args.e2e {
+        for ((size, acks), rate) in &best {
+            let half = (rate / 2.0).max(1.0);
+            let e = t::end_to_end(&args.bootstrap_server, *size, acks, half, 10.0, 1)?;
+            if json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                println!(
+                    "{size} B acks={acks} at {half:.0} msg/s (half the best produce rate), {} records: produce (send to ack) p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; end to end p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                    e.records,
+                    e.produce_latency.p50_ms, e.produce_latency.p99_ms, e.produce_latency.p999_ms,
+                    e.end_to_end_latency.p50_ms, e.end_to_end_latency.p99_ms, e.end_to_end_latency.p999_ms
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -130,7 +130,10 @@ fn group_describe_matches_kafka_consumer_groups_and_reset_offsets_moves_a_stoppe
                 return false;
             };
             d["members"].as_array().map(Vec::len) == Some(3)
-                && d["partitions"].as_array().map(Vec::len) == Some(3)
+                && d["state"] == "Stable"
+                && d["partitions"].as_array().is_some_and(|ps| {
+                    ps.len() == 3 && ps.iter().all(|p| p["consumer_id"].is_string())
+                })
                 && total_lag(&d) == 0
         }),
         "the group never caught up: {:?}",

@@ -26,7 +26,6 @@ use crate::broker::Broker;
 use crate::server::ConnInfo;
 
 /// What the connection does after a request.
-#[derive(Debug)]
 pub enum Outcome {
     /// Write this frame (length prefix included).
     Respond(BytesMut),
@@ -34,6 +33,21 @@ pub enum Outcome {
     NoResponse,
     /// Close the connection (malformed or unsupported request).
     Close(String),
+    /// A Produce whose batches are appended; the future resolves (to one of the other
+    /// variants) once they are durable. The connection may read and append further Produce
+    /// requests meanwhile, and writes the responses in request order.
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>),
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Respond(b) => write!(f, "Respond({} bytes)", b.len()),
+            Outcome::NoResponse => f.write_str("NoResponse"),
+            Outcome::Close(r) => write!(f, "Close({r})"),
+            Outcome::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
 }
 
 /// Everything a handler knows about the request besides its body.
@@ -152,10 +166,22 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, &ctx, r)),
-        RequestKind::Produce(r) => match produce::handle(broker, &ctx, r).await {
-            Some(resp) => ResponseKind::Produce(resp),
-            None => return Outcome::NoResponse,
-        },
+        RequestKind::Produce(r) => {
+            // Appended now, in arrival order; answered once durable.
+            let pending = produce::append(broker, &ctx, r);
+            let flusher = broker.flusher.clone();
+            return Outcome::Deferred(Box::pin(async move {
+                match produce::finish(&flusher, pending).await {
+                    Some(resp) => respond(
+                        api_key,
+                        version,
+                        correlation_id,
+                        &ResponseKind::Produce(resp),
+                    ),
+                    None => Outcome::NoResponse,
+                }
+            }));
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, &ctx, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r))

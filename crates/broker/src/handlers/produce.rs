@@ -16,6 +16,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use shoal_log::{BatchError, LogError, PartitionLog};
@@ -152,12 +153,30 @@ fn append_one(
     }
 }
 
+/// A Produce whose batches are appended and which waits only for durability (acks=-1, or a
+/// flush due by `log.flush.interval.messages`) before it is answered.
+pub struct PendingProduce {
+    acks: i16,
+    api_version: i16,
+    to_sync: Vec<Arc<Partition>>,
+    responses: Vec<(TopicName, Vec<(PartitionProduceResponse, Appended)>)>,
+}
+
 /// Handles Produce; `None` for acks=0 (no response is sent).
 pub async fn handle(
     broker: &Broker,
     ctx: &RequestContext,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    let pending = append(broker, ctx, req);
+    finish(&broker.flusher, pending).await
+}
+
+/// The first phase of Produce, synchronous: validates and appends every partition's batch in
+/// request order. Calling it for the requests of a connection in arrival order keeps each
+/// partition's appends in that order, so the second phase ([`finish`], waiting for the
+/// fsync) can overlap for pipelined requests.
+pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> PendingProduce {
     let acks = req.acks;
     let mut to_sync: Vec<Arc<Partition>> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -215,9 +234,30 @@ pub async fn handle(
     if appended_any {
         broker.notify_appended();
     }
+    PendingProduce {
+        acks,
+        api_version: ctx.api_version,
+        to_sync,
+        responses,
+    }
+}
+
+/// The second phase of Produce: waits for the fsync that covers the appended batches (when
+/// acks=-1 or a flush is due), then builds the response; `None` for acks=0. A failed fsync
+/// turns every appended partition's answer into KAFKA_STORAGE_ERROR.
+pub async fn finish(
+    flusher: &crate::durability::Flusher,
+    p: PendingProduce,
+) -> Option<ProduceResponse> {
+    let PendingProduce {
+        acks,
+        api_version,
+        to_sync,
+        responses,
+    } = p;
     let mut sync_error = None;
     if !to_sync.is_empty() {
-        if let Err(e) = broker.flusher.sync(to_sync.clone()).await {
+        if let Err(e) = flusher.sync(to_sync).await {
             sync_error = Some(e);
         }
     }
@@ -245,7 +285,7 @@ pub async fn handle(
                                         .with_error_code(error)
                                         .with_base_offset(r.base_offset)
                                         .with_log_start_offset(r.log_start_offset);
-                                    if ctx.api_version >= 8 {
+                                    if api_version >= 8 {
                                         resp = resp
                                             .with_error_message(message.map(StrBytes::from_string))
                                             .with_record_errors(
