@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The benchmark command (docs/benchmarks.md): builds shoal in release mode, starts a fresh
-# broker on a free local port with group.initial.rebalance.delay.ms=0, and runs
+# broker on a free local port (data under /var/tmp) with group.initial.rebalance.delay.ms=0,
+# and runs `shoal bench throughput --e2e` (100 B and 1 KiB records, acks 1 and -1, 1 and 12
+# partitions, next to the disk and loopback limits of the same run) and
 # `shoal bench convergence` (N = 2, 10, 50 members; classic and consumer protocols).
-# Extra arguments go to `shoal bench convergence` (e.g. --runs 5, --client k=v).
-# To measure another broker instead: shoal bench convergence --bootstrap-server HOST:PORT
+#   bash scripts/bench.sh [ARGS]               # both (ARGS go to convergence)
+#   bash scripts/bench.sh throughput [ARGS]    # one of them, ARGS to that subcommand
+#   bash scripts/bench.sh convergence [ARGS]   # e.g. --runs 5, --client k=v
+# To measure another broker instead: shoal bench ... --bootstrap-server HOST:PORT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
 cargo build --release -p shoal >/dev/null
 BIN="$CARGO_TARGET_DIR/release/shoal"
-DATA="$(mktemp -d)"
+WHAT=all
+case "${1:-}" in throughput|convergence) WHAT="$1"; shift ;; esac
+DATA="$(mktemp -d -p /var/tmp)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 "$BIN" serve --kafka-addr "127.0.0.1:$PORT" --http-addr 127.0.0.1:0 --data-dir "$DATA/data" \
   --set group.initial.rebalance.delay.ms=0 >"$DATA/broker.log" 2>&1 &
@@ -20,4 +26,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "# shoal $("$BIN" --version | awk '{print $2}'), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
-"$BIN" bench convergence --bootstrap-server "127.0.0.1:$PORT" "$@"
+if [ "$WHAT" = throughput ]; then
+  "$BIN" bench throughput --bootstrap-server "127.0.0.1:$PORT" --disk-dir "$DATA" --e2e "$@"
+elif [ "$WHAT" = all ]; then
+  "$BIN" bench throughput --bootstrap-server "127.0.0.1:$PORT" --disk-dir "$DATA" --e2e
+fi
+if [ "$WHAT" = all ] || [ "$WHAT" = convergence ]; then
+  "$BIN" bench convergence --bootstrap-server "127.0.0.1:$PORT" "$@"
+fi
