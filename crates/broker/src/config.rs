@@ -99,6 +99,12 @@ pub struct BrokerConfig {
     pub group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
+    /// `offsets.topic.segment.bytes` (default 104857600): segment size of
+    /// `__consumer_offsets`, which is compacted segment by segment.
+    pub offsets_topic_segment_bytes: u64,
+    /// `log.cleaner.delete.retention.ms` (default 86400000): how long compaction keeps
+    /// tombstones, unless a topic sets `delete.retention.ms`.
+    pub log_cleaner_delete_retention_ms: i64,
     /// `console.lag.sample.interval.ms` (Shoal only, default 10000): how often the web
     /// console's lag history samples every group.
     pub console_lag_sample_interval_ms: u64,
@@ -141,6 +147,8 @@ impl Default for BrokerConfig {
             group_consumer_max_size: i32::MAX,
             group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy::Bidirectional,
             console_lag_sample_interval_ms: 10_000,
+            offsets_topic_segment_bytes: 104_857_600,
+            log_cleaner_delete_retention_ms: 86_400_000,
             cluster_id: "shoal-cluster".to_string(),
         }
     }
@@ -256,6 +264,10 @@ impl BrokerConfig {
                     })?
             }
             "cluster.id" => self.cluster_id = value.to_string(),
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = parse(key, value)?,
+            "log.cleaner.delete.retention.ms" => {
+                self.log_cleaner_delete_retention_ms = parse(key, value)?
+            }
             "console.lag.sample.interval.ms" => {
                 self.console_lag_sample_interval_ms = parse(key, value)?
             }

@@ -32,6 +32,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "message.timestamp.type",
     "min.insync.replicas",
     "compression.type",
+    "delete.retention.ms",
 ];
 
 impl Topic {
@@ -40,6 +41,13 @@ impl Topic {
         self.configs
             .get("cleanup.policy")
             .is_some_and(|p| p.split(',').any(|x| x.trim() == "compact"))
+    }
+
+    /// `cleanup.policy` includes `delete` (the default): retention deletes old segments.
+    pub fn deletes_by_retention(&self) -> bool {
+        self.configs
+            .get("cleanup.policy")
+            .is_none_or(|p| p.split(',').any(|x| x.trim() == "delete"))
     }
 }
 
@@ -192,7 +200,10 @@ impl TopicManager {
         if mgr.get(CONSUMER_OFFSETS).is_none() {
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
-            configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+            configs.insert(
+                "segment.bytes".to_string(),
+                mgr.config.offsets_topic_segment_bytes.to_string(),
+            );
             mgr.create(CONSUMER_OFFSETS, 1, configs, true)?;
         }
         Ok(mgr)
@@ -517,23 +528,45 @@ impl TopicManager {
         Ok(next)
     }
 
-    /// Deletes segments beyond retention in every partition; returns segments deleted.
+    /// Deletes segments beyond retention in every partition whose `cleanup.policy` includes
+    /// `delete`, and compacts every partition whose policy includes `compact` (keeping
+    /// tombstones for `delete.retention.ms`, default `log.cleaner.delete.retention.ms`).
+    /// Returns segments deleted or rewritten. Compaction holds the partition's lock while it
+    /// rewrites a segment, so appends and fetches of that partition wait meanwhile.
     pub fn enforce_retention(&self) -> usize {
-        let mut deleted = 0;
+        let mut changed = 0;
         for t in self.list() {
-            if t.name == CONSUMER_OFFSETS {
-                continue; // compacted, never deleted by time (compaction: see docs)
-            }
+            let delete_retention_ms = t
+                .configs
+                .get("delete.retention.ms")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(self.config.log_cleaner_delete_retention_ms);
             for p in &t.partitions {
-                match p.log().enforce_retention(now_ms()) {
-                    Ok(n) => deleted += n,
-                    Err(e) => {
-                        tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed")
+                if t.deletes_by_retention() && !t.internal {
+                    match p.log().enforce_retention(now_ms()) {
+                        Ok(n) => changed += n,
+                        Err(e) => {
+                            tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed")
+                        }
+                    }
+                }
+                if t.is_compacted() {
+                    match p.log().compact(now_ms(), delete_retention_ms) {
+                        Ok(s) if s.segments_rewritten > 0 => {
+                            tracing::info!(topic = %t.name, partition = p.index, segments = s.segments_rewritten,
+                                records_removed = s.records_removed, bytes_before = s.bytes_before,
+                                bytes_after = s.bytes_after, "compacted");
+                            changed += s.segments_rewritten;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(topic = %t.name, partition = p.index, error = %e, "compaction failed")
+                        }
                     }
                 }
             }
         }
-        deleted
+        changed
     }
 
     /// The data directory.

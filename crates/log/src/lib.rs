@@ -4,13 +4,15 @@
 //! - [`batch`]: header parsing, validation (CRC-32C) and the in-place patch of `base_offset`.
 //! - [`partition_log`]: the [`PartitionLog`] trait and the embedded [`LocalLog`].
 //! - [`producer_state`]: idempotent-producer sequence checks (KIP-98).
+//! - [`compaction`]: `cleanup.policy=compact` (latest record per key, tombstones expire).
 //!
-//! This crate is synchronous and std-only; durability (fsync) is driven by the caller through
+//! This crate is synchronous (no async runtime; `kafka-protocol` decodes records for compaction only); durability (fsync) is driven by the caller through
 //! [`PartitionLog::sync_target`] / [`PartitionLog::sync_done`] so one fsync can cover many
 //! appends (group commit).
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 pub mod batch;
+pub mod compaction;
 mod error;
 pub mod partition_log;
 pub mod producer_state;

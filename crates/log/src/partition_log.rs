@@ -113,9 +113,9 @@ pub trait PartitionLog: Send {
 /// The embedded, file-backed [`PartitionLog`].
 #[derive(Debug)]
 pub struct LocalLog {
-    dir: PathBuf,
-    config: LogConfig,
-    segments: BTreeMap<i64, Segment>,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: BTreeMap<i64, Segment>,
     producers: ProducerStateTable,
     synced_offset: i64,
     poisoned: bool,

@@ -133,7 +133,8 @@ fn pipelined_idempotent_produce_keeps_order_with_acks_all() {
     let broker = Shoal::start(&dir.path().join("data"), &[]);
     create_topic(&broker, "pipelined", 1);
     let n = 20_000;
-    let records: Vec<(String, String)> = (0..n).map(|i| ("k".to_string(), format!("{i}"))).collect();
+    let records: Vec<(String, String)> =
+        (0..n).map(|i| ("k".to_string(), format!("{i}"))).collect();
     let placed = produce(
         &broker,
         "pipelined",
@@ -154,5 +155,8 @@ fn pipelined_idempotent_produce_keeps_order_with_acks_all() {
         assert_eq!(value, &i.to_string(), "record {i} out of order");
     }
     let served = common::http_get(&broker, "/metrics").1;
-    assert!(served.contains("shoal_requests_total{api=\"Produce\"}"), "{served}");
+    assert!(
+        served.contains("shoal_requests_total{api=\"Produce\"}"),
+        "{served}"
+    );
 }

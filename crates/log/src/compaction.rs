@@ -1,0 +1,187 @@
+//! Log compaction (`cleanup.policy=compact`, Kafka's log cleaner): in the sealed segments of a
+//! partition, only the latest record of each key is kept; a tombstone (a record with a key and
+//! no value) is kept until it is older than `delete.retention.ms`, then dropped as well.
+//!
+//! - The latest offset of every key is taken over the whole log, the active segment included,
+//!   so a record superseded by a newer one anywhere is dropped.
+//! - The two newest segments (the active one and the last sealed one) are never rewritten:
+//!   they hold the idempotent-producer state that recovery rebuilds.
+//! - Records keep their offsets; a batch whose records all stay is copied byte for byte, a
+//!   batch with some records dropped is re-encoded (same codec, producer id and epoch), a
+//!   batch with none left is dropped. A segment left empty is deleted.
+//! - Each rewritten segment is written to `<base>.log.tmp`, fsynced, and renamed over the old
+//!   file: a crash leaves either the old or the new segment (leftover `.tmp` files are removed
+//!   at open). Control batches and keyless records are kept.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+
+use crate::error::LogError;
+use crate::partition_log::LocalLog;
+use crate::segment::{sync_dir, Segment};
+
+/// What one [`LocalLog::compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Segments rewritten (or deleted because nothing was left in them).
+    pub segments_rewritten: usize,
+    /// Records dropped.
+    pub records_removed: u64,
+    /// Bytes of the rewritten segments, before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+fn compaction_error(what: impl std::fmt::Display) -> LogError {
+    LogError::Io(std::io::Error::other(format!("compaction: {what}")))
+}
+
+/// Every batch of `seg` as `(bytes, header)`.
+fn batches(seg: &Segment) -> Result<Vec<(Bytes, crate::batch::BatchHeader)>, LogError> {
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while let Some(h) = seg.header_at(pos)? {
+        let len = h.total_len();
+        let mut buf = vec![0u8; len];
+        seg.file.read_exact_at(&mut buf, pos)?;
+        out.push((Bytes::from(buf), h));
+        pos += len as u64;
+    }
+    Ok(out)
+}
+
+impl LocalLog {
+    /// Compacts the sealed segments but the newest one (see the module docs). `now_ms` and
+    /// `delete_retention_ms` (Kafka's `delete.retention.ms`) decide which tombstones go.
+    ///
+    /// Errors: I/O errors, or a stored batch that cannot be decoded (the log is left as it
+    /// was for the segment being rewritten).
+    pub fn compact(
+        &mut self,
+        now_ms: i64,
+        delete_retention_ms: i64,
+    ) -> Result<CompactionStats, LogError> {
+        let mut stats = CompactionStats::default();
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        if bases.len() < 3 {
+            return Ok(stats);
+        }
+        let cleanable: Vec<i64> = bases.iter().take(bases.len() - 2).copied().collect();
+        // Latest offset of every key, over the whole log.
+        let mut latest: HashMap<Bytes, i64> = HashMap::new();
+        for seg in self.segments.values() {
+            for (bytes, h) in batches(seg)? {
+                if h.is_control() {
+                    continue;
+                }
+                let set = RecordBatchDecoder::decode(&mut bytes.clone()).map_err(|e| {
+                    compaction_error(format!("batch at offset {}: {e}", h.base_offset))
+                })?;
+                for r in set.records {
+                    if let Some(k) = r.key {
+                        latest.insert(k, r.offset);
+                    }
+                }
+            }
+        }
+        let horizon = now_ms.saturating_sub(delete_retention_ms.max(0));
+        for base in cleanable {
+            let Some(seg) = self.segments.get(&base) else {
+                continue;
+            };
+            let mut out: Vec<u8> = Vec::with_capacity(seg.size as usize);
+            let mut changed = false;
+            let mut removed = 0u64;
+            for (bytes, h) in batches(seg)? {
+                if h.is_control() {
+                    out.extend_from_slice(&bytes);
+                    continue;
+                }
+                let set = RecordBatchDecoder::decode(&mut bytes.clone()).map_err(|e| {
+                    compaction_error(format!("batch at offset {}: {e}", h.base_offset))
+                })?;
+                let total = set.records.len();
+                let expired_tombstones = h.max_timestamp < horizon;
+                let mut kept: Vec<kafka_protocol::records::Record> = set
+                    .records
+                    .into_iter()
+                    .filter(|r| match &r.key {
+                        None => true,
+                        Some(k) => {
+                            latest.get(k) == Some(&r.offset)
+                                && !(r.value.is_none() && expired_tombstones)
+                        }
+                    })
+                    .collect();
+                removed += (total - kept.len()) as u64;
+                if kept.len() == total {
+                    out.extend_from_slice(&bytes);
+                    continue;
+                }
+                changed = true;
+                if kept.is_empty() {
+                    continue;
+                }
+                // One batch out: sequences continue from the first kept record so the encoder
+                // keeps the records together (producer id, epoch and offsets are kept).
+                let first_offset = kept.first().map_or(0, |r| r.offset);
+                let first_seq = kept.first().map_or(-1, |r| r.sequence);
+                for r in &mut kept {
+                    let delta = i32::try_from(r.offset - first_offset).unwrap_or(i32::MAX);
+                    r.sequence = if first_seq < 0 {
+                        delta
+                    } else {
+                        first_seq.wrapping_add(delta)
+                    };
+                }
+                let mut buf = BytesMut::new();
+                RecordBatchEncoder::encode(
+                    &mut buf,
+                    kept.iter(),
+                    &RecordEncodeOptions {
+                        version: 2,
+                        compression: set.compression,
+                    },
+                )
+                .map_err(|e| compaction_error(format!("re-encoding: {e}")))?;
+                out.extend_from_slice(&buf);
+            }
+            if !changed {
+                continue;
+            }
+            stats.segments_rewritten += 1;
+            stats.records_removed += removed;
+            stats.bytes_before += seg.size;
+            stats.bytes_after += out.len() as u64;
+            let log_path = seg.log_path.clone();
+            if out.is_empty() {
+                seg.remove_files()?;
+                self.segments.remove(&base);
+                sync_dir(&self.dir)?;
+                continue;
+            }
+            let tmp = log_path.with_extension("log.tmp");
+            {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&out)?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &log_path)?;
+            sync_dir(&self.dir)?;
+            let reopened = Segment::open(
+                &log_path,
+                base,
+                true,
+                self.config.index_interval_bytes,
+                now_ms,
+            )?;
+            reopened.seal()?;
+            self.segments.insert(base, reopened);
+        }
+        Ok(stats)
+    }
+}
