@@ -104,6 +104,7 @@ pub struct Metrics {
     records_out: Family<TopicLabel, Counter>,
     rebalances: Family<RebalanceLabel, Counter>,
     rebalance_seconds: HistogramFamily<ProtocolLabel>,
+    corrupt_batches: Family<TopicPartitionLabel, Counter>,
     // Filled at scrape time.
     groups: Family<GroupStateLabel, Gauge>,
     group_current_offset: Family<GroupPartitionLabel, Gauge>,
@@ -148,6 +149,7 @@ impl Metrics {
             rebalance_seconds: Family::new_with_constructor(
                 rebalance_histogram as fn() -> Histogram,
             ),
+            corrupt_batches: Family::default(),
             groups: Family::default(),
             group_current_offset: Family::default(),
             group_lag: Family::default(),
@@ -209,6 +211,11 @@ impl Metrics {
             "shoal_group_rebalance_duration_seconds",
             "Time from the start of a rebalance until the group is Stable",
             m.rebalance_seconds.clone(),
+        );
+        registry.register(
+            "shoal_log_corrupt_batches",
+            "Reads that found a stored batch failing its CRC check (never served)",
+            m.corrupt_batches.clone(),
         );
         registry.register("shoal_groups", "Groups by type and state", m.groups.clone());
         registry.register(
@@ -294,6 +301,18 @@ impl Metrics {
         self.records_out
             .get_or_create(&l)
             .inc_by(record_count(batches));
+    }
+
+    /// A fetch found a corrupt stored batch in `topic`-`partition`; true the first time for
+    /// that partition (the caller logs it once, not at every retry of the consumer).
+    pub fn corrupt_batch(&self, topic: &str, partition: i32) -> bool {
+        self.corrupt_batches
+            .get_or_create(&TopicPartitionLabel {
+                topic: topic.to_string(),
+                partition: partition.to_string(),
+            })
+            .inc()
+            == 0
     }
 
     /// A rebalance of `group` (`classic` or `consumer` protocol) completed after `duration_ms`.

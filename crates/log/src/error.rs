@@ -44,6 +44,14 @@ pub enum LogError {
         expected: i32,
         got: i32,
     },
+    /// A stored batch fails its CRC-32C (or framing) check: the bytes on disk changed after
+    /// they were written. Never served; Kafka's `CORRUPT_MESSAGE`.
+    #[error("corrupt batch at offset {offset} in {segment}: {reason}")]
+    Corrupt {
+        offset: i64,
+        segment: String,
+        reason: String,
+    },
     #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
     InvalidProducerEpoch {
         producer_id: i64,

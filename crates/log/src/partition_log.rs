@@ -294,8 +294,36 @@ impl PartitionLog for LocalLog {
             let want = max_bytes.min(available).max(first_len);
             let mut buf = BytesMut::zeroed(want);
             seg.file.read_exact_at(&mut buf, start)?;
-            let whole = batch::whole_batches_len(&buf).max(first_len);
+            let mut whole = batch::whole_batches_len(&buf).max(first_len);
             buf.truncate(whole);
+            // Batches not CRC-checked in this process (a sealed segment opened from its
+            // index) are checked once, here, before they are served.
+            let verified = seg.verified_upto.load(std::sync::atomic::Ordering::Relaxed);
+            if start + whole as u64 > verified {
+                let mut pos = 0usize;
+                while pos < whole {
+                    let len = batch::BatchHeader::parse(buf.get(pos..).unwrap_or_default())
+                        .map_or(whole - pos, |h| h.total_len());
+                    let chunk = buf.get(pos..pos + len).unwrap_or_default();
+                    if let Err(e) = batch::validate(chunk) {
+                        if pos == 0 {
+                            return Err(LogError::Corrupt {
+                                offset: first.header.base_offset,
+                                segment: seg.log_path.display().to_string(),
+                                reason: e.to_string(),
+                            });
+                        }
+                        break; // serve the good prefix; the next read reports the bad batch
+                    }
+                    pos += len;
+                }
+                whole = pos.min(whole);
+                buf.truncate(whole);
+                if start <= verified {
+                    seg.verified_upto
+                        .fetch_max(start + whole as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             return Ok(ReadResult {
                 records: buf.freeze(),
                 log_start_offset,

@@ -39,6 +39,9 @@ pub(crate) struct Segment {
     pub(crate) max_timestamp: i64,
     /// When the segment got its first batch (ms, broker clock), for `segment.ms` rolling.
     pub(crate) created_ms: i64,
+    /// Bytes from the start whose batches passed a CRC check in this process (every append
+    /// is checked; a sealed segment opened from its index is not, until it is read).
+    pub(crate) verified_upto: std::sync::atomic::AtomicU64,
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a power loss.
@@ -77,6 +80,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             created_ms: now_ms,
+            verified_upto: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
     }
 
@@ -111,11 +115,16 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             created_ms,
+            verified_upto: std::sync::atomic::AtomicU64::new(0),
         };
         if !validate && seg.load_index(size) {
             return Ok(seg);
         }
         seg.recover(validate, index_interval)?;
+        if validate {
+            seg.verified_upto
+                .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(seg)
     }
 

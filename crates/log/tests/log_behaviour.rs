@@ -319,3 +319,43 @@ fn sync_target_covers_every_append_and_clears_after_sync() {
     assert_eq!(log.synced_offset(), 2);
     assert!(log.sync_target().is_none());
 }
+
+#[test]
+fn a_bit_flip_in_a_sealed_segment_is_detected_on_read_and_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    {
+        let mut log = open(dir.path(), config.clone());
+        for i in 0..100 {
+            log.append(&mut plain(2, i), 2_000).unwrap();
+        }
+    }
+    // Flip one body bit of the 3rd batch (offsets 4-5) of the first, sealed segment.
+    let first = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&first).unwrap();
+    let batch_len = plain(2, 0).len();
+    bytes[2 * batch_len + HEADER_LEN + 5] ^= 0x10;
+    std::fs::write(&first, &bytes).unwrap();
+
+    let log = open(dir.path(), config);
+    // From offset 0: the two good batches, cut before the bad one.
+    let r = log.read(0, 4096).unwrap();
+    assert_eq!(offsets_of(&r.records), vec![(0, 1), (2, 3)]);
+    // The bad batch itself: an error, not its bytes.
+    match log.read(4, 4096) {
+        Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, 4),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Past it, the log still serves.
+    let r = log.read(6, 4096).unwrap();
+    assert_eq!(offsets_of(&r.records)[0], (6, 7));
+    // And the intact, already verified prefix is served again without a new check failing.
+    assert_eq!(
+        offsets_of(&log.read(0, 2 * batch_len).unwrap().records).len(),
+        2
+    );
+}

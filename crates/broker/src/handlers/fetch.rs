@@ -75,6 +75,14 @@ fn read_all(
             Err(LogError::OffsetOutOfRange { .. }) => {
                 out.push(base.with_error_code(code::OFFSET_OUT_OF_RANGE))
             }
+            Err(e @ LogError::Corrupt { .. }) => {
+                if broker.metrics.corrupt_batch(&p.topic, p.index) {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "corrupt batch on disk; not served (shoal_log_corrupt_batches_total counts further reads)");
+                } else {
+                    tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "corrupt batch on disk; not served");
+                }
+                out.push(base.with_error_code(code::CORRUPT_MESSAGE));
+            }
             Err(e) => {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "read failed");
                 out.push(base.with_error_code(code::KAFKA_STORAGE_ERROR));

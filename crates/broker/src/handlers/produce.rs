@@ -35,6 +35,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         LogError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         LogError::Io(_) | LogError::Poisoned => code::KAFKA_STORAGE_ERROR,
+        LogError::Corrupt { .. } => code::CORRUPT_MESSAGE,
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Shoal {
     /// `host:port` of the admin HTTP listener.
     pub http_addr: String,
     pub data_dir: PathBuf,
+    /// ERROR log lines containing one of these are expected by the test (not a failure).
+    pub allowed_errors: Vec<&'static str>,
 }
 
 impl Shoal {
@@ -76,6 +78,7 @@ impl Shoal {
             addr,
             http_addr,
             data_dir: data_dir.to_path_buf(),
+            allowed_errors: Vec::new(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Drop for Shoal {
             .log()
             .lines()
             .filter(|l| l.contains(" ERROR "))
+            .filter(|l| !self.allowed_errors.iter().any(|a| l.contains(a)))
             .map(str::to_string)
             .collect();
         assert!(
