@@ -12,6 +12,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -50,14 +52,6 @@ pub struct Outcome {
 struct MemberState {
     assignment: BTreeSet<i32>,
     consumed: BTreeSet<i32>,
-}
-
-fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?
-        .block_on(f))
 }
 
 /// Creates the topic and writes one record to each partition (acks=all).

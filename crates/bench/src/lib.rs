@@ -8,3 +8,14 @@
 
 pub mod convergence;
 pub mod throughput;
+
+/// Runs `f` to completion on a fresh current-thread tokio runtime (rdkafka's admin calls are
+/// async; the benchmarks are not).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    use anyhow::Context;
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(f))
+}

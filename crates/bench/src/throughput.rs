@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -83,14 +85,6 @@ pub struct Outcome {
     pub produce_latency: Percentiles,
     pub consume_msgs_per_s: f64,
     pub consume_mb_per_s: f64,
-}
-
-fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?
-        .block_on(f))
 }
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> anyhow::Result<()> {

@@ -409,6 +409,28 @@ struct Persisted {
     current: BTreeMap<String, ConsumerMemberAssignment>,
 }
 
+/// Stores `v` for `id` in `persisted` when it differs from what is there; returns it then
+/// (a record to write), `None` when unchanged.
+fn upsert<V: PartialEq + Clone>(persisted: &mut BTreeMap<String, V>, id: &str, v: V) -> Option<V> {
+    if persisted.get(id) == Some(&v) {
+        return None;
+    }
+    persisted.insert(id.to_string(), v.clone());
+    Some(v)
+}
+
+/// Removes from `persisted` every member id for which `live` is false; returns those ids.
+fn drop_missing<V>(
+    persisted: &mut BTreeMap<String, V>,
+    live: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let gone: Vec<String> = persisted.keys().filter(|k| !live(k)).cloned().collect();
+    for id in &gone {
+        persisted.remove(id);
+    }
+    gone
+}
+
 fn session_key(group_id: &str, member_id: &str) -> TimerKey {
     TimerKey::ConsumerSession {
         group_id: group_id.to_string(),
@@ -1422,14 +1444,16 @@ impl ConsumerGroup {
         let g = || group_id.to_string();
         let rec = |c: ConsumerRecord| Record::Consumer(c);
         for m in self.members.values() {
-            let v = m.metadata_value();
-            if self.persisted.metadata.get(&m.member_id) != Some(&v) {
+            if let Some(v) = upsert(
+                &mut self.persisted.metadata,
+                &m.member_id,
+                m.metadata_value(),
+            ) {
                 out.records.push(rec(ConsumerRecord::MemberMetadata {
                     group_id: g(),
                     member_id: m.member_id.clone(),
-                    value: Some(v.clone()),
+                    value: Some(v),
                 }));
-                self.persisted.metadata.insert(m.member_id.clone(), v);
             }
         }
         let topics: Vec<TopicMetadata> = self.subscribed_topics.values().cloned().collect();
@@ -1448,14 +1472,12 @@ impl ConsumerGroup {
             self.persisted.group_epoch = Some(self.group_epoch);
         }
         for (member_id, t) in &self.target {
-            let t = normalize(t);
-            if self.persisted.target.get(member_id) != Some(&t) {
+            if let Some(t) = upsert(&mut self.persisted.target, member_id, normalize(t)) {
                 out.records.push(rec(ConsumerRecord::TargetAssignment {
                     group_id: g(),
                     member_id: member_id.clone(),
-                    partitions: Some(t.clone()),
+                    partitions: Some(t),
                 }));
-                self.persisted.target.insert(member_id.clone(), t);
             }
         }
         if self.persisted.assignment_epoch != Some(self.assignment_epoch) {
@@ -1466,55 +1488,41 @@ impl ConsumerGroup {
             self.persisted.assignment_epoch = Some(self.assignment_epoch);
         }
         for m in self.members.values() {
-            let v = m.assignment_value();
-            if self.persisted.current.get(&m.member_id) != Some(&v) {
+            if let Some(v) = upsert(
+                &mut self.persisted.current,
+                &m.member_id,
+                m.assignment_value(),
+            ) {
                 out.records.push(rec(ConsumerRecord::CurrentAssignment {
                     group_id: g(),
                     member_id: m.member_id.clone(),
-                    value: Some(v.clone()),
+                    value: Some(v),
                 }));
-                self.persisted.current.insert(m.member_id.clone(), v);
             }
         }
-        let gone = |ids: Vec<&String>| -> Vec<String> { ids.into_iter().cloned().collect() };
-        for id in gone(
-            self.persisted
-                .current
-                .keys()
-                .filter(|k| !self.members.contains_key(*k))
-                .collect(),
-        ) {
-            self.persisted.current.remove(&id);
+        // Tombstones for members that are gone, current assignment first (as Kafka).
+        let group_id = group_id.to_string();
+        for id in drop_missing(&mut self.persisted.current, |k| {
+            self.members.contains_key(k)
+        }) {
             out.records.push(rec(ConsumerRecord::CurrentAssignment {
-                group_id: g(),
+                group_id: group_id.clone(),
                 member_id: id,
                 value: None,
             }));
         }
-        for id in gone(
-            self.persisted
-                .target
-                .keys()
-                .filter(|k| !self.target.contains_key(*k))
-                .collect(),
-        ) {
-            self.persisted.target.remove(&id);
+        for id in drop_missing(&mut self.persisted.target, |k| self.target.contains_key(k)) {
             out.records.push(rec(ConsumerRecord::TargetAssignment {
-                group_id: g(),
+                group_id: group_id.clone(),
                 member_id: id,
                 partitions: None,
             }));
         }
-        for id in gone(
-            self.persisted
-                .metadata
-                .keys()
-                .filter(|k| !self.members.contains_key(*k))
-                .collect(),
-        ) {
-            self.persisted.metadata.remove(&id);
+        for id in drop_missing(&mut self.persisted.metadata, |k| {
+            self.members.contains_key(k)
+        }) {
             out.records.push(rec(ConsumerRecord::MemberMetadata {
-                group_id: g(),
+                group_id: group_id.clone(),
                 member_id: id,
                 value: None,
             }));

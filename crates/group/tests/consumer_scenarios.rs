@@ -167,6 +167,17 @@ impl Harness {
         })
     }
 
+    /// The member leaves the group (epoch -1).
+    fn leave(&mut self, member: &str) -> HeartbeatResponse {
+        self.send(HeartbeatRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            member_epoch: -1,
+            rebalance_timeout_ms: -1,
+            ..HeartbeatRequest::default()
+        })
+    }
+
     fn join(&mut self, member: &str) -> HeartbeatResponse {
         self.join_with(member, &["t"], None)
     }
@@ -529,13 +540,7 @@ fn an_empty_group_switches_protocols_and_keeps_its_offsets() {
     assert_eq!(listing.group_type, "consumer");
     assert_eq!(h.c.describe("g").err(), Some(GroupError::GroupIdNotFound));
     // The member leaves: the group is empty and its offsets are still there.
-    let r = h.send(HeartbeatRequest {
-        group_id: "g".into(),
-        member_id: "a".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        ..HeartbeatRequest::default()
-    });
+    let r = h.leave("a");
     assert_eq!(r.error, None);
     assert_eq!(r.member_epoch, -1);
     assert_eq!(h.state(), "Empty");
@@ -597,23 +602,14 @@ fn members_that_left_and_deleted_groups_stay_gone_after_a_restart() {
     h.join("a");
     h.join("b");
     h.settle(&["a".to_string(), "b".to_string()]);
-    let leave = |h: &mut Harness, m: &str| {
-        h.send(HeartbeatRequest {
-            group_id: "g".into(),
-            member_id: m.into(),
-            member_epoch: -1,
-            rebalance_timeout_ms: -1,
-            ..HeartbeatRequest::default()
-        })
-    };
-    assert_eq!(leave(&mut h, "b").error, None);
+    assert_eq!(h.leave("b").error, None);
     h.restart();
     let d = h.c.consumer_describe("g").unwrap();
     assert_eq!(d.members.len(), 1);
     assert_eq!(d.members[0].member_id, "a");
     assert_eq!(h.beat("b").error, Some(GroupError::UnknownMemberId));
 
-    assert_eq!(leave(&mut h, "a").error, None);
+    assert_eq!(h.leave("a").error, None);
     h.restart();
     let d = h.c.consumer_describe("g").unwrap();
     assert!(d.members.is_empty());
@@ -634,13 +630,7 @@ fn members_that_left_and_deleted_groups_stay_gone_after_a_restart() {
 fn a_consumer_group_turned_classic_replays_as_classic() {
     let mut h = Harness::new();
     h.join("a");
-    let r = h.send(HeartbeatRequest {
-        group_id: "g".into(),
-        member_id: "a".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        ..HeartbeatRequest::default()
-    });
+    let r = h.leave("a");
     assert_eq!(r.error, None);
     // A classic member joins the now empty group: it becomes a classic group.
     let out = h.c.join(
@@ -679,13 +669,7 @@ fn a_member_rejoining_right_after_leaving_without_a_rebalance_timeout_is_accepte
     // as fatal. Shoal accepts it.
     let mut h = Harness::new();
     h.join("a");
-    let r = h.send(HeartbeatRequest {
-        group_id: "g".into(),
-        member_id: "a".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        ..HeartbeatRequest::default()
-    });
+    let r = h.leave("a");
     assert_eq!(r.error, None);
     let r = h.send(HeartbeatRequest {
         group_id: "g".into(),
@@ -949,13 +933,7 @@ fn a_classic_group_with_members_upgrades_online_and_downgrades_when_the_consumer
 
     // The consumer member leaves: only classic members remain, the group becomes a classic
     // group again and rebalances so they rejoin it as one.
-    let r = h.send(HeartbeatRequest {
-        group_id: "g".into(),
-        member_id: "c".into(),
-        member_epoch: -1,
-        rebalance_timeout_ms: -1,
-        ..HeartbeatRequest::default()
-    });
+    let r = h.leave("c");
     assert_eq!(r.error, None);
     let listing = h.c.list().into_iter().find(|g| g.group_id == "g").unwrap();
     assert_eq!(listing.group_type, "classic");

@@ -11,18 +11,9 @@ use std::time::Duration;
 
 use common::{produce, wait_until, GroupMember, Seen, Shoal};
 
-/// Runs `shoal ARGS --bootstrap-server ADDR`; returns (success, stdout, stderr).
+/// Runs `shoal ARGS --bootstrap-server ADDR` (empty stdin); returns (success, stdout, stderr).
 fn shoal(broker: &Shoal, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .args(["--bootstrap-server", &broker.addr])
-        .output()
-        .expect("run shoal");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    shoal_with_input(broker, args, "")
 }
 
 fn try_describe_json(broker: &Shoal, group: &str) -> Result<serde_json::Value, String> {

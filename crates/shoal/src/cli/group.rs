@@ -70,6 +70,19 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// Groups `(topic, partition, value)` by topic and builds one request topic per group with
+/// `make(topic, [(partition, value)])`, topics in name order.
+fn per_topic<'a, T>(
+    items: impl IntoIterator<Item = (&'a str, i32, i64)>,
+    make: impl Fn(&str, Vec<(i32, i64)>) -> T,
+) -> Vec<T> {
+    let mut by: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    for (t, p, v) in items {
+        by.entry(t).or_default().push((p, v));
+    }
+    by.into_iter().map(|(t, ps)| make(t, ps)).collect()
+}
+
 /// ListGroups: `(group, type, protocol type, state)`, sorted.
 pub(crate) async fn list(
     client: &mut Client,
@@ -193,30 +206,25 @@ pub(crate) async fn list_offsets(
     timestamp: i64,
 ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        by_topic.entry(t).or_default().push(*p);
-    }
+    let topics = per_topic(
+        partitions.iter().map(|(t, p)| (t.as_str(), *p, timestamp)),
+        |t, ps| {
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s(t)))
+                .with_partitions(
+                    ps.into_iter()
+                        .map(|(p, ts)| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_timestamp(ts)
+                        })
+                        .collect(),
+                )
+        },
+    );
     let req = ListOffsetsRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    ListOffsetsTopic::default()
-                        .with_name(TopicName(s(t)))
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(p)
-                                        .with_timestamp(timestamp)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
+        .with_topics(topics);
     let (resp, _) = client.call(req, 7).await?;
     let mut out = BTreeMap::new();
     for t in resp.topics {
@@ -239,34 +247,29 @@ async fn batch_timestamps(
     if positions.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-    for ((t, p), o) in positions {
-        by_topic.entry(t).or_default().push((*p, *o));
-    }
+    let topics = per_topic(
+        positions.iter().map(|((t, p), o)| (t.as_str(), *p, *o)),
+        |t, ps| {
+            FetchTopic::default()
+                .with_topic(TopicName(s(t)))
+                .with_partitions(
+                    ps.into_iter()
+                        .map(|(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(o)
+                                .with_partition_max_bytes(1)
+                        })
+                        .collect(),
+                )
+        },
+    );
     let req = FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_max_wait_ms(0)
         .with_min_bytes(0)
         .with_max_bytes(1 << 20)
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    FetchTopic::default()
-                        .with_topic(TopicName(s(t)))
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|(p, o)| {
-                                    FetchPartition::default()
-                                        .with_partition(p)
-                                        .with_fetch_offset(o)
-                                        .with_partition_max_bytes(1)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
+        .with_topics(topics);
     let (resp, _) = client.call(req, 12).await?;
     let mut out = BTreeMap::new();
     for t in resp.responses {
@@ -532,35 +535,28 @@ pub(crate) async fn reset_offsets(
         });
     }
     if execute {
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
-        for r in &plan {
-            by_topic
-                .entry(&r.topic)
-                .or_default()
-                .push((r.partition, r.new_offset));
-        }
+        let topics = per_topic(
+            plan.iter()
+                .map(|r| (r.topic.as_str(), r.partition, r.new_offset)),
+            |t, ps| {
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(t)))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|(p, o)| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(o)
+                            })
+                            .collect(),
+                    )
+            },
+        );
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_generation_id_or_member_epoch(-1)
             .with_member_id(s(""))
-            .with_topics(
-                by_topic
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(TopicName(s(t)))
-                            .with_partitions(
-                                ps.into_iter()
-                                    .map(|(p, o)| {
-                                        OffsetCommitRequestPartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(o)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
+            .with_topics(topics);
         let (resp, _) = client.call(req, 8).await.context("OffsetCommit")?;
         for t in resp.topics {
             for p in t.partitions {

@@ -41,6 +41,16 @@ struct Tracker {
 
 impl ClientContext for Tracker {}
 
+impl Tracker {
+    /// The first delivery failure, if any.
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 impl ProducerContext for Tracker {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
@@ -120,13 +130,7 @@ pub(crate) fn run(opts: &ProduceOptions, input: impl BufRead) -> anyhow::Result<
         if let Some(b) = &bar {
             b.inc(1);
         }
-        if let Some(e) = producer
-            .context()
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(e) = producer.context().failure() {
             bail!("delivery to {} failed: {e}", opts.topic);
         }
     }
@@ -137,13 +141,7 @@ pub(crate) fn run(opts: &ProduceOptions, input: impl BufRead) -> anyhow::Result<
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if let Some(e) = producer
-        .context()
-        .failed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-    {
+    if let Some(e) = producer.context().failure() {
         bail!("delivery to {} failed: {e}", opts.topic);
     }
     let seconds = started.elapsed().as_secs_f64();
