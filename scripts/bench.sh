@@ -26,10 +26,30 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "# shoal $("$BIN" --version | awk '{print $2}'), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+# librdkafka's own rdkafka_performance, built from the sources rdkafka-sys bundles (cached
+# next to the conformance test-runner): the reference numbers Kafka-compatible brokers quote.
+perf() {
+  local out; out="$(ls -td "$CARGO_TARGET_DIR"/release/build/rdkafka-sys-*/out | head -1)"
+  local tool="/var/tmp/shoal-librdkafka-tests/rdkafka_performance"
+  if [ ! -x "$tool" ] || [ "$out/src/librdkafka.so" -nt "$tool" ]; then
+    mkdir -p "$(dirname "$tool")"
+    gcc -O2 -I"$out/src" "$out/examples/rdkafka_performance.c" -o "$tool" -L"$out/src" -lrdkafka -lpthread -lm
+  fi
+  local n=2000000
+  "$BIN" topic create perf-100 -p 1 --bootstrap-server "127.0.0.1:$PORT" >/dev/null
+  echo "rdkafka_performance, $n records of 100 B, 1 partition:"
+  LD_LIBRARY_PATH="$out/src" "$tool" -P -t perf-100 -p 0 -s 100 -c "$n" -b "127.0.0.1:$PORT" \
+    -X linger.ms=5 -X queue.buffering.max.messages=2000000 2>&1 | grep -E "messages produced" | tail -1
+  LD_LIBRARY_PATH="$out/src" "$tool" -C -t perf-100 -p 0 -o beginning -c "$n" -b "127.0.0.1:$PORT" \
+    -X fetch.max.bytes=52428800 -X queued.min.messages=2000000 2>&1 | grep -E "messages .* consumed in" | grep -v INTERVAL | tail -1
+}
+
 if [ "$WHAT" = throughput ]; then
   "$BIN" bench throughput --bootstrap-server "127.0.0.1:$PORT" --disk-dir "$DATA" --e2e "$@"
+  perf
 elif [ "$WHAT" = all ]; then
   "$BIN" bench throughput --bootstrap-server "127.0.0.1:$PORT" --disk-dir "$DATA" --e2e
+  perf
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = convergence ]; then
   "$BIN" bench convergence --bootstrap-server "127.0.0.1:$PORT" "$@"
