@@ -324,6 +324,36 @@ impl ConsumerMember {
         }
     }
 
+    /// True when `v` is this member's metadata value (compared in place, no allocation: this
+    /// runs for every member at every heartbeat).
+    fn metadata_matches(&self, v: &ConsumerMemberMetadata) -> bool {
+        self.instance_id == v.instance_id
+            && self.rack_id == v.rack_id
+            && self.client_id == v.client_id
+            && self.client_host == v.client_host
+            && self
+                .subscribed_topic_names
+                .iter()
+                .eq(v.subscribed_topic_names.iter())
+            && self
+                .subscribed_topic_regex
+                .as_ref()
+                .map(|(s, _)| s.as_str())
+                == v.subscribed_topic_regex.as_deref()
+            && self.rebalance_timeout_ms == v.rebalance_timeout_ms
+            && self.server_assignor == v.server_assignor
+            && self.classic == v.classic
+    }
+
+    /// True when `v` is this member's current-assignment value (compared in place).
+    fn assignment_matches(&self, v: &ConsumerMemberAssignment) -> bool {
+        self.member_epoch == v.member_epoch
+            && self.previous_member_epoch == v.previous_member_epoch
+            && self.state.id() == v.state
+            && same_partitions(&self.assigned, &v.assigned)
+            && same_partitions(&self.pending_revocation, &v.pending_revocation)
+    }
+
     /// The member's `ConsumerGroupCurrentMemberAssignmentValue`.
     fn assignment_value(&self) -> ConsumerMemberAssignment {
         ConsumerMemberAssignment {
@@ -409,14 +439,9 @@ struct Persisted {
     current: BTreeMap<String, ConsumerMemberAssignment>,
 }
 
-/// Stores `v` for `id` in `persisted` when it differs from what is there; returns it then
-/// (a record to write), `None` when unchanged.
-fn upsert<V: PartialEq + Clone>(persisted: &mut BTreeMap<String, V>, id: &str, v: V) -> Option<V> {
-    if persisted.get(id) == Some(&v) {
-        return None;
-    }
-    persisted.insert(id.to_string(), v.clone());
-    Some(v)
+/// `a` (which may hold empty partition sets) holds the same partitions as `b` (normalized).
+fn same_partitions(a: &TopicPartitions, b: &TopicPartitions) -> bool {
+    a.iter().filter(|(_, ps)| !ps.is_empty()).eq(b.iter())
 }
 
 /// Removes from `persisted` every member id for which `live` is false; returns those ids.
@@ -1444,20 +1469,28 @@ impl ConsumerGroup {
         let g = || group_id.to_string();
         let rec = |c: ConsumerRecord| Record::Consumer(c);
         for m in self.members.values() {
-            if let Some(v) = upsert(
-                &mut self.persisted.metadata,
-                &m.member_id,
-                m.metadata_value(),
-            ) {
-                out.records.push(rec(ConsumerRecord::MemberMetadata {
-                    group_id: g(),
-                    member_id: m.member_id.clone(),
-                    value: Some(v),
-                }));
+            if let Some(v) = self.persisted.metadata.get(&m.member_id) {
+                if m.metadata_matches(v) {
+                    continue;
+                }
             }
+            let v = m.metadata_value();
+            self.persisted
+                .metadata
+                .insert(m.member_id.clone(), v.clone());
+            out.records.push(rec(ConsumerRecord::MemberMetadata {
+                group_id: g(),
+                member_id: m.member_id.clone(),
+                value: Some(v),
+            }));
         }
-        let topics: Vec<TopicMetadata> = self.subscribed_topics.values().cloned().collect();
-        if self.persisted.topics.as_ref() != Some(&topics) {
+        if !self
+            .persisted
+            .topics
+            .as_deref()
+            .is_some_and(|p| p.iter().eq(self.subscribed_topics.values()))
+        {
+            let topics: Vec<TopicMetadata> = self.subscribed_topics.values().cloned().collect();
             out.records.push(rec(ConsumerRecord::SubscribedTopics {
                 group_id: g(),
                 topics: Some(topics.clone()),
@@ -1472,13 +1505,21 @@ impl ConsumerGroup {
             self.persisted.group_epoch = Some(self.group_epoch);
         }
         for (member_id, t) in &self.target {
-            if let Some(t) = upsert(&mut self.persisted.target, member_id, normalize(t)) {
-                out.records.push(rec(ConsumerRecord::TargetAssignment {
-                    group_id: g(),
-                    member_id: member_id.clone(),
-                    partitions: Some(t),
-                }));
+            if self
+                .persisted
+                .target
+                .get(member_id)
+                .is_some_and(|p| same_partitions(t, p))
+            {
+                continue;
             }
+            let t = normalize(t);
+            self.persisted.target.insert(member_id.clone(), t.clone());
+            out.records.push(rec(ConsumerRecord::TargetAssignment {
+                group_id: g(),
+                member_id: member_id.clone(),
+                partitions: Some(t),
+            }));
         }
         if self.persisted.assignment_epoch != Some(self.assignment_epoch) {
             out.records.push(rec(ConsumerRecord::AssignmentEpoch {
@@ -1488,17 +1529,20 @@ impl ConsumerGroup {
             self.persisted.assignment_epoch = Some(self.assignment_epoch);
         }
         for m in self.members.values() {
-            if let Some(v) = upsert(
-                &mut self.persisted.current,
-                &m.member_id,
-                m.assignment_value(),
-            ) {
-                out.records.push(rec(ConsumerRecord::CurrentAssignment {
-                    group_id: g(),
-                    member_id: m.member_id.clone(),
-                    value: Some(v),
-                }));
+            if let Some(v) = self.persisted.current.get(&m.member_id) {
+                if m.assignment_matches(v) {
+                    continue;
+                }
             }
+            let v = m.assignment_value();
+            self.persisted
+                .current
+                .insert(m.member_id.clone(), v.clone());
+            out.records.push(rec(ConsumerRecord::CurrentAssignment {
+                group_id: g(),
+                member_id: m.member_id.clone(),
+                value: Some(v),
+            }));
         }
         // Tombstones for members that are gone, current assignment first (as Kafka).
         let group_id = group_id.to_string();

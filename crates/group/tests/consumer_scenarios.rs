@@ -590,6 +590,12 @@ fn consumer_group_state_survives_a_restart_mid_rebalance() {
     all.sort_unstable();
     assert_eq!(all, vec![0, 0, 1, 1, 2, 3], "t 0-3 and u 0-1, each once");
 
+    // Heartbeats of a settled group write nothing.
+    let written = h.records.len();
+    h.beat("a");
+    h.beat("b");
+    assert_eq!(h.records.len(), written, "a steady heartbeat writes no record");
+
     // A restart of the settled group changes nothing either.
     h.restart();
     assert_eq!(h.c.consumer_describe("g").unwrap(), settled);
