@@ -94,11 +94,18 @@ def test_metrics_parse_and_show_traffic_rebalances_and_lag():
         assert total(families, "kafka_topic_partition_current_offset", topic="metered") == 30
         assert total(families, "kafka_topic_partition_oldest_offset", topic="metered") == 0
         assert total(families, "kafka_topic_partitions", topic="metered") == 3
-        committed = sum(o + 1 for o in last.values())
-        assert total(families, "kafka_consumergroup_current_offset",
-                     consumergroup="meter", topic="metered") == committed
-        assert total(families, "kafka_consumergroup_lag", consumergroup="meter",
-                     topic="metered") == 30 - committed
+        # Per partition the group committed: offset = what it read, lag = log end - offset.
+        # (Partitions the consumer never read have no committed offset and no lag row, as
+        # with kafka_exporter.)
+        for p, o in last.items():
+            labels = dict(consumergroup="meter", topic="metered", partition=str(p))
+            end = total(families, "kafka_topic_partition_current_offset", topic="metered",
+                        partition=str(p))
+            assert total(families, "kafka_consumergroup_current_offset", **labels) == o + 1
+            assert total(families, "kafka_consumergroup_lag", **labels) == end - (o + 1)
+        reported = {s.labels["partition"]
+                    for s in samples(families, "kafka_consumergroup_lag", consumergroup="meter")}
+        assert reported == {str(p) for p in last}
         lag_seconds = samples(families, "kafka_consumergroup_lag_seconds", consumergroup="meter")
         assert lag_seconds and all(s.value >= 0 for s in lag_seconds)
         assert total(families, "kafka_consumergroup_members", consumergroup="meter") == 0
