@@ -594,7 +594,11 @@ fn consumer_group_state_survives_a_restart_mid_rebalance() {
     let written = h.records.len();
     h.beat("a");
     h.beat("b");
-    assert_eq!(h.records.len(), written, "a steady heartbeat writes no record");
+    assert_eq!(
+        h.records.len(),
+        written,
+        "a steady heartbeat writes no record"
+    );
 
     // A restart of the settled group changes nothing either.
     h.restart();
