@@ -172,10 +172,12 @@ impl LocalLog {
             }
             std::fs::rename(&tmp, &log_path)?;
             sync_dir(&self.dir)?;
-            let reopened = Segment::open(
+            // CRC-checked, but offsets may now have gaps.
+            let reopened = Segment::open_with(
                 &log_path,
                 base,
                 true,
+                false,
                 self.config.index_interval_bytes,
                 now_ms,
             )?;

@@ -1,5 +1,6 @@
 //! Errors of the storage engine. Handlers map them to Kafka error codes at the boundary:
-//! `CrcMismatch` -> `CORRUPT_MESSAGE`, other `Batch` errors -> `INVALID_RECORD`,
+//! `CrcMismatch` -> `CORRUPT_MESSAGE`, other `Batch` errors -> `INVALID_RECORD`, `Corrupt` (a
+//! stored batch failing its checks on read) -> `CORRUPT_MESSAGE`,
 //! `OutOfOrderSequence` -> `OUT_OF_ORDER_SEQUENCE_NUMBER`, `InvalidProducerEpoch` ->
 //! `INVALID_PRODUCER_EPOCH`, `OffsetOutOfRange` -> `OFFSET_OUT_OF_RANGE`, `Io`/`Poisoned` ->
 //! `KAFKA_STORAGE_ERROR`.
@@ -17,6 +18,10 @@ pub enum BatchError {
     InvalidRecordCount,
     #[error("record batch CRC mismatch: header says {expected:#010x}, computed {actual:#010x}")]
     CrcMismatch { expected: u32, actual: u32 },
+    /// A stored batch whose `base_offset` (not covered by the CRC) is out of order or outside
+    /// its segment.
+    #[error("stored record batch has an impossible base offset {0}")]
+    InvalidOffset(i64),
 }
 
 /// Failure of a partition log operation.

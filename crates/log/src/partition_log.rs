@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::batch;
-use crate::error::LogError;
+use crate::error::{BatchError, LogError};
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
@@ -301,14 +301,28 @@ impl PartitionLog for LocalLog {
             let verified = seg.verified_upto.load(std::sync::atomic::Ordering::Relaxed);
             if start + whole as u64 > verified {
                 let mut pos = 0usize;
+                // Offsets increase batch after batch and stay inside the segment: the CRC does
+                // not cover `base_offset`, so this is how a flipped one is caught.
+                let mut next_min = seg.base_offset;
                 while pos < whole {
                     let len = batch::BatchHeader::parse(buf.get(pos..).unwrap_or_default())
                         .map_or(whole - pos, |h| h.total_len());
                     let chunk = buf.get(pos..pos + len).unwrap_or_default();
-                    if let Err(e) = batch::validate(chunk) {
+                    let checked = batch::validate(chunk).and_then(|h| {
+                        if h.base_offset < next_min || h.last_offset() >= seg.next_offset {
+                            Err(BatchError::InvalidOffset(h.base_offset))
+                        } else {
+                            Ok(h)
+                        }
+                    });
+                    if let Ok(h) = &checked {
+                        next_min = h.last_offset() + 1;
+                    }
+                    if let Err(e) = checked {
                         if pos == 0 {
+                            // The offset asked for: the header's own may be the damage.
                             return Err(LogError::Corrupt {
-                                offset: first.header.base_offset,
+                                offset: offset.max(seg.base_offset),
                                 segment: seg.log_path.display().to_string(),
                                 reason: e.to_string(),
                             });

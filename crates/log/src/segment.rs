@@ -95,6 +95,26 @@ impl Segment {
         index_interval: u64,
         now_ms: i64,
     ) -> Result<Self, LogError> {
+        Self::open_with(
+            log_path,
+            base_offset,
+            validate,
+            validate,
+            index_interval,
+            now_ms,
+        )
+    }
+
+    /// [`Segment::open`] for a segment whose offsets may have gaps (compacted): CRC-checked
+    /// when `validate`, but a batch may start past the previous one's end.
+    pub(crate) fn open_with(
+        log_path: &Path,
+        base_offset: i64,
+        validate: bool,
+        contiguous: bool,
+        index_interval: u64,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
         let file = OpenOptions::new().read(true).write(true).open(log_path)?;
         let size = file.metadata()?.len();
         let index_path = log_path.with_extension("index");
@@ -120,7 +140,7 @@ impl Segment {
         if !validate && seg.load_index(size) {
             return Ok(seg);
         }
-        seg.recover(validate, index_interval)?;
+        seg.recover(validate, contiguous, index_interval)?;
         if validate {
             seg.verified_upto
                 .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
@@ -130,7 +150,12 @@ impl Segment {
 
     /// Scans every batch from the start, rebuilding the index, `next_offset` and
     /// `max_timestamp`; cuts the file after the last whole batch that passes the checks.
-    fn recover(&mut self, validate: bool, index_interval: u64) -> Result<(), LogError> {
+    fn recover(
+        &mut self,
+        validate: bool,
+        contiguous: bool,
+        index_interval: u64,
+    ) -> Result<(), LogError> {
         let file_len = self.size;
         let mut pos = 0u64;
         self.index.clear();
@@ -144,6 +169,11 @@ impl Segment {
             };
             let len = header.total_len() as u64;
             if pos + len > file_len || header.base_offset < self.next_offset {
+                break;
+            }
+            // The active segment's offsets are contiguous (compaction never rewrites it), so
+            // a base offset that jumps is damage outside the CRC, not data.
+            if contiguous && header.base_offset != self.next_offset {
                 break;
             }
             if validate {
@@ -227,7 +257,26 @@ impl Segment {
             Some((_, p)) => u64::from(*p),
             None => 0,
         };
-        while let Some(header) = self.header_at(pos)? {
+        // Within `size` every position reached is a whole batch's start (recovery or the index
+        // guarantee it); an unreadable header or a length running past the end is damage on
+        // disk, reported rather than skipped over (skipping would silently lose records).
+        while pos < self.size {
+            let corrupt = |reason: String| LogError::Corrupt {
+                offset,
+                segment: self.log_path.display().to_string(),
+                reason,
+            };
+            let Some(header) = self.header_at(pos)? else {
+                return Err(corrupt(format!(
+                    "unreadable batch header at position {pos}"
+                )));
+            };
+            if pos + header.total_len() as u64 > self.size {
+                return Err(corrupt(format!(
+                    "batch at position {pos} claims {} bytes past the segment end",
+                    header.total_len()
+                )));
+            }
             if header.last_offset() >= offset {
                 return Ok(Some(Located {
                     position: pos,
