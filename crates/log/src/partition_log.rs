@@ -11,14 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::batch;
-use crate::error::{BatchError, LogError};
+use crate::error::LogError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
@@ -86,7 +85,10 @@ pub trait PartitionLog: Send {
     ///
     /// Errors: `Batch` for malformed input (nothing written), `OutOfOrderSequence` /
     /// `InvalidProducerEpoch` for idempotence violations, `Io`/`Poisoned` for storage failures.
-    fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError>;
+    /// The batch is not modified: the broker-owned header fields are written from the
+    /// assigned values, so the caller's buffer (e.g. a slice of the request frame) is
+    /// appended without being copied.
+    fn append(&mut self, batch: &[u8], now_ms: i64) -> Result<AppendInfo, LogError>;
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` but
     /// always at least one batch. Errors: `OffsetOutOfRange` outside
     /// `[log_start_offset, log_end_offset]`.
@@ -223,8 +225,95 @@ impl LocalLog {
     }
 }
 
+impl LocalLog {
+    /// Decides a read of whole batches from `offset` (up to `max_bytes`, at least one batch)
+    /// using only in-memory state, so the caller can release the partition lock before the
+    /// positional reads of [`ReadPlan::read`]. Same contract as [`PartitionLog::read`].
+    ///
+    /// Errors: `OffsetOutOfRange` outside `[log_start_offset, log_end_offset]`.
+    pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError> {
+        let log_start_offset = self.log_start_offset();
+        let high_watermark = self.log_end_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset: high_watermark,
+            });
+        }
+        // The segment holding `offset`, and the next one in case `offset` lies past the
+        // first's last batch (its end, or a gap left by compaction). Segments other than the
+        // active one are never empty, so two are always enough.
+        let segments = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
+            .take(2)
+            .filter(|s| offset < s.next_offset)
+            .map(|s| s.view(offset))
+            .collect();
+        Ok(ReadPlan {
+            offset,
+            max_bytes,
+            segments,
+            log_start_offset,
+            high_watermark,
+        })
+    }
+}
+
+/// A read decided under the partition lock ([`LocalLog::plan_read`]) and carried out without
+/// it. It sees the log as it was when planned: the segment sizes and offsets are a snapshot,
+/// and a segment deleted (retention) or replaced (compaction) meanwhile is still read through
+/// its open file handle, which keeps the old contents.
+#[derive(Debug)]
+pub struct ReadPlan {
+    offset: i64,
+    max_bytes: usize,
+    segments: Vec<crate::segment::SegmentView>,
+    log_start_offset: i64,
+    high_watermark: i64,
+}
+
+impl ReadPlan {
+    /// Performs the read: positional reads only, no lock. Batches of a sealed segment not
+    /// yet CRC-checked in this process are checked once, here, before they are served.
+    ///
+    /// Errors: `Corrupt` when the first batch at the offset fails its checks (a later bad
+    /// batch cuts the result short instead, and is reported by the next read); `Io`.
+    pub fn read(self) -> Result<ReadResult, LogError> {
+        for seg in &self.segments {
+            if let Some(records) = seg.read(self.offset, self.max_bytes)? {
+                return Ok(ReadResult {
+                    records,
+                    log_start_offset: self.log_start_offset,
+                    high_watermark: self.high_watermark,
+                });
+            }
+        }
+        Ok(ReadResult {
+            records: Bytes::new(),
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+        })
+    }
+
+    /// The partition's `high_watermark` when the read was planned.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// The partition's `log_start_offset` when the read was planned.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+}
+
 impl PartitionLog for LocalLog {
-    fn append(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    fn append(&mut self, batch: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
@@ -238,8 +327,6 @@ impl PartitionLog for LocalLog {
         }
         self.roll_if_needed(batch.len() as u64, now_ms)?;
         let base_offset = self.log_end_offset();
-        batch::set_base_offset(batch, base_offset)?;
-        batch::set_partition_leader_epoch(batch, 0)?;
         header.base_offset = base_offset;
         header.partition_leader_epoch = 0;
         let interval = self.config.index_interval_bytes;
@@ -261,90 +348,7 @@ impl PartitionLog for LocalLog {
     }
 
     fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let log_start_offset = self.log_start_offset();
-        let high_watermark = self.log_end_offset();
-        if offset < log_start_offset || offset > high_watermark {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                log_start_offset,
-                log_end_offset: high_watermark,
-            });
-        }
-        let empty = ReadResult {
-            records: Bytes::new(),
-            log_start_offset,
-            high_watermark,
-        };
-        for seg in self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .into_iter()
-            .map(|(_, s)| s)
-            .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
-        {
-            let Some(first) = seg.locate(offset.max(seg.base_offset))? else {
-                continue;
-            };
-            // One positional read of up to `max_bytes` (at least the first whole batch), then
-            // cut at the last whole batch inside it: no per-batch reads on the fetch path.
-            let start = first.position;
-            let first_len = first.header.total_len();
-            let available = (seg.size - start) as usize;
-            let want = max_bytes.min(available).max(first_len);
-            let mut buf = BytesMut::zeroed(want);
-            seg.file.read_exact_at(&mut buf, start)?;
-            let mut whole = batch::whole_batches_len(&buf).max(first_len);
-            buf.truncate(whole);
-            // Batches not CRC-checked in this process (a sealed segment opened from its
-            // index) are checked once, here, before they are served.
-            let verified = seg.verified_upto.load(std::sync::atomic::Ordering::Relaxed);
-            if start + whole as u64 > verified {
-                let mut pos = 0usize;
-                // Offsets increase batch after batch and stay inside the segment: the CRC does
-                // not cover `base_offset`, so this is how a flipped one is caught.
-                let mut next_min = seg.base_offset;
-                while pos < whole {
-                    let len = batch::BatchHeader::parse(buf.get(pos..).unwrap_or_default())
-                        .map_or(whole - pos, |h| h.total_len());
-                    let chunk = buf.get(pos..pos + len).unwrap_or_default();
-                    let checked = batch::validate(chunk).and_then(|h| {
-                        if h.base_offset < next_min || h.last_offset() >= seg.next_offset {
-                            Err(BatchError::InvalidOffset(h.base_offset))
-                        } else {
-                            Ok(h)
-                        }
-                    });
-                    if let Ok(h) = &checked {
-                        next_min = h.last_offset() + 1;
-                    }
-                    if let Err(e) = checked {
-                        if pos == 0 {
-                            // The offset asked for: the header's own may be the damage.
-                            return Err(LogError::Corrupt {
-                                offset: offset.max(seg.base_offset),
-                                segment: seg.log_path.display().to_string(),
-                                reason: e.to_string(),
-                            });
-                        }
-                        break; // serve the good prefix; the next read reports the bad batch
-                    }
-                    pos += len;
-                }
-                whole = pos.min(whole);
-                buf.truncate(whole);
-                if start <= verified {
-                    seg.verified_upto
-                        .fetch_max(start + whole as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            return Ok(ReadResult {
-                records: buf.freeze(),
-                log_start_offset,
-                high_watermark,
-            });
-        }
-        Ok(empty)
+        self.plan_read(offset, max_bytes)?.read()
     }
 
     fn log_start_offset(&self) -> i64 {

@@ -11,10 +11,13 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::error::LogError;
+use crate::error::{BatchError, LogError};
 
 /// File name stem for a segment starting at `base_offset` (20 digits, as Kafka).
 pub(crate) fn file_stem(base_offset: i64) -> String {
@@ -41,7 +44,8 @@ pub(crate) struct Segment {
     pub(crate) created_ms: i64,
     /// Bytes from the start whose batches passed a CRC check in this process (every append
     /// is checked; a sealed segment opened from its index is not, until it is read).
-    pub(crate) verified_upto: std::sync::atomic::AtomicU64,
+    /// Shared with the [`SegmentView`]s of reads in progress.
+    pub(crate) verified_upto: Arc<AtomicU64>,
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a power loss.
@@ -80,7 +84,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             created_ms: now_ms,
-            verified_upto: std::sync::atomic::AtomicU64::new(u64::MAX),
+            verified_upto: Arc::new(AtomicU64::new(u64::MAX)),
         })
     }
 
@@ -135,15 +139,14 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             created_ms,
-            verified_upto: std::sync::atomic::AtomicU64::new(0),
+            verified_upto: Arc::new(AtomicU64::new(0)),
         };
         if !validate && seg.load_index(size) {
             return Ok(seg);
         }
         seg.recover(validate, contiguous, index_interval)?;
         if validate {
-            seg.verified_upto
-                .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+            seg.verified_upto.store(u64::MAX, Ordering::Relaxed);
         }
         Ok(seg)
     }
@@ -214,16 +217,7 @@ impl Segment {
     /// Reads the batch header at `pos`; `None` when fewer than a header's bytes remain or the
     /// header is malformed.
     pub(crate) fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>, LogError> {
-        if pos + HEADER_LEN as u64 > self.size_on_disk_hint() {
-            return Ok(None);
-        }
-        let mut h = [0u8; HEADER_LEN];
-        match self.file.read_exact_at(&mut h, pos) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        Ok(BatchHeader::parse(&h).ok())
+        header_at(&self.file, pos, self.size_on_disk_hint())
     }
 
     fn size_on_disk_hint(&self) -> u64 {
@@ -231,61 +225,57 @@ impl Segment {
         self.size
     }
 
-    /// Appends one batch whose header already carries its assigned `base_offset`.
+    /// Appends one batch as received, except for the broker-owned header fields outside the
+    /// CRC (`base_offset`, `partition_leader_epoch`, bytes 0..16), which are written from
+    /// `header`: one `pwritev` of the patched 16 bytes and the rest of `bytes`, so the batch
+    /// is never copied in memory.
+    ///
+    /// Errors: `Batch(Truncated)` when `bytes` is shorter than a header; `Io` when the write
+    /// fails (the caller poisons the log: the file may hold a partial batch past `size`,
+    /// which recovery cuts).
     pub(crate) fn append(
         &mut self,
         bytes: &[u8],
         header: &BatchHeader,
         index_interval: u64,
     ) -> Result<(), LogError> {
-        self.file.write_all_at(bytes, self.size)?;
+        let rest = bytes.get(16..).ok_or(BatchError::Truncated)?;
+        let mut prefix = [0u8; 16];
+        let fields = header.base_offset.to_be_bytes();
+        let length = header.batch_length.to_be_bytes();
+        let epoch = header.partition_leader_epoch.to_be_bytes();
+        for (slot, b) in prefix
+            .iter_mut()
+            .zip(fields.iter().chain(&length).chain(&epoch))
+        {
+            *slot = *b;
+        }
+        write_all_at2(&self.file, &prefix, rest, self.size)?;
         let pos = self.size;
         self.size += bytes.len() as u64;
         self.note_batch(header, pos, index_interval);
         Ok(())
     }
 
-    /// File position of the first batch that contains `offset` or comes after it, and that
-    /// batch's header; `None` when `offset >= next_offset`.
-    pub(crate) fn locate(&self, offset: i64) -> Result<Option<Located>, LogError> {
-        if offset >= self.next_offset {
-            return Ok(None);
-        }
+    /// What a read needs of this segment, taken under the partition lock: the file handle, a
+    /// snapshot of its size and offsets, and where the index says to start looking for
+    /// `offset`.
+    pub(crate) fn view(&self, offset: i64) -> SegmentView {
         let rel = (offset - self.base_offset).max(0) as u32;
         let idx = self.index.partition_point(|(r, _)| *r <= rel);
-        let mut pos = match idx.checked_sub(1).and_then(|i| self.index.get(i)) {
+        let scan_from = match idx.checked_sub(1).and_then(|i| self.index.get(i)) {
             Some((_, p)) => u64::from(*p),
             None => 0,
         };
-        // Within `size` every position reached is a whole batch's start (recovery or the index
-        // guarantee it); an unreadable header or a length running past the end is damage on
-        // disk, reported rather than skipped over (skipping would silently lose records).
-        while pos < self.size {
-            let corrupt = |reason: String| LogError::Corrupt {
-                offset,
-                segment: self.log_path.display().to_string(),
-                reason,
-            };
-            let Some(header) = self.header_at(pos)? else {
-                return Err(corrupt(format!(
-                    "unreadable batch header at position {pos}"
-                )));
-            };
-            if pos + header.total_len() as u64 > self.size {
-                return Err(corrupt(format!(
-                    "batch at position {pos} claims {} bytes past the segment end",
-                    header.total_len()
-                )));
-            }
-            if header.last_offset() >= offset {
-                return Ok(Some(Located {
-                    position: pos,
-                    header,
-                }));
-            }
-            pos += header.total_len() as u64;
+        SegmentView {
+            file: Arc::clone(&self.file),
+            log_path: self.log_path.clone(),
+            base_offset: self.base_offset,
+            next_offset: self.next_offset,
+            size: self.size,
+            scan_from,
+            verified_upto: Arc::clone(&self.verified_upto),
         }
-        Ok(None)
     }
 
     /// Writes the index file (atomically, via a temporary file) and fsyncs the segment.
@@ -352,5 +342,168 @@ impl Segment {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Reads the batch header at `pos` of `file`, whose valid length is `size`; `None` when fewer
+/// than a header's bytes remain or the header is malformed.
+fn header_at(file: &File, pos: u64, size: u64) -> Result<Option<BatchHeader>, LogError> {
+    if pos + HEADER_LEN as u64 > size {
+        return Ok(None);
+    }
+    let mut h = [0u8; HEADER_LEN];
+    match file.read_exact_at(&mut h, pos) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(BatchHeader::parse(&h).ok())
+}
+
+/// Writes `a` then `b` at `pos` with `pwritev`, retrying short writes and `EINTR`.
+fn write_all_at2(file: &File, mut a: &[u8], mut b: &[u8], mut pos: u64) -> std::io::Result<()> {
+    while !(a.is_empty() && b.is_empty()) {
+        let bufs = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+        let n = match rustix::io::pwritev(file, &bufs, pos) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        pos += n as u64;
+        let from_a = n.min(a.len());
+        a = a.get(from_a..).unwrap_or_default();
+        b = b.get(n - from_a..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Reads exactly `len` bytes at `pos` into a new buffer, without zeroing it first.
+///
+/// Errors: `UnexpectedEof` when the file ends first; other I/O errors.
+fn read_exact_uninit(file: &File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = pos + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The capacity may exceed `len`: bytes past it (a batch being written) are not ours.
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// A segment as a read sees it: the open file, and its size and offsets when the read was
+/// planned. Reads through it take no lock (see [`crate::partition_log::ReadPlan`]).
+#[derive(Debug)]
+pub(crate) struct SegmentView {
+    file: Arc<File>,
+    log_path: PathBuf,
+    base_offset: i64,
+    next_offset: i64,
+    size: u64,
+    /// Where the sparse index says to start scanning for the offset.
+    scan_from: u64,
+    verified_upto: Arc<AtomicU64>,
+}
+
+impl SegmentView {
+    fn corrupt(&self, offset: i64, reason: String) -> LogError {
+        LogError::Corrupt {
+            offset,
+            segment: self.log_path.display().to_string(),
+            reason,
+        }
+    }
+
+    /// File position of the first batch that contains `offset` or comes after it, and that
+    /// batch's header; `None` when the segment has no such batch.
+    ///
+    /// Within `size` every position reached is a whole batch's start (recovery or the index
+    /// guarantee it); an unreadable header or a length running past the end is damage on
+    /// disk, reported rather than skipped over (skipping would silently lose records).
+    fn locate(&self, offset: i64) -> Result<Option<Located>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let mut pos = self.scan_from;
+        while pos < self.size {
+            let Some(header) = header_at(&self.file, pos, self.size)? else {
+                let reason = format!("unreadable batch header at position {pos}");
+                return Err(self.corrupt(offset, reason));
+            };
+            if pos + header.total_len() as u64 > self.size {
+                let reason = format!(
+                    "batch at position {pos} claims {} bytes past the segment end",
+                    header.total_len()
+                );
+                return Err(self.corrupt(offset, reason));
+            }
+            if header.last_offset() >= offset {
+                return Ok(Some(Located {
+                    position: pos,
+                    header,
+                }));
+            }
+            pos += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches from the one holding `offset` (or the first after it), up to
+    /// `max_bytes` but at least that first batch, with one positional read; `None` when the
+    /// segment has no batch at or after `offset`.
+    pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>, LogError> {
+        let offset = offset.max(self.base_offset);
+        let Some(first) = self.locate(offset)? else {
+            return Ok(None);
+        };
+        let start = first.position;
+        let first_len = first.header.total_len();
+        let available = (self.size - start) as usize;
+        let want = max_bytes.min(available).max(first_len);
+        let mut buf = read_exact_uninit(&self.file, start, want)?;
+        let mut whole = batch::whole_batches_len(&buf).max(first_len);
+        buf.truncate(whole);
+        let verified = self.verified_upto.load(Ordering::Relaxed);
+        if start + whole as u64 > verified {
+            let mut pos = 0usize;
+            // Offsets increase batch after batch and stay inside the segment: the CRC does
+            // not cover `base_offset`, so this is how a flipped one is caught.
+            let mut next_min = self.base_offset;
+            while pos < whole {
+                let len = BatchHeader::parse(buf.get(pos..).unwrap_or_default())
+                    .map_or(whole - pos, |h| h.total_len());
+                let chunk = buf.get(pos..pos + len).unwrap_or_default();
+                let checked = batch::validate(chunk).and_then(|h| {
+                    if h.base_offset < next_min || h.last_offset() >= self.next_offset {
+                        Err(BatchError::InvalidOffset(h.base_offset))
+                    } else {
+                        Ok(h)
+                    }
+                });
+                match checked {
+                    Ok(h) => next_min = h.last_offset() + 1,
+                    // The offset asked for: the header's own may be the damage.
+                    Err(e) if pos == 0 => return Err(self.corrupt(offset, e.to_string())),
+                    // Serve the good prefix; the next read reports the bad batch.
+                    Err(_) => break,
+                }
+                pos += len;
+            }
+            whole = pos.min(whole);
+            buf.truncate(whole);
+            if start <= verified {
+                self.verified_upto
+                    .fetch_max(start + whole as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(Some(Bytes::from(buf)))
     }
 }

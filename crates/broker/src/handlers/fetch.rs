@@ -55,18 +55,22 @@ fn read_all(
             continue;
         };
         let limit = usize::try_from(s.max_bytes).unwrap_or(0).min(remaining);
-        let log = p.log();
-        let hw = log.log_end_offset();
-        let lso = log.log_start_offset();
+        // Planned under the partition lock (memory only), read after it is released.
+        let (hw, lso, plan) = {
+            let log = p.log();
+            let plan =
+                (limit > 0 || total == 0).then(|| log.plan_read(s.fetch_offset, limit.max(1)));
+            (log.log_end_offset(), log.log_start_offset(), plan)
+        };
         let base = base
             .with_high_watermark(hw)
             .with_last_stable_offset(hw)
             .with_log_start_offset(lso);
-        if limit == 0 && total > 0 {
+        let Some(plan) = plan else {
             out.push(base);
             continue;
-        }
-        match log.read(s.fetch_offset, limit.max(1)) {
+        };
+        match plan.and_then(|plan| plan.read()) {
             Ok(r) => {
                 total += r.records.len();
                 remaining = remaining.saturating_sub(r.records.len());

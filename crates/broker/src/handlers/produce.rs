@@ -128,8 +128,8 @@ fn append_one(
         }
     }
     let mut log = partition.log();
-    let mut owned = BytesMut::from(slice);
-    let info = match log.append(&mut owned, now_ms()) {
+    // Appended straight from the request frame: no copy of the batch.
+    let info = match log.append(slice, now_ms()) {
         Ok(info) => info,
         Err(e) => {
             if matches!(e, LogError::Io(_) | LogError::Poisoned) {
@@ -230,7 +230,9 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
             };
             parts.push((resp, result));
         }
-        responses.push((topic.name, parts));
+        // An owned name: nothing kept for the answer may point into the request frame, so the
+        // connection's read buffer is free for the next frames while this one waits.
+        responses.push((TopicName(StrBytes::from_string(name)), parts));
     }
     if appended_any {
         broker.notify_appended();
