@@ -548,10 +548,10 @@ impl Runtime {
             .collect();
         let appended = internal_log::encode_batch(&entries, now_ms())
             .map_err(|e| e.to_string())
-            .and_then(|mut b| {
+            .and_then(|b| {
                 self.offsets
                     .log()
-                    .append(&mut b, now_ms())
+                    .append(&b, now_ms())
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = appended {

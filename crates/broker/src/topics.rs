@@ -259,10 +259,10 @@ impl TopicManager {
     }
 
     fn persist(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), TopicError> {
-        let mut batch = internal_log::encode_batch(&[(key.as_bytes().to_vec(), value)], now_ms())
+        let batch = internal_log::encode_batch(&[(key.as_bytes().to_vec(), value)], now_ms())
             .map_err(|e| TopicError::Other(e.to_string()))?;
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-        meta.append(&mut batch, now_ms())?;
+        meta.append(&batch, now_ms())?;
         if let Some(target) = meta.sync_target() {
             let res = target.file.sync_data();
             meta.sync_done(target.upto_offset, res)?;

@@ -84,12 +84,12 @@ fn compaction_keeps_the_latest_record_per_key_and_expires_old_tombstones() {
         } else {
             Compression::None
         };
-        let mut b = match i {
+        let b = match i {
             10 => record("k4", None, 1_000, codec),
             55 => record("k3", None, now - 10, codec),
             _ => record(&key, Some(&format!("v{i}")), 1_000 + i, codec),
         };
-        log.append(&mut b, now).unwrap();
+        log.append(&b, now).unwrap();
     }
     let before = contents(&log);
     let end = log.log_end_offset();
@@ -136,8 +136,8 @@ fn compaction_keeps_the_latest_record_per_key_and_expires_old_tombstones() {
     let again = log.compact(now, 1_000_000).unwrap();
     assert_eq!(again.records_removed, 0, "{again:?}");
     // New appends continue at the old log end.
-    let mut b = record("k0", Some("v60"), now, Compression::None);
-    assert_eq!(log.append(&mut b, now).unwrap().base_offset, 60);
+    let b = record("k0", Some("v60"), now, Compression::None);
+    assert_eq!(log.append(&b, now).unwrap().base_offset, 60);
 }
 
 #[test]
@@ -149,13 +149,13 @@ fn an_expired_tombstone_that_is_the_latest_record_of_its_key_is_removed() {
     };
     let now = 10_000_000;
     let mut log = LocalLog::open(dir.path(), config, now).unwrap();
-    let mut b = record("gone", Some("x"), 1_000, Compression::None);
-    log.append(&mut b, now).unwrap();
-    let mut b = record("gone", None, 1_000, Compression::None);
-    log.append(&mut b, now).unwrap();
+    let b = record("gone", Some("x"), 1_000, Compression::None);
+    log.append(&b, now).unwrap();
+    let b = record("gone", None, 1_000, Compression::None);
+    log.append(&b, now).unwrap();
     for i in 0..20 {
-        let mut b = record(&format!("other{i}"), Some("y"), now, Compression::None);
-        log.append(&mut b, now).unwrap();
+        let b = record(&format!("other{i}"), Some("y"), now, Compression::None);
+        log.append(&b, now).unwrap();
     }
     log.compact(now, 1_000).unwrap();
     let after = contents(&log);

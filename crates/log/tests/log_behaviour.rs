@@ -74,7 +74,7 @@ fn appends_assign_contiguous_offsets_and_reads_return_whole_batches() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     for (i, n) in [3, 1, 5].into_iter().enumerate() {
-        let info = log.append(&mut plain(n, 10 + i as i64), 2_000).unwrap();
+        let info = log.append(&plain(n, 10 + i as i64), 2_000).unwrap();
         assert!(!info.duplicate);
     }
     assert_eq!(log.log_end_offset(), 9);
@@ -100,7 +100,7 @@ fn torn_tail_is_truncated_to_the_last_whole_batch_on_open() {
     {
         let mut log = open(dir.path(), LogConfig::default());
         for _ in 0..10 {
-            log.append(&mut plain(2, 5), 2_000).unwrap();
+            log.append(&plain(2, 5), 2_000).unwrap();
         }
     }
     let seg = dir.path().join("00000000000000000000.log");
@@ -121,7 +121,7 @@ fn torn_tail_is_truncated_to_the_last_whole_batch_on_open() {
         "partial batch cut off"
     );
     assert_eq!(
-        log.append(&mut plain(1, 5), 2_000).unwrap().base_offset,
+        log.append(&plain(1, 5), 2_000).unwrap().base_offset,
         20,
         "appends continue after recovery"
     );
@@ -134,7 +134,7 @@ fn corrupt_batch_in_the_active_segment_truncates_from_that_batch() {
     {
         let mut log = open(dir.path(), LogConfig::default());
         for _ in 0..6 {
-            log.append(&mut plain(1, 5), 2_000).unwrap();
+            log.append(&plain(1, 5), 2_000).unwrap();
         }
     }
     let seg = dir.path().join("00000000000000000000.log");
@@ -165,7 +165,7 @@ fn segments_roll_by_size_and_reopen_from_their_indexes() {
     {
         let mut log = open(dir.path(), config.clone());
         for i in 0..100 {
-            log.append(&mut plain(2, i), 2_000).unwrap();
+            log.append(&plain(2, i), 2_000).unwrap();
         }
         assert_eq!(log.log_end_offset(), 200);
     }
@@ -202,7 +202,7 @@ fn retention_by_bytes_deletes_oldest_segments_and_moves_the_log_start() {
     };
     let mut log = open(dir.path(), config);
     for i in 0..100 {
-        log.append(&mut plain(1, i), 2_000).unwrap();
+        log.append(&plain(1, i), 2_000).unwrap();
     }
     let deleted = log.enforce_retention(3_000).unwrap();
     assert!(deleted > 0);
@@ -226,7 +226,7 @@ fn retention_by_time_uses_the_newest_timestamp_of_each_segment() {
     };
     let mut log = open(dir.path(), config);
     for i in 0..30 {
-        log.append(&mut plain(1, if i < 20 { 100 } else { 5_000 }), 2_000)
+        log.append(&plain(1, if i < 20 { 100 } else { 5_000 }), 2_000)
             .unwrap();
     }
     log.enforce_retention(5_500).unwrap();
@@ -244,7 +244,7 @@ fn offset_for_timestamp_finds_the_first_batch_at_or_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     for ts in [100, 200, 300] {
-        log.append(&mut plain(2, ts), 2_000).unwrap();
+        log.append(&plain(2, ts), 2_000).unwrap();
     }
     assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((2, 200)));
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 100)));
@@ -258,15 +258,15 @@ fn idempotent_duplicates_are_acknowledged_with_the_original_offset_even_after_re
     {
         let mut log = open(dir.path(), LogConfig::default());
         assert_eq!(
-            log.append(&mut batch_of(3, 1, 9, 0, 0), 2_000)
+            log.append(&batch_of(3, 1, 9, 0, 0), 2_000)
                 .unwrap()
                 .base_offset,
             0
         );
-        let dup = log.append(&mut batch_of(3, 1, 9, 0, 0), 2_000).unwrap();
+        let dup = log.append(&batch_of(3, 1, 9, 0, 0), 2_000).unwrap();
         assert!(dup.duplicate && dup.base_offset == 0);
         assert!(matches!(
-            log.append(&mut batch_of(1, 1, 9, 7, 0), 2_000),
+            log.append(&batch_of(1, 1, 9, 7, 0), 2_000),
             Err(LogError::OutOfOrderSequence {
                 expected: 3,
                 got: 7,
@@ -275,10 +275,10 @@ fn idempotent_duplicates_are_acknowledged_with_the_original_offset_even_after_re
         ));
     }
     let mut log = open(dir.path(), LogConfig::default());
-    let dup = log.append(&mut batch_of(3, 1, 9, 0, 0), 2_000).unwrap();
+    let dup = log.append(&batch_of(3, 1, 9, 0, 0), 2_000).unwrap();
     assert!(dup.duplicate, "producer state rebuilt from the log");
     assert_eq!(
-        log.append(&mut batch_of(2, 1, 9, 3, 0), 2_000)
+        log.append(&batch_of(2, 1, 9, 3, 0), 2_000)
             .unwrap()
             .base_offset,
         3
@@ -290,13 +290,13 @@ fn idempotent_duplicates_are_acknowledged_with_the_original_offset_even_after_re
 fn a_failed_fsync_poisons_the_log_and_refuses_appends() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
-    log.append(&mut plain(1, 1), 2_000).unwrap();
+    log.append(&plain(1, 1), 2_000).unwrap();
     let target = log.sync_target().expect("dirty log needs a sync");
     assert!(log
         .sync_done(target.upto_offset, Err(std::io::Error::other("EIO")))
         .is_err());
     assert!(matches!(
-        log.append(&mut plain(1, 1), 2_000),
+        log.append(&plain(1, 1), 2_000),
         Err(LogError::Poisoned)
     ));
     assert_eq!(
@@ -311,7 +311,7 @@ fn sync_target_covers_every_append_and_clears_after_sync() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     assert!(log.sync_target().is_none());
-    log.append(&mut plain(2, 1), 2_000).unwrap();
+    log.append(&plain(2, 1), 2_000).unwrap();
     let t = log.sync_target().unwrap();
     assert_eq!(t.upto_offset, 2);
     let r = t.file.sync_data();
@@ -331,7 +331,7 @@ fn a_bit_flip_in_a_sealed_segment_is_detected_on_read_and_never_served() {
     {
         let mut log = open(dir.path(), config.clone());
         for i in 0..100 {
-            log.append(&mut plain(2, i), 2_000).unwrap();
+            log.append(&plain(2, i), 2_000).unwrap();
         }
     }
     // Flip one body bit of the 3rd batch (offsets 4-5) of the first, sealed segment.
@@ -414,7 +414,7 @@ fn random_bit_flips_and_truncations_are_never_served_and_never_panic() {
         {
             let mut log = open(dir.path(), config.clone());
             for i in 0..60 {
-                log.append(&mut plain(2, i), 2_000).unwrap();
+                log.append(&plain(2, i), 2_000).unwrap();
             }
         }
         let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
