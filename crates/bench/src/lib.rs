@@ -1,12 +1,16 @@
-//! Shoal's benchmark harness: clients over the Kafka protocol (librdkafka through `rdkafka`),
+//! Shoal's benchmark harness: clients over the Kafka protocol (librdkafka through `rdkafka`,
+//! and one lean producer of its own),
 //! so every benchmark runs against any Kafka-compatible broker.
 //!
 //! - [`convergence`]: time from N members subscribing until every partition is owned by exactly
 //!   one member and consumed by it, for the classic and the consumer (KIP-848) protocols.
 //! - [`throughput`]: produce/consume throughput and latency percentiles, end-to-end latency,
 //!   and the disk and loopback limits they are read against.
+//! - [`native`]: a lean Kafka-protocol producer (no client library) for the broker's own
+//!   produce capacity when client and broker share a small machine.
 
 pub mod convergence;
+pub mod native;
 pub mod throughput;
 
 /// Runs `f` to completion on a fresh current-thread tokio runtime (rdkafka's admin calls are

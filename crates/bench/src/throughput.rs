@@ -87,7 +87,8 @@ pub struct Outcome {
     pub consume_mb_per_s: f64,
 }
 
-fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> anyhow::Result<()> {
+/// Creates `name` with `partitions` partitions (replication 1) through librdkafka's admin API.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()

@@ -34,7 +34,7 @@ fn batch_of(count: usize, size: usize) -> Vec<u8> {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: i as i32, // consecutive: the encoder keeps them in one batch
             timestamp: 1_700_000_000_000 + i as i64,
             key: None,
             value: Some(value.clone()),

@@ -217,6 +217,45 @@ enum BenchCommand {
     /// Produce/consume throughput, latency percentiles and end-to-end latency, next to the
     /// disk and loopback limits measured in the same run (see docs/benchmarks.md).
     Throughput(ThroughputArgs),
+    /// Produce throughput with a lean Kafka-protocol producer (no client library), next to
+    /// the disk limit measured in the same run (see docs/benchmarks.md).
+    NativeProduce(NativeProduceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NativeProduceArgs {
+    /// Kafka bootstrap server (it must lead every partition of the topic).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    /// Record sizes (bytes).
+    #[arg(long, value_delimiter = ',', default_value = "1024")]
+    sizes: Vec<usize>,
+    /// `acks` values (1 or -1).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "-1,1",
+        allow_hyphen_values = true
+    )]
+    acks: Vec<i16>,
+    /// Partitions of the fresh topic each run writes to.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Megabytes (10^6 bytes) of record values per run.
+    #[arg(long, default_value_t = 2000)]
+    mb: u64,
+    /// Most bytes per encoded batch (librdkafka's `batch.size` default).
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_bytes: usize,
+    /// Produce requests outstanding on the connection.
+    #[arg(long, default_value_t = 5)]
+    max_in_flight: usize,
+    /// Directory on the broker's disk for the sequential-write baseline (none: no baseline).
+    #[arg(long)]
+    disk_dir: Option<PathBuf>,
+    /// `text` or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    output: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -365,6 +404,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Convergence(args)) => convergence(args),
         Command::Bench(BenchCommand::Throughput(args)) => throughput(args),
+        Command::Bench(BenchCommand::NativeProduce(args)) => native_produce(args),
         Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
         Command::Produce(args) => produce(args),
@@ -650,6 +690,68 @@ fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         properties: pairs(&args.property, "--property")?,
     };
     cli::consume::run(&opts)?;
+    Ok(())
+}
+
+fn native_produce(args: NativeProduceArgs) -> anyhow::Result<()> {
+    use shoal_bench::{native, throughput as t};
+    let json = args.output == "json";
+    let disk = match &args.disk_dir {
+        Some(dir) => Some(t::disk_baseline(dir, 1 << 30)?.0),
+        None => None,
+    };
+    if let Some(disk) = disk {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"baseline": {"disk_seq_write_fsync_mb_per_s": disk}})
+            );
+        } else {
+            println!("baseline: sequential write + fsync {disk:.0} MB/s");
+        }
+    }
+    for &size in &args.sizes {
+        for &acks in &args.acks {
+            let topic = format!(
+                "native-{}-{size}-{}",
+                std::process::id(),
+                if acks < 0 { "all" } else { "1" }
+            );
+            t::create_topic(&args.bootstrap_server, &topic, args.partitions)?;
+            let o = native::produce(&native::Options {
+                bootstrap: args.bootstrap_server.clone(),
+                topic,
+                record_size: size,
+                records: (args.mb * 1_000_000 / size.max(1) as u64).max(1),
+                acks,
+                batch_bytes: args.batch_bytes,
+                max_in_flight: args.max_in_flight,
+                timeout: std::time::Duration::from_secs(300),
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&o)?);
+            } else {
+                let share = disk
+                    .map(|d| {
+                        format!(
+                            " = {:.0}% of the disk",
+                            100.0 * o.produce_mb_per_s / d.max(1e-9)
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "native producer, {size} B, acks={acks}, {} partition(s): {:.0} msg/s, {:.1} MB/s{share}; request send-to-ack p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms ({} requests)",
+                    o.partitions,
+                    o.produce_msgs_per_s,
+                    o.produce_mb_per_s,
+                    o.request_latency.p50_ms,
+                    o.request_latency.p99_ms,
+                    o.request_latency.p999_ms,
+                    o.requests
+                );
+            }
+        }
+    }
     Ok(())
 }
 
