@@ -39,7 +39,8 @@ impl Broker {
                 config.data_dir.display()
             )
         })?;
-        let flusher = Flusher::start();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let flusher = Flusher::start(Arc::clone(&metrics));
         let offsets = topics
             .partition(CONSUMER_OFFSETS, 0)
             .ok_or_else(|| anyhow::anyhow!("{CONSUMER_OFFSETS} has no partition 0"))?;
@@ -69,7 +70,6 @@ impl Broker {
                 migration_policy: config.group_consumer_migration_policy,
             },
         };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
         let groups = coordinator::start(
             group_config,
             offsets,

@@ -21,10 +21,11 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher task on the current runtime.
-    pub fn start() -> Self {
+    /// Starts the flusher task on the current runtime; each group commit's duration goes to
+    /// `metrics` (`shoal_log_flush_duration_seconds`).
+    pub fn start(metrics: Arc<crate::metrics::Metrics>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx));
+        tokio::spawn(run(rx, metrics));
         Self { tx }
     }
 
@@ -41,7 +42,7 @@ impl Flusher {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>) {
+async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>, metrics: Arc<crate::metrics::Metrics>) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -62,6 +63,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>) {
                 Some((p, t))
             })
             .collect();
+        let started = std::time::Instant::now();
         let results = tokio::task::spawn_blocking(move || {
             targets
                 .into_iter()
@@ -72,6 +74,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>) {
                 .collect::<Vec<_>>()
         })
         .await;
+        metrics.flushed(started.elapsed());
         let Ok(results) = results else {
             for (_, reply) in waiters {
                 let _ = reply.send(Err("fsync task failed".to_string()));

@@ -105,6 +105,7 @@ pub struct Metrics {
     rebalances: Family<RebalanceLabel, Counter>,
     rebalance_seconds: HistogramFamily<ProtocolLabel>,
     corrupt_batches: Family<TopicPartitionLabel, Counter>,
+    flush_seconds: Histogram,
     // Filled at scrape time.
     groups: Family<GroupStateLabel, Gauge>,
     group_current_offset: Family<GroupPartitionLabel, Gauge>,
@@ -150,6 +151,7 @@ impl Metrics {
                 rebalance_histogram as fn() -> Histogram,
             ),
             corrupt_batches: Family::default(),
+            flush_seconds: latency_histogram(),
             groups: Family::default(),
             group_current_offset: Family::default(),
             group_lag: Family::default(),
@@ -166,6 +168,11 @@ impl Metrics {
             "shoal_requests",
             "Kafka requests handled, by API",
             m.requests.clone(),
+        );
+        registry.register(
+            "shoal_log_flush_duration_seconds",
+            "Duration of each group commit: the fsyncs of every partition written since the previous one (Kafka's LogFlushRateAndTimeMs)",
+            m.flush_seconds.clone(),
         );
         registry.register(
             "shoal_request_duration_seconds",
@@ -265,6 +272,11 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&label)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A group commit (fsync of every dirty partition) took `elapsed`.
+    pub fn flushed(&self, elapsed: Duration) {
+        self.flush_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// A connection was accepted.

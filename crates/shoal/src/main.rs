@@ -286,6 +286,9 @@ struct ThroughputArgs {
     /// Also measure end-to-end latency at half the measured produce rate (10 s per size).
     #[arg(long)]
     e2e: bool,
+    /// With --e2e: this rate (msg/s) instead of half the measured one.
+    #[arg(long)]
+    e2e_rate: Option<f64>,
     /// `text` or `json` (one object per line).
     #[arg(long, default_value = "text")]
     output: String,
@@ -821,7 +824,7 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     }
     if args.e2e {
         for ((size, acks), rate) in &best {
-            let half = (rate / 2.0).max(1.0);
+            let half = args.e2e_rate.unwrap_or(rate / 2.0).max(1.0);
             let e = t::end_to_end(&args.bootstrap_server, *size, acks, half, 10.0, 1)?;
             if json {
                 println!("{}", serde_json::to_string(&e)?);
