@@ -103,6 +103,9 @@ pub trait PartitionLog: Send {
     /// What an fsync must cover to make every appended batch durable; `None` when clean.
     fn sync_target(&self) -> Option<SyncTarget>;
     /// Records that an fsync of a [`SyncTarget`] succeeded (`Ok`) or failed (poisons the log).
+    ///
+    /// Errors: the fsync's error, or `Poisoned` when the log already is (a success after a
+    /// failure does not make anything durable).
     fn sync_done(&mut self, upto_offset: i64, result: std::io::Result<()>) -> Result<(), LogError>;
     /// Offsets below this are on disk.
     fn synced_offset(&self) -> i64;
@@ -408,6 +411,12 @@ impl PartitionLog for LocalLog {
     }
 
     fn sync_done(&mut self, upto_offset: i64, result: std::io::Result<()>) -> Result<(), LogError> {
+        if self.poisoned {
+            // After a failed write or fsync a later fsync's success proves nothing (Linux
+            // reports a writeback error once, and may have dropped the pages): whoever waits
+            // on this log is told it failed.
+            return Err(LogError::Poisoned);
+        }
         match result {
             Ok(()) => {
                 self.synced_offset = self.synced_offset.max(upto_offset);

@@ -299,6 +299,13 @@ fn a_failed_fsync_poisons_the_log_and_refuses_appends() {
         log.append(&plain(1, 1), 2_000),
         Err(LogError::Poisoned)
     ));
+    // A later fsync that "succeeds" proves nothing: Linux reports a writeback error once and
+    // may have dropped the dirty pages, so nothing becomes durable after a failure.
+    assert!(matches!(
+        log.sync_done(target.upto_offset, Ok(())),
+        Err(LogError::Poisoned)
+    ));
+    assert_eq!(log.synced_offset(), 0);
     assert_eq!(
         log.read(0, 100).map(|r| !r.records.is_empty()).ok(),
         Some(true),
