@@ -283,7 +283,8 @@ struct ThroughputArgs {
     /// Directory on the broker's disk for the sequential-write baseline.
     #[arg(long, default_value = "/var/tmp")]
     disk_dir: PathBuf,
-    /// Also measure end-to-end latency at half the measured produce rate (10 s per size).
+    /// Also measure latency at half the measured produce rate, for 10 s per size and acks:
+    /// the producer alone, then with a consumer reading along (end to end).
     #[arg(long)]
     e2e: bool,
     /// With --e2e: this rate (msg/s) instead of half the measured one.
@@ -825,12 +826,21 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     if args.e2e {
         for ((size, acks), rate) in &best {
             let half = args.e2e_rate.unwrap_or(rate / 2.0).max(1.0);
-            let e = t::end_to_end(&args.bootstrap_server, *size, acks, half, 10.0, 1)?;
+            // The producer alone at half its best rate (measured alone), then again with a
+            // consumer reading along for the end-to-end figure.
+            let alone = t::end_to_end(&args.bootstrap_server, *size, acks, half, 10.0, 1, false)?;
+            let e = t::end_to_end(&args.bootstrap_server, *size, acks, half, 10.0, 1, true)?;
             if json {
+                println!("{}", serde_json::to_string(&alone)?);
                 println!("{}", serde_json::to_string(&e)?);
             } else {
                 println!(
-                    "{size} B acks={acks} at {half:.0} msg/s (half the best produce rate), {} records: produce (send to ack) p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; end to end p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                    "{size} B acks={acks} at {half:.0} msg/s (half the best produce rate), {} records: produce alone (send to ack) p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                    alone.records,
+                    alone.produce_latency.p50_ms, alone.produce_latency.p99_ms, alone.produce_latency.p999_ms,
+                );
+                println!(
+                    "{size} B acks={acks} at {half:.0} msg/s with a consumer reading along, {} records: produce (send to ack) p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; end to end p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
                     e.records,
                     e.produce_latency.p50_ms, e.produce_latency.p99_ms, e.produce_latency.p999_ms,
                     e.end_to_end_latency.p50_ms, e.end_to_end_latency.p99_ms, e.end_to_end_latency.p999_ms
