@@ -315,6 +315,21 @@ impl Metrics {
             .inc_by(record_count(batches));
     }
 
+    /// A fetch answered `bytes` of whole batches spanning `offsets` offsets from `topic`,
+    /// sent from the segment file (the records are counted as the offsets they span).
+    pub fn fetched_range(&self, topic: &str, bytes: usize, offsets: i64) {
+        if bytes == 0 {
+            return;
+        }
+        let l = TopicLabel {
+            topic: topic.to_string(),
+        };
+        self.bytes_out.get_or_create(&l).inc_by(bytes as u64);
+        self.records_out
+            .get_or_create(&l)
+            .inc_by(u64::try_from(offsets).unwrap_or(0));
+    }
+
     /// A fetch found a corrupt stored batch in `topic`-`partition`; true the first time for
     /// that partition (the caller logs it once, not at every retry of the consumer).
     pub fn corrupt_batch(&self, topic: &str, partition: i32) -> bool {

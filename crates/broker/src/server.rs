@@ -120,6 +120,14 @@ async fn write_responses(
         }
         match outcome {
             Outcome::Respond(resp) => wr.write_all(&resp).await?,
+            Outcome::RespondParts(parts) => {
+                for part in parts {
+                    match part {
+                        handlers::Part::Bytes(b) => wr.write_all(&b).await?,
+                        handlers::Part::File(f) => send_file(&mut wr, &f).await?,
+                    }
+                }
+            }
             Outcome::NoResponse | Outcome::Deferred(_) => {}
             Outcome::Close(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
@@ -161,6 +169,37 @@ async fn fill(
 
 /// Smallest read-buffer growth step (bytes).
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Sends a range of a segment file with `sendfile(2)`: from the page cache to the socket,
+/// never through the broker's memory.
+///
+/// Errors: socket errors; `UnexpectedEof` if the file is shorter than the range (cannot
+/// happen: stored batches never shrink while a handle is open), which closes the connection
+/// rather than send a short frame.
+async fn send_file(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    slice: &shoal_log::FileSlice,
+) -> std::io::Result<()> {
+    // Whatever was written before goes first.
+    wr.flush().await?;
+    let sock: &TcpStream = wr.as_ref();
+    let mut pos = slice.position;
+    let end = slice.position + slice.len as u64;
+    while pos < end {
+        sock.writable().await?;
+        let want = usize::try_from(end - pos).unwrap_or(usize::MAX);
+        let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(sock, &*slice.file, Some(&mut pos), want).map_err(Into::into)
+        });
+        match sent {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 async fn read_requests(
     broker: Arc<Broker>,

@@ -19,4 +19,7 @@ pub mod producer_state;
 mod segment;
 
 pub use error::{BatchError, LogError};
-pub use partition_log::{AppendInfo, LocalLog, LogConfig, PartitionLog, ReadResult, SyncTarget};
+pub use partition_log::{
+    AppendInfo, FileSlice, LocalLog, LogConfig, PartitionLog, ReadPlan, ReadResult, Records,
+    SyncTarget,
+};

@@ -256,7 +256,7 @@ impl LocalLog {
             .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
             .take(2)
             .filter(|s| offset < s.next_offset)
-            .map(|s| s.view(offset))
+            .map(|s| s.view(offset, max_bytes))
             .collect();
         Ok(ReadPlan {
             offset,
@@ -265,6 +265,55 @@ impl LocalLog {
             log_start_offset,
             high_watermark,
         })
+    }
+}
+
+/// Where a read's batches are.
+#[derive(Debug, Clone)]
+pub enum Records {
+    /// In memory (read and checked by this read, or empty).
+    Bytes(Bytes),
+    /// A range of a segment file: whole batches, each CRC-checked earlier in this process.
+    File(FileSlice),
+}
+
+impl Records {
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Bytes(b) => b.len(),
+            Records::File(f) => f.len,
+        }
+    }
+
+    /// True when no batch was read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whole stored batches as a byte range of an open segment file. The bytes never change
+/// (segments are append-only; compaction and retention replace or unlink files, and this
+/// handle keeps the old contents readable).
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    /// Byte position of the first batch in the file.
+    pub position: u64,
+    /// Bytes in the range.
+    pub len: usize,
+    /// `base_offset` of the first batch.
+    pub first_offset: i64,
+    /// One past the last offset of the last batch.
+    pub end_offset: i64,
+}
+
+impl FileSlice {
+    /// The range's bytes, read into memory (for a caller that cannot send from the file).
+    ///
+    /// Errors: I/O errors; `UnexpectedEof` if the file is shorter than the range.
+    pub fn read_to_bytes(&self) -> std::io::Result<Bytes> {
+        crate::segment::read_exact_uninit(&self.file, self.position, self.len).map(Bytes::from)
     }
 }
 
@@ -302,6 +351,22 @@ impl ReadPlan {
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
         })
+    }
+
+    /// Performs the read like [`ReadPlan::read`], but returns batches already CRC-checked in
+    /// this process as a range of their segment file ([`Records::File`]) for the caller to
+    /// send without copying them (`sendfile`); others are read and checked now
+    /// ([`Records::Bytes`]). The range ends at an indexed batch boundary, up to one
+    /// `index.interval.bytes` short of `max_bytes`; at least one whole batch.
+    ///
+    /// Errors: as [`ReadPlan::read`].
+    pub fn read_zero_copy(self) -> Result<Records, LogError> {
+        for seg in &self.segments {
+            if let Some(records) = seg.slice(self.offset, self.max_bytes)? {
+                return Ok(records);
+            }
+        }
+        Ok(Records::Bytes(Bytes::new()))
     }
 
     /// The partition's `high_watermark` when the read was planned.

@@ -258,16 +258,24 @@ impl Segment {
     }
 
     /// What a read needs of this segment, taken under the partition lock: the file handle, a
-    /// snapshot of its size and offsets, and where the index says to start looking for
-    /// `offset`.
-    pub(crate) fn view(&self, offset: i64) -> SegmentView {
+    /// snapshot of its size and offsets, where the index says to start looking for `offset`,
+    /// and the last indexed batch boundary within `max_bytes` of that start (where a read
+    /// served straight from the file can end without reading batch headers).
+    pub(crate) fn view(&self, offset: i64, max_bytes: usize) -> SegmentView {
         let rel = (offset - self.base_offset).max(0) as u32;
         let idx = self.index.partition_point(|(r, _)| *r <= rel);
         let scan_from = match idx.checked_sub(1).and_then(|i| self.index.get(i)) {
             Some((_, p)) => u64::from(*p),
             None => 0,
         };
+        let limit = scan_from.saturating_add(max_bytes as u64);
+        let within = self.index.partition_point(|(_, p)| u64::from(*p) <= limit);
+        let cut = within
+            .checked_sub(1)
+            .and_then(|i| self.index.get(i))
+            .map(|(r, p)| (u64::from(*p), self.base_offset + i64::from(*r)));
         SegmentView {
+            cut,
             file: Arc::clone(&self.file),
             log_path: self.log_path.clone(),
             base_offset: self.base_offset,
@@ -383,7 +391,7 @@ fn write_all_at2(file: &File, mut a: &[u8], mut b: &[u8], mut pos: u64) -> std::
 /// Reads exactly `len` bytes at `pos` into a new buffer, without zeroing it first.
 ///
 /// Errors: `UnexpectedEof` when the file ends first; other I/O errors.
-fn read_exact_uninit(file: &File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_exact_uninit(file: &File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf: Vec<u8> = Vec::with_capacity(len);
     while buf.len() < len {
         let at = pos + buf.len() as u64;
@@ -410,6 +418,9 @@ pub(crate) struct SegmentView {
     size: u64,
     /// Where the sparse index says to start scanning for the offset.
     scan_from: u64,
+    /// `(position, first offset)` of the last indexed batch starting at most `max_bytes`
+    /// after `scan_from`.
+    cut: Option<(u64, i64)>,
     verified_upto: Arc<AtomicU64>,
 }
 
@@ -454,6 +465,42 @@ impl SegmentView {
             pos += header.total_len() as u64;
         }
         Ok(None)
+    }
+
+    /// Whole batches from the one holding `offset` (or the first after it), up to `max_bytes`
+    /// but at least that first batch, as a range of the file to send as is (no copy into
+    /// memory), when every byte of it passed its CRC check in this process; otherwise read
+    /// and checked now, as [`SegmentView::read`]. `None` when the segment has no batch at or
+    /// after `offset`. The range ends at the segment's end or at an indexed batch boundary,
+    /// so it may stop up to one index interval (`index.interval.bytes`) short of `max_bytes`.
+    pub(crate) fn slice(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Option<crate::partition_log::Records>, LogError> {
+        use crate::partition_log::{FileSlice, Records};
+        let offset = offset.max(self.base_offset);
+        let Some(first) = self.locate(offset)? else {
+            return Ok(None);
+        };
+        let start = first.position;
+        let first_end = start + first.header.total_len() as u64;
+        let limit = start.saturating_add(max_bytes as u64);
+        let (end, end_offset) = match self.cut {
+            _ if self.size <= limit => (self.size, self.next_offset),
+            Some((pos, at)) if pos >= first_end && pos <= limit => (pos, at),
+            _ => (first_end, first.header.last_offset() + 1),
+        };
+        if end > self.verified_upto.load(Ordering::Relaxed) {
+            return Ok(self.read(offset, max_bytes)?.map(Records::Bytes));
+        }
+        Ok(Some(Records::File(FileSlice {
+            file: Arc::clone(&self.file),
+            position: start,
+            len: (end - start) as usize,
+            first_offset: first.header.base_offset,
+            end_offset,
+        })))
     }
 
     /// Whole batches from the one holding `offset` (or the first after it), up to

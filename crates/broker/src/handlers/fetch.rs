@@ -4,10 +4,15 @@
 //! `min_bytes` are available, woken by appends. It respects `max_bytes` and
 //! `partition_max_bytes` but always returns at least one whole batch per partition so a large
 //! batch never stalls a consumer (KIP-74). `records` is never null (librdkafka rejects -1).
+//!
+//! Zero copy: batches already CRC-checked in this process are not read into memory; the
+//! response carries their file ranges, which the connection's writer sends with `sendfile`
+//! (see [`respond`]). Such a range ends at an indexed batch boundary, so a partition's
+//! answer may hold up to one `index.interval.bytes` less than `partition_max_bytes` allows.
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -19,9 +24,9 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
-use shoal_log::{LogError, PartitionLog};
+use shoal_log::{FileSlice, LogError, PartitionLog, Records};
 
-use super::{code, RequestContext};
+use super::{code, Outcome, Part, RequestContext};
 use crate::broker::Broker;
 
 struct Slot {
@@ -31,12 +36,15 @@ struct Slot {
     max_bytes: i32,
 }
 
+/// Reads every requested partition: its answer, and the file range to send as its records
+/// when they are served straight from a segment file (the answer's `records` are then empty
+/// until [`respond`] puts them in place).
 fn read_all(
     broker: &Broker,
     req: &FetchRequest,
     slots: &[Slot],
     names: &[String],
-) -> (Vec<PartitionData>, usize) {
+) -> (Vec<(PartitionData, Option<FileSlice>)>, usize) {
     let mut remaining = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
     let mut total = 0usize;
     let mut out = Vec::with_capacity(slots.len());
@@ -51,7 +59,7 @@ fn read_all(
             .get(s.topic_index)
             .and_then(|n| broker.topics.partition(n, s.partition))
         else {
-            out.push(base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION));
+            out.push((base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION), None));
             continue;
         };
         let limit = usize::try_from(s.max_bytes).unwrap_or(0).min(remaining);
@@ -67,17 +75,20 @@ fn read_all(
             .with_last_stable_offset(hw)
             .with_log_start_offset(lso);
         let Some(plan) = plan else {
-            out.push(base);
+            out.push((base, None));
             continue;
         };
-        match plan.and_then(|plan| plan.read()) {
-            Ok(r) => {
-                total += r.records.len();
-                remaining = remaining.saturating_sub(r.records.len());
-                out.push(base.with_records(Some(r.records)));
+        match plan.and_then(|plan| plan.read_zero_copy()) {
+            Ok(records) => {
+                total += records.len();
+                remaining = remaining.saturating_sub(records.len());
+                out.push(match records {
+                    Records::Bytes(b) => (base.with_records(Some(b)), None),
+                    Records::File(f) => (base, Some(f)),
+                });
             }
             Err(LogError::OffsetOutOfRange { .. }) => {
-                out.push(base.with_error_code(code::OFFSET_OUT_OF_RANGE))
+                out.push((base.with_error_code(code::OFFSET_OUT_OF_RANGE), None))
             }
             Err(e @ LogError::Corrupt { .. }) => {
                 if broker.metrics.corrupt_batch(&p.topic, p.index) {
@@ -85,19 +96,25 @@ fn read_all(
                 } else {
                     tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "corrupt batch on disk; not served");
                 }
-                out.push(base.with_error_code(code::CORRUPT_MESSAGE));
+                out.push((base.with_error_code(code::CORRUPT_MESSAGE), None));
             }
             Err(e) => {
                 tracing::error!(topic = %p.topic, partition = p.index, error = %e, "read failed");
-                out.push(base.with_error_code(code::KAFKA_STORAGE_ERROR));
+                out.push((base.with_error_code(code::KAFKA_STORAGE_ERROR), None));
             }
         }
     }
     (out, total)
 }
 
-/// Handles Fetch, waiting for data per `max_wait_ms`/`min_bytes`.
-pub async fn handle(broker: &Broker, _ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+/// Handles Fetch, waiting for data per `max_wait_ms`/`min_bytes`. Returns the response and,
+/// for partitions served straight from segment files, `(sentinel, range)` pairs: the
+/// partition's `records` hold the sentinel, which [`respond`] replaces with the range.
+pub async fn handle(
+    broker: &Broker,
+    _ctx: &RequestContext,
+    req: FetchRequest,
+) -> (FetchResponse, Vec<(Bytes, FileSlice)>) {
     let mut names = Vec::with_capacity(req.topics.len());
     let mut slots = Vec::new();
     for (i, t) in req.topics.iter().enumerate() {
@@ -118,7 +135,7 @@ pub async fn handle(broker: &Broker, _ctx: &RequestContext, req: FetchRequest) -
     let results = loop {
         watch.mark_unchanged();
         let (results, total) = read_all(broker, &req, &slots, &names);
-        let any_error = results.iter().any(|r| r.error_code != code::NONE);
+        let any_error = results.iter().any(|(r, _)| r.error_code != code::NONE);
         if total >= min_bytes.max(1) || any_error || tokio::time::Instant::now() >= deadline {
             break results;
         }
@@ -139,18 +156,175 @@ pub async fn handle(broker: &Broker, _ctx: &RequestContext, req: FetchRequest) -
                 .with_topic_id(t.topic_id)
         })
         .collect();
-    for (slot, data) in slots.iter().zip(results) {
-        if let (Some(name), Some(records)) = (names.get(slot.topic_index), &data.records) {
-            broker.metrics.fetched(name, records);
+    let mut slices = Vec::new();
+    for (slot, (mut data, slice)) in slots.iter().zip(results) {
+        let name = names.get(slot.topic_index);
+        match (slice, name) {
+            (Some(slice), name) => {
+                if let Some(name) = name {
+                    broker.metrics.fetched_range(
+                        name,
+                        slice.len,
+                        slice.end_offset - slice.first_offset,
+                    );
+                }
+                let mark = sentinel(slices.len());
+                data = data.with_records(Some(mark.clone()));
+                slices.push((mark, slice));
+            }
+            (None, Some(name)) => {
+                if let Some(records) = &data.records {
+                    broker.metrics.fetched(name, records);
+                }
+            }
+            (None, None) => {}
         }
         if let Some(t) = topics.get_mut(slot.topic_index) {
             t.partitions.push(data);
         }
     }
-    FetchResponse::default()
+    let resp = FetchResponse::default()
         .with_error_code(code::NONE)
         .with_session_id(0)
-        .with_responses(topics)
+        .with_responses(topics);
+    (resp, slices)
+}
+
+/// Stands in for the `i`th file range in an encoded response: 16 bytes, a per-process random
+/// prefix and the index, so it cannot be guessed by a client putting it in a record.
+fn sentinel(i: usize) -> Bytes {
+    static NONCE: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    let nonce = NONCE.get_or_init(|| {
+        let id = uuid::Uuid::new_v4();
+        let mut n = [0u8; 8];
+        for (d, s) in n.iter_mut().zip(id.as_bytes()) {
+            *d = *s;
+        }
+        n
+    });
+    let mut b = Vec::with_capacity(16);
+    b.extend_from_slice(nonce);
+    b.extend_from_slice(&(i as u64).to_be_bytes());
+    Bytes::from(b)
+}
+
+/// Encodes a Fetch response whose partitions' records are, in part, file ranges: the
+/// response is encoded with each range's sentinel as its records, then cut around the
+/// sentinels, whose length prefixes are rewritten for the real ranges (an `INT32` before
+/// v12, an unsigned varint of length + 1 from v12, the first flexible version). The writer
+/// sends the pieces in order, the ranges with `sendfile`: stored batches go from the page
+/// cache to the socket without passing through the broker's memory.
+///
+/// Should a sentinel not be found exactly once (it cannot happen unless the encoder
+/// changes), the ranges are read into memory and the response encoded normally.
+pub fn respond(
+    version: i16,
+    correlation_id: i32,
+    resp: FetchResponse,
+    slices: Vec<(Bytes, FileSlice)>,
+) -> Outcome {
+    use kafka_protocol::messages::{ApiKey, ResponseKind};
+    let body = ResponseKind::Fetch(resp);
+    let encoded = match super::encode_response(ApiKey::Fetch, version, correlation_id, &body) {
+        Ok(e) => e.freeze(),
+        Err(e) => return Outcome::Close(format!("cannot encode Fetch v{version} response: {e}")),
+    };
+    if slices.is_empty() {
+        return Outcome::Respond(BytesMut::from(&encoded[..]));
+    }
+    let flexible = version >= 12;
+    let mut parts = Vec::with_capacity(slices.len() * 2 + 1);
+    let mut from = 4usize; // past the frame length, rewritten below
+    let mut total = 0usize;
+    let mut ok = true;
+    for (mark, slice) in &slices {
+        let Some(at) = encoded
+            .get(from..)
+            .and_then(|rest| memchr::memmem::find(rest, mark))
+            .map(|i| from + i)
+        else {
+            ok = false;
+            break;
+        };
+        let prefix_len = if flexible { 1 } else { 4 };
+        let Some(head) = at.checked_sub(prefix_len).filter(|&h| h >= from) else {
+            ok = false;
+            break;
+        };
+        let piece = encoded.slice(from..head);
+        total += piece.len();
+        parts.push(Part::Bytes(piece));
+        let mut len_field = BytesMut::new();
+        if flexible {
+            let mut v = slice.len as u64 + 1;
+            while v >= 0x80 {
+                len_field.extend_from_slice(&[(v as u8 & 0x7f) | 0x80]);
+                v >>= 7;
+            }
+            len_field.extend_from_slice(&[v as u8]);
+        } else {
+            len_field.extend_from_slice(&(slice.len as i32).to_be_bytes());
+        }
+        total += len_field.len() + slice.len;
+        parts.push(Part::Bytes(len_field.freeze()));
+        parts.push(Part::File(slice.clone()));
+        from = at + mark.len();
+    }
+    let once = slices
+        .iter()
+        .all(|(mark, _)| memchr::memmem::find_iter(&encoded, mark.as_ref()).count() == 1);
+    if !ok || !once {
+        tracing::warn!("Fetch response sentinel not found once; sending the records from memory");
+        return respond_from_memory(version, correlation_id, body, &slices);
+    }
+    let tail = encoded.slice(from..);
+    total += tail.len();
+    parts.push(Part::Bytes(tail));
+    let Ok(frame_len) = i32::try_from(total) else {
+        return Outcome::Close("Fetch response larger than 2 GiB".into());
+    };
+    parts.insert(
+        0,
+        Part::Bytes(Bytes::copy_from_slice(&frame_len.to_be_bytes())),
+    );
+    Outcome::RespondParts(parts)
+}
+
+/// The fallback of [`respond`]: reads the ranges and encodes them as ordinary records.
+fn respond_from_memory(
+    version: i16,
+    correlation_id: i32,
+    body: kafka_protocol::messages::ResponseKind,
+    slices: &[(Bytes, FileSlice)],
+) -> Outcome {
+    use kafka_protocol::messages::{ApiKey, ResponseKind};
+    let ResponseKind::Fetch(mut resp) = body else {
+        return Outcome::Close("not a Fetch response".into());
+    };
+    for t in &mut resp.responses {
+        for p in &mut t.partitions {
+            let Some(records) = &p.records else { continue };
+            if let Some((_, slice)) = slices.iter().find(|(m, _)| m == records) {
+                match slice.read_to_bytes() {
+                    Ok(b) => p.records = Some(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "read failed");
+                        p.records = Some(Bytes::new());
+                        p.error_code = code::KAFKA_STORAGE_ERROR;
+                    }
+                }
+            }
+        }
+    }
+    match super::encode_response(
+        ApiKey::Fetch,
+        version,
+        correlation_id,
+        &ResponseKind::Fetch(resp),
+    ) {
+        Ok(frame) => Outcome::Respond(frame),
+        Err(e) => Outcome::Close(format!("cannot encode Fetch v{version} response: {e}")),
+    }
 }
 
 /// ListOffsets: -2 earliest (`log_start_offset`), -1 latest (`log_end_offset`), -3 the batch

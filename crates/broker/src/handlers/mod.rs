@@ -25,10 +25,20 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use crate::broker::Broker;
 use crate::server::ConnInfo;
 
+/// A piece of a response frame.
+#[derive(Debug)]
+pub enum Part {
+    Bytes(Bytes),
+    /// Stored batches, sent from their segment file (`sendfile`).
+    File(shoal_log::FileSlice),
+}
+
 /// What the connection does after a request.
 pub enum Outcome {
     /// Write this frame (length prefix included).
     Respond(BytesMut),
+    /// Write these pieces, in order: one frame (length prefix included).
+    RespondParts(Vec<Part>),
     /// Produce with acks=0: nothing to write.
     NoResponse,
     /// Close the connection (malformed or unsupported request).
@@ -43,6 +53,7 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Respond(b) => write!(f, "Respond({} bytes)", b.len()),
+            Outcome::RespondParts(p) => write!(f, "RespondParts({} parts)", p.len()),
             Outcome::NoResponse => f.write_str("NoResponse"),
             Outcome::Close(r) => write!(f, "Close({r})"),
             Outcome::Deferred(_) => f.write_str("Deferred"),
@@ -182,7 +193,10 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
                 }
             }));
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, &ctx, r).await),
+        RequestKind::Fetch(r) => {
+            let (resp, slices) = fetch::handle(broker, &ctx, r).await;
+            return fetch::respond(version, correlation_id, resp, slices);
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r))
         }
