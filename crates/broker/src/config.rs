@@ -69,6 +69,12 @@ pub struct BrokerConfig {
     pub log_flush_interval_messages: i64,
     /// `log.flush.interval.ms`: fsync dirty logs at least this often (default: never).
     pub log_flush_interval_ms: i64,
+    /// Shoal's `log.flush.writeback.bytes`: start a background fsync of a partition each time
+    /// this many more bytes are appended without one (write-behind, like RocksDB's
+    /// `bytes_per_sync`), so acks=0/1 traffic never builds a backlog of dirty pages that the
+    /// kernel later flushes in one burst, stalling every writer. Acknowledgements do not wait
+    /// for it. Default 8 MiB; 0 or less turns it off (Kafka's behaviour).
+    pub log_flush_writeback_bytes: i64,
     /// `group.initial.rebalance.delay.ms` (default 3000).
     pub group_initial_rebalance_delay_ms: i64,
     /// `group.min.session.timeout.ms` (default 6000).
@@ -133,6 +139,7 @@ impl Default for BrokerConfig {
             log_index_interval_bytes: 4096,
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
+            log_flush_writeback_bytes: 8 << 20,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -205,6 +212,7 @@ impl BrokerConfig {
             "log.index.interval.bytes" => self.log_index_interval_bytes = parse(key, value)?,
             "log.flush.interval.messages" => self.log_flush_interval_messages = parse(key, value)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,
+            "log.flush.writeback.bytes" => self.log_flush_writeback_bytes = parse(key, value)?,
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = parse(key, value)?
             }

@@ -29,6 +29,13 @@ impl Flusher {
         Self { tx }
     }
 
+    /// Asks for an fsync of `partitions` without waiting for it (write-behind: keeps the page
+    /// cache's backlog of unwritten data small under acks=0/1).
+    pub fn sync_in_background(&self, partitions: Vec<Arc<Partition>>) {
+        let (tx, _) = oneshot::channel();
+        let _ = self.tx.send((partitions, tx));
+    }
+
     /// Resolves once every batch appended to `partitions` before this call is on disk.
     ///
     /// Errors: a message when the fsync failed (the partition is now poisoned) or the flusher
@@ -69,7 +76,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>, metrics: Arc<crate::metric
                 .into_iter()
                 .map(|(p, t)| {
                     let r = t.file.sync_data();
-                    (p, t.upto_offset, r)
+                    (p, t.upto_offset, t.upto_bytes, r)
                 })
                 .collect::<Vec<_>>()
         })
@@ -82,9 +89,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Waiter>, metrics: Arc<crate::metric
             continue;
         };
         let mut failed: Vec<Arc<Partition>> = Vec::new();
-        for (p, upto, r) in results {
+        for (p, upto, upto_bytes, r) in results {
             let mut log = p.log();
-            if shoal_log::PartitionLog::sync_done(&mut *log, upto, r).is_err() {
+            if shoal_log::PartitionLog::sync_done(&mut *log, upto, upto_bytes, r).is_err() {
                 failed.push(Arc::clone(&p));
             }
         }

@@ -265,7 +265,7 @@ impl TopicManager {
         meta.append(&batch, now_ms())?;
         if let Some(target) = meta.sync_target() {
             let res = target.file.sync_data();
-            meta.sync_done(target.upto_offset, res)?;
+            meta.sync_done(target.upto_offset, target.upto_bytes, res)?;
         }
         Ok(())
     }

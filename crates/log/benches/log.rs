@@ -116,7 +116,8 @@ fn append_fsync(c: &mut Criterion) {
             }
             let target = log.sync_target().unwrap();
             let result = target.file.sync_data();
-            log.sync_done(target.upto_offset, result).unwrap();
+            log.sync_done(target.upto_offset, target.upto_bytes, result)
+                .unwrap();
             log.enforce_retention(0).unwrap();
         })
     });

@@ -74,6 +74,8 @@ pub struct SyncTarget {
     pub file: Arc<File>,
     /// Every offset below this is durable once `file.sync_data()` returns.
     pub upto_offset: i64,
+    /// The log's appended-bytes count at that point (see [`LocalLog::unflushed_bytes`]).
+    pub upto_bytes: u64,
 }
 
 /// The storage interface a partition exposes to the broker.
@@ -106,7 +108,12 @@ pub trait PartitionLog: Send {
     ///
     /// Errors: the fsync's error, or `Poisoned` when the log already is (a success after a
     /// failure does not make anything durable).
-    fn sync_done(&mut self, upto_offset: i64, result: std::io::Result<()>) -> Result<(), LogError>;
+    fn sync_done(
+        &mut self,
+        upto_offset: i64,
+        upto_bytes: u64,
+        result: std::io::Result<()>,
+    ) -> Result<(), LogError>;
     /// Offsets below this are on disk.
     fn synced_offset(&self) -> i64;
     /// Deletes sealed segments beyond retention; returns how many were deleted.
@@ -123,6 +130,9 @@ pub struct LocalLog {
     pub(crate) segments: BTreeMap<i64, Segment>,
     producers: ProducerStateTable,
     synced_offset: i64,
+    /// Bytes appended since the log was opened, and how many of them are known on disk.
+    appended_bytes: u64,
+    synced_bytes: u64,
     poisoned: bool,
 }
 
@@ -169,6 +179,8 @@ impl LocalLog {
             segments,
             producers: ProducerStateTable::default(),
             synced_offset: 0,
+            appended_bytes: 0,
+            synced_bytes: 0,
             poisoned: false,
         };
         log.synced_offset = log.log_end_offset();
@@ -194,6 +206,11 @@ impl LocalLog {
             }
         }
         Ok(())
+    }
+
+    /// Bytes appended (since the log was opened) that no completed fsync covers yet.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.appended_bytes.saturating_sub(self.synced_bytes)
     }
 
     /// Directory holding this log's segments.
@@ -408,6 +425,7 @@ impl PartitionLog for LocalLog {
             return Err(e);
         }
         self.producers.record(&header);
+        self.appended_bytes += batch.len() as u64;
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
@@ -472,10 +490,16 @@ impl PartitionLog for LocalLog {
         Some(SyncTarget {
             file: Arc::clone(&active.file),
             upto_offset: end,
+            upto_bytes: self.appended_bytes,
         })
     }
 
-    fn sync_done(&mut self, upto_offset: i64, result: std::io::Result<()>) -> Result<(), LogError> {
+    fn sync_done(
+        &mut self,
+        upto_offset: i64,
+        upto_bytes: u64,
+        result: std::io::Result<()>,
+    ) -> Result<(), LogError> {
         if self.poisoned {
             // After a failed write or fsync a later fsync's success proves nothing (Linux
             // reports a writeback error once, and may have dropped the pages): whoever waits
@@ -485,6 +509,7 @@ impl PartitionLog for LocalLog {
         match result {
             Ok(()) => {
                 self.synced_offset = self.synced_offset.max(upto_offset);
+                self.synced_bytes = self.synced_bytes.max(upto_bytes);
                 Ok(())
             }
             Err(e) => {

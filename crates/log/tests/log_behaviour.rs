@@ -293,7 +293,11 @@ fn a_failed_fsync_poisons_the_log_and_refuses_appends() {
     log.append(&plain(1, 1), 2_000).unwrap();
     let target = log.sync_target().expect("dirty log needs a sync");
     assert!(log
-        .sync_done(target.upto_offset, Err(std::io::Error::other("EIO")))
+        .sync_done(
+            target.upto_offset,
+            target.upto_bytes,
+            Err(std::io::Error::other("EIO"))
+        )
         .is_err());
     assert!(matches!(
         log.append(&plain(1, 1), 2_000),
@@ -302,7 +306,7 @@ fn a_failed_fsync_poisons_the_log_and_refuses_appends() {
     // A later fsync that "succeeds" proves nothing: Linux reports a writeback error once and
     // may have dropped the dirty pages, so nothing becomes durable after a failure.
     assert!(matches!(
-        log.sync_done(target.upto_offset, Ok(())),
+        log.sync_done(target.upto_offset, target.upto_bytes, Ok(())),
         Err(LogError::Poisoned)
     ));
     assert_eq!(log.synced_offset(), 0);
@@ -322,7 +326,7 @@ fn sync_target_covers_every_append_and_clears_after_sync() {
     let t = log.sync_target().unwrap();
     assert_eq!(t.upto_offset, 2);
     let r = t.file.sync_data();
-    log.sync_done(t.upto_offset, r).unwrap();
+    log.sync_done(t.upto_offset, t.upto_bytes, r).unwrap();
     assert_eq!(log.synced_offset(), 2);
     assert!(log.sync_target().is_none());
 }

@@ -160,3 +160,44 @@ fn pipelined_idempotent_produce_keeps_order_with_acks_all() {
         "{served}"
     );
 }
+
+/// Group commits the broker has run so far (`shoal_log_flush_duration_seconds_count`).
+fn flushes(broker: &Shoal) -> u64 {
+    let (_, metrics) = common::http_get(broker, "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_log_flush_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn acks_1_traffic_is_flushed_behind_every_log_flush_writeback_bytes() {
+    // 4 MB with acks=1 and no group commits: only write-behind fsyncs can happen.
+    let records: Vec<(String, String)> = (0..4000)
+        .map(|i| (format!("k{i}"), "v".repeat(1000)))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut counts = Vec::new();
+    for setting in [
+        "log.flush.writeback.bytes=1048576",
+        "log.flush.writeback.bytes=0",
+    ] {
+        let broker = Shoal::start(&dir.path().join(setting), &[setting]);
+        create_topic(&broker, "behind", 1);
+        produce(&broker, "behind", &records, &[("acks", "1")]);
+        // The last background fsync may still be running.
+        if setting.ends_with("=0") {
+            std::thread::sleep(Duration::from_millis(300));
+        } else {
+            common::wait_until(Duration::from_secs(5), || flushes(&broker) >= 2);
+        }
+        counts.push(flushes(&broker));
+    }
+    // Four requests (one per MiB); those that arrive while an fsync runs share the next.
+    assert!(
+        counts[0] >= 2,
+        "background fsyncs while producing: {counts:?}"
+    );
+    assert_eq!(counts[1], 0, "none when turned off (Kafka's behaviour)");
+}

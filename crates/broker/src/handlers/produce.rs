@@ -47,6 +47,8 @@ struct Appended {
     message: Option<String>,
     /// `log.flush.interval.messages` is reached: fsync before answering, whatever the acks.
     flush_due: bool,
+    /// Another `log.flush.writeback.bytes` appended without an fsync: start one, unwaited.
+    writeback_due: bool,
     /// Produce v8+ `record_errors`: `(batch_index, message)` of each rejected record.
     record_errors: Vec<(i32, String)>,
 }
@@ -59,6 +61,7 @@ impl Appended {
             log_start_offset: -1,
             message,
             flush_due: false,
+            writeback_due: false,
             record_errors: Vec::new(),
         }
     }
@@ -139,6 +142,11 @@ fn append_one(
         }
     };
     let unflushed = log.log_end_offset() - log.synced_offset();
+    // Each time the unflushed bytes cross another multiple of the threshold: at most one
+    // background fsync per threshold's worth of appends.
+    let step = u64::try_from(broker.config.log_flush_writeback_bytes).unwrap_or(0);
+    let dirty = log.unflushed_bytes();
+    let writeback_due = step > 0 && dirty / step > dirty.saturating_sub(slice.len() as u64) / step;
     broker.metrics.appended(
         &partition.topic,
         slice.len(),
@@ -150,6 +158,7 @@ fn append_one(
         log_start_offset: log.log_start_offset(),
         message: None,
         flush_due: unflushed >= broker.config.log_flush_interval_messages,
+        writeback_due,
         record_errors: Vec::new(),
     }
 }
@@ -180,6 +189,7 @@ pub async fn handle(
 pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> PendingProduce {
     let acks = req.acks;
     let mut to_sync: Vec<Arc<Partition>> = Vec::new();
+    let mut writeback: Vec<Arc<Partition>> = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
     for topic in req.topic_data {
@@ -223,6 +233,8 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
                         appended_any = true;
                         if acks == -1 || r.flush_due {
                             to_sync.push(Arc::clone(p));
+                        } else if r.writeback_due {
+                            writeback.push(Arc::clone(p));
                         }
                     }
                     r
@@ -236,6 +248,9 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
     }
     if appended_any {
         broker.notify_appended();
+    }
+    if !writeback.is_empty() {
+        broker.flusher.sync_in_background(writeback);
     }
     PendingProduce {
         acks,
