@@ -226,12 +226,10 @@ pub fn respond(
     use kafka_protocol::messages::{ApiKey, ResponseKind};
     let body = ResponseKind::Fetch(resp);
     let encoded = match super::encode_response(ApiKey::Fetch, version, correlation_id, &body) {
+        Ok(e) if slices.is_empty() => return Outcome::Respond(e),
         Ok(e) => e.freeze(),
         Err(e) => return Outcome::Close(format!("cannot encode Fetch v{version} response: {e}")),
     };
-    if slices.is_empty() {
-        return Outcome::Respond(BytesMut::from(&encoded[..]));
-    }
     let flexible = version >= 12;
     let mut parts = Vec::with_capacity(slices.len() * 2 + 1);
     let mut from = 4usize; // past the frame length, rewritten below
