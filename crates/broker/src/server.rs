@@ -16,8 +16,9 @@
 //! that arrive, not with the length claimed.
 //!
 //! Frames are read into one buffer per connection and split off it without copying; a
-//! Produce's batches are written to the log straight from that buffer. Shutdown stops accepting and lets in-flight
-//! requests finish.
+//! Produce's batches are written to the log straight from that buffer. A Fetch answer may
+//! come in parts, stored batches among them as file ranges, which the writer sends with
+//! `sendfile`. Shutdown stops accepting and lets in-flight requests finish.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
