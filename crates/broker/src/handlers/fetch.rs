@@ -231,60 +231,64 @@ pub fn respond(
         Err(e) => return Outcome::Close(format!("cannot encode Fetch v{version} response: {e}")),
     };
     let flexible = version >= 12;
-    let mut parts = Vec::with_capacity(slices.len() * 2 + 1);
-    let mut from = 4usize; // past the frame length, rewritten below
-    let mut total = 0usize;
-    let mut ok = true;
-    for (mark, slice) in &slices {
-        let Some(at) = encoded
-            .get(from..)
-            .and_then(|rest| memchr::memmem::find(rest, mark))
-            .map(|i| from + i)
-        else {
-            ok = false;
-            break;
-        };
-        let prefix_len = if flexible { 1 } else { 4 };
-        let Some(head) = at.checked_sub(prefix_len).filter(|&h| h >= from) else {
-            ok = false;
-            break;
-        };
-        let piece = encoded.slice(from..head);
-        total += piece.len();
-        parts.push(Part::Bytes(piece));
-        let mut len_field = BytesMut::new();
+    // The encoded length prefix of a sentinel's records (16 bytes).
+    let mark_prefix: &[u8] = if flexible { &[17] } else { &[0, 0, 0, 16] };
+    // A records length prefix: INT32 before v12, unsigned varint of length + 1 from v12.
+    let len_field = |len: usize| -> BytesMut {
+        let mut b = BytesMut::with_capacity(5);
         if flexible {
-            let mut v = slice.len as u64 + 1;
+            let mut v = len as u64 + 1;
             while v >= 0x80 {
-                len_field.extend_from_slice(&[(v as u8 & 0x7f) | 0x80]);
+                b.extend_from_slice(&[(v as u8 & 0x7f) | 0x80]);
                 v >>= 7;
             }
-            len_field.extend_from_slice(&[v as u8]);
+            b.extend_from_slice(&[v as u8]);
         } else {
-            len_field.extend_from_slice(&(slice.len as i32).to_be_bytes());
+            b.extend_from_slice(&(len as i32).to_be_bytes());
         }
-        total += len_field.len() + slice.len;
-        parts.push(Part::Bytes(len_field.freeze()));
+        b
+    };
+    // The frame length counts everything after itself: the encoded response with each
+    // sentinel (and its prefix) replaced by the range (and its prefix).
+    let frame_len = slices.iter().fold(encoded.len() - 4, |n, (mark, slice)| {
+        n - mark_prefix.len() - mark.len() + len_field(slice.len).len() + slice.len
+    });
+    let Ok(frame_len) = i32::try_from(frame_len) else {
+        return Outcome::Close("Fetch response larger than 2 GiB".into());
+    };
+    // The bytes before each file range are gathered into one buffer, so the writer makes one
+    // write per stretch (no small packets with TCP_NODELAY).
+    let mut parts = Vec::with_capacity(slices.len() * 2 + 1);
+    let mut head = BytesMut::with_capacity(256);
+    head.extend_from_slice(&frame_len.to_be_bytes());
+    let mut from = 4usize; // past the encoded frame length
+    let mut found = true;
+    for (mark, slice) in &slices {
+        let at = encoded
+            .get(from..)
+            .and_then(|rest| memchr::memmem::find(rest, mark))
+            .map(|i| from + i);
+        let Some((at, start)) = at.and_then(|at| {
+            let start = at.checked_sub(mark_prefix.len()).filter(|&h| h >= from)?;
+            (encoded.get(start..at) == Some(mark_prefix)).then_some((at, start))
+        }) else {
+            found = false;
+            break;
+        };
+        head.extend_from_slice(encoded.get(from..start).unwrap_or_default());
+        head.extend_from_slice(&len_field(slice.len));
+        parts.push(Part::Bytes(head.split().freeze()));
         parts.push(Part::File(slice.clone()));
         from = at + mark.len();
     }
     let once = slices
         .iter()
         .all(|(mark, _)| memchr::memmem::find_iter(&encoded, mark.as_ref()).count() == 1);
-    if !ok || !once {
+    if !found || !once {
         tracing::warn!("Fetch response sentinel not found once; sending the records from memory");
         return respond_from_memory(version, correlation_id, body, &slices);
     }
-    let tail = encoded.slice(from..);
-    total += tail.len();
-    parts.push(Part::Bytes(tail));
-    let Ok(frame_len) = i32::try_from(total) else {
-        return Outcome::Close("Fetch response larger than 2 GiB".into());
-    };
-    parts.insert(
-        0,
-        Part::Bytes(Bytes::copy_from_slice(&frame_len.to_be_bytes())),
-    );
+    parts.push(Part::Bytes(encoded.slice(from..)));
     Outcome::RespondParts(parts)
 }
 
@@ -416,4 +420,98 @@ pub fn offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use bytes::{Buf, Bytes};
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader, TopicName};
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    use shoal_log::FileSlice;
+
+    use super::{respond, sentinel, Outcome, Part};
+
+    /// The frame the writer would send: byte parts as they are, file ranges read from the file.
+    fn assemble(outcome: Outcome) -> Vec<u8> {
+        let Outcome::RespondParts(parts) = outcome else {
+            panic!("expected parts, got {outcome:?}");
+        };
+        let mut out = Vec::new();
+        for p in parts {
+            match p {
+                Part::Bytes(b) => out.extend_from_slice(&b),
+                Part::File(f) => out.extend_from_slice(&f.read_to_bytes().unwrap()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn file_ranges_are_spliced_into_a_frame_clients_decode_in_every_version() {
+        let mut file = tempfile::tempfile().unwrap();
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_all(&content).unwrap();
+        let file = Arc::new(file);
+        // 200 000 bytes: a varint length of three bytes from v12 on.
+        let ranges = [(10u64, 200_000usize), (250_000, 77)];
+        for version in [4i16, 11, 12] {
+            let mut slices = Vec::new();
+            let mut partitions = Vec::new();
+            for (i, (position, len)) in ranges.iter().enumerate() {
+                let mark = sentinel(i);
+                partitions.push(
+                    PartitionData::default()
+                        .with_partition_index(i as i32)
+                        .with_high_watermark(1000)
+                        .with_records(Some(mark.clone())),
+                );
+                slices.push((
+                    mark,
+                    FileSlice {
+                        file: Arc::clone(&file),
+                        position: *position,
+                        len: *len,
+                        first_offset: 0,
+                        end_offset: 1,
+                    },
+                ));
+            }
+            // A third partition answered from memory, between nothing and the end.
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(2)
+                    .with_records(Some(Bytes::from_static(b"in-memory"))),
+            );
+            let resp =
+                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(partitions)]);
+            let frame = assemble(respond(version, 42, resp, slices));
+            let mut buf = Bytes::from(frame);
+            let len = buf.get_i32() as usize;
+            assert_eq!(len, buf.len(), "v{version}: frame length");
+            let header =
+                ResponseHeader::decode(&mut buf, ApiKey::Fetch.response_header_version(version))
+                    .unwrap();
+            assert_eq!(header.correlation_id, 42);
+            let decoded = FetchResponse::decode(&mut buf, version).unwrap();
+            assert!(!buf.has_remaining(), "v{version}: nothing left over");
+            let parts = &decoded.responses[0].partitions;
+            for (i, (position, len)) in ranges.iter().enumerate() {
+                let want = &content[*position as usize..*position as usize + len];
+                assert_eq!(
+                    parts[i].records.as_deref(),
+                    Some(want),
+                    "v{version} partition {i}"
+                );
+                assert_eq!(parts[i].high_watermark, 1000);
+            }
+            assert_eq!(parts[2].records.as_deref(), Some(&b"in-memory"[..]));
+        }
+    }
 }
