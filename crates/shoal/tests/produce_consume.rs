@@ -173,31 +173,29 @@ fn flushes(broker: &Shoal) -> u64 {
 
 #[test]
 fn acks_1_traffic_is_flushed_behind_every_log_flush_writeback_bytes() {
-    // 4 MB with acks=1 and no group commits: only write-behind fsyncs can happen.
-    let records: Vec<(String, String)> = (0..4000)
+    // acks=1 and no group commits: only write-behind fsyncs can happen. Each step appends
+    // 1.5 MB, so with a 1 MiB threshold every step crosses one more multiple of it.
+    let step: Vec<(String, String)> = (0..1500)
         .map(|i| (format!("k{i}"), "v".repeat(1000)))
         .collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut counts = Vec::new();
-    for setting in [
-        "log.flush.writeback.bytes=1048576",
-        "log.flush.writeback.bytes=0",
-    ] {
-        let broker = Shoal::start(&dir.path().join(setting), &[setting]);
-        create_topic(&broker, "behind", 1);
-        produce(&broker, "behind", &records, &[("acks", "1")]);
-        // The last background fsync may still be running.
-        if setting.ends_with("=0") {
-            std::thread::sleep(Duration::from_millis(300));
-        } else {
-            common::wait_until(Duration::from_secs(5), || flushes(&broker) >= 2);
-        }
-        counts.push(flushes(&broker));
-    }
-    // Four requests (one per MiB); those that arrive while an fsync runs share the next.
-    assert!(
-        counts[0] >= 2,
-        "background fsyncs while producing: {counts:?}"
+    let on = Shoal::start(
+        &dir.path().join("on"),
+        &["log.flush.writeback.bytes=1048576"],
     );
-    assert_eq!(counts[1], 0, "none when turned off (Kafka's behaviour)");
+    let off = Shoal::start(&dir.path().join("off"), &["log.flush.writeback.bytes=0"]);
+    for broker in [&on, &off] {
+        create_topic(broker, "behind", 1);
+    }
+    for round in 1..=2u64 {
+        produce(&on, "behind", &step, &[("acks", "1")]);
+        assert!(
+            common::wait_until(Duration::from_secs(10), || flushes(&on) >= round),
+            "a background fsync after {round} step(s): {} so far",
+            flushes(&on)
+        );
+        produce(&off, "behind", &step, &[("acks", "1")]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(flushes(&off), 0, "none when turned off (Kafka's behaviour)");
 }
