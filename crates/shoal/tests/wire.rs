@@ -351,3 +351,89 @@ fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms() {
         assert_eq!(r.brokers.len(), 1);
     }
 }
+
+/// `segment.bytes` is an INT in Kafka with `atLeast(14)`: CreateTopics and
+/// IncrementalAlterConfigs answer INVALID_CONFIG (40) with Kafka's message for values outside
+/// it, and a broker given `log.segment.bytes` outside it refuses to start.
+#[test]
+fn segment_bytes_outside_kafkas_int_range_is_refused_with_invalid_config() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    let admin: AdminClient<DefaultClientContext> = broker.client().create().expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for (i, bad) in ["2147483648", "13"].iter().enumerate() {
+        let name = format!("too-big-{i}");
+        let topic = NewTopic::new(&name, 1, TopicReplication::Fixed(1)).set("segment.bytes", bad);
+        let res = rt
+            .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+            .expect("create_topics request");
+        assert!(
+            matches!(res.as_slice(), [Err((t, RDKafkaErrorCode::InvalidConfig))] if *t == name),
+            "segment.bytes={bad}: {res:?}"
+        );
+    }
+    let topic =
+        NewTopic::new("sized", 1, TopicReplication::Fixed(1)).set("segment.bytes", "2147483647");
+    let res = rt
+        .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+        .expect("create_topics request");
+    assert!(matches!(res.as_slice(), [Ok(_)]), "{res:?}");
+
+    let mut s = connect(&broker);
+    let alter = |s: &mut TcpStream, value: &str| -> (i16, String) {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sized"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.bytes"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(value.to_string())))]),
+        ]);
+        let resp: IncrementalAlterConfigsResponse =
+            request(s, ApiKey::IncrementalAlterConfigs, 1, &req);
+        let r = &resp.responses[0];
+        (
+            r.error_code,
+            r.error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    };
+    let (code, message) = alter(&mut s, "4294967296");
+    assert_eq!(code, 40, "{message}");
+    assert!(
+        message.contains("Invalid value 4294967296 for configuration segment.bytes"),
+        "{message}"
+    );
+    let (code, message) = alter(&mut s, "0");
+    assert_eq!(code, 40, "{message}");
+    assert!(message.contains("Value must be at least 14"), "{message}");
+    assert_eq!(alter(&mut s, "1048576").0, 0);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("other"))
+        .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--set", "log.segment.bytes=4294967296"])
+        .output()
+        .expect("run shoal");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a 4 GiB segment.bytes");
+    assert!(
+        stderr.contains("log.segment.bytes") && stderr.contains("Not a number of type INT"),
+        "{stderr}"
+    );
+}
