@@ -103,10 +103,18 @@ impl TopicCatalog for CatalogSnapshot {
     }
 }
 
+/// Commands that may wait for the coordinator task. A connection has at most one group
+/// request outstanding (only Produce is pipelined), so the queue holds about one command per
+/// busy connection; 1024 absorbs a burst from that many at once (a command takes the task
+/// microseconds) while bounding memory (a JoinGroup or ConsumerGroupHeartbeat carries a
+/// snapshot of the topic catalog). When it is full, callers wait in `send` (back-pressure to
+/// their connection). Nothing that runs on the coordinator task sends to it.
+pub const COMMAND_QUEUE: usize = 1024;
+
 /// Cheap, cloneable handle the handlers use.
 #[derive(Debug, Clone)]
 pub struct CoordinatorHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Command>,
 }
 
 /// Error when the coordinator task is gone (broker shutting down).
@@ -117,7 +125,7 @@ fn gone<T>(_: T) -> GroupError {
 impl CoordinatorHandle {
     async fn call<T>(&self, make: impl FnOnce(Tx<T>) -> Command) -> Result<T, GroupError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).map_err(gone)?;
+        self.tx.send(make(tx)).await.map_err(gone)?;
         rx.await.map_err(gone)
     }
 
@@ -282,7 +290,7 @@ pub fn start(
 ) -> anyhow::Result<CoordinatorHandle> {
     let now = now_ms();
     let (core, start_out) = load(config, &offsets, now)?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let mut rt = Runtime {
         core,
         offsets,
@@ -336,7 +344,7 @@ fn load(
 }
 
 impl Runtime {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut retention_tick = tokio::time::interval(Duration::from_millis(
             self.retention_check_ms.max(1000) as u64,
         ));
