@@ -95,7 +95,9 @@ impl Broker {
 }
 
 /// Binds the Kafka listener and the admin HTTP listener, calls `on_ready` with both bound
-/// addresses `(kafka, http)`, serves until `shutdown` turns true, then flushes logs.
+/// addresses `(kafka, http)`, serves until `shutdown` turns true, lets open connections
+/// finish their requests (bounded by [`crate::server::SHUTDOWN_DRAIN_TIMEOUT`]), then flushes
+/// logs.
 ///
 /// Errors: an address cannot be bound, or storage cannot be opened.
 pub async fn run(
@@ -166,7 +168,7 @@ pub async fn run(
         });
     }
     crate::server::serve(Arc::clone(&broker), listener, shutdown).await;
-    tracing::info!("shoal broker stopped accepting; syncing logs");
+    tracing::info!("shoal broker: connections closed; syncing logs");
     let parts: Vec<_> = broker
         .topics
         .list()
