@@ -25,6 +25,11 @@ type Waiter = (Vec<Arc<Partition>>, oneshot::Sender<Result<(), String>>);
 /// `MAX_IN_FLIGHT` answers) instead of the queue growing without bound.
 pub const FLUSH_QUEUE: usize = 4096;
 
+/// The fsync the flusher performs on a segment file: `File::sync_data` in the broker
+/// ([`Flusher::start`]). The one seam for injecting storage failures in tests
+/// ([`Flusher::start_with_fsync`]); runs on a blocking thread.
+pub type Fsync = Arc<dyn Fn(&std::fs::File) -> std::io::Result<()> + Send + Sync>;
+
 /// Handle to the group-commit task.
 #[derive(Debug, Clone)]
 pub struct Flusher {
@@ -35,8 +40,13 @@ impl Flusher {
     /// Starts the flusher task on the current runtime; each group commit's duration goes to
     /// `metrics` (`shoal_log_flush_duration_seconds`).
     pub fn start(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self::start_with_fsync(metrics, Arc::new(|f: &std::fs::File| f.sync_data()))
+    }
+
+    /// [`Flusher::start`] with `fsync` in place of `File::sync_data` (tests make it fail).
+    pub fn start_with_fsync(metrics: Arc<crate::metrics::Metrics>, fsync: Fsync) -> Self {
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
-        tokio::spawn(run(rx, metrics));
+        tokio::spawn(run(rx, metrics, fsync));
         Self { tx }
     }
 
@@ -63,7 +73,7 @@ impl Flusher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Waiter>, metrics: Arc<crate::metrics::Metrics>) {
+async fn run(mut rx: mpsc::Receiver<Waiter>, metrics: Arc<crate::metrics::Metrics>, fsync: Fsync) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -85,11 +95,12 @@ async fn run(mut rx: mpsc::Receiver<Waiter>, metrics: Arc<crate::metrics::Metric
             })
             .collect();
         let started = std::time::Instant::now();
+        let fsync = Arc::clone(&fsync);
         let results = tokio::task::spawn_blocking(move || {
             targets
                 .into_iter()
                 .map(|(p, t)| {
-                    let r = t.file.sync_data();
+                    let r = fsync(&t.file);
                     (p, t.upto_offset, t.upto_bytes, r)
                 })
                 .collect::<Vec<_>>()
