@@ -35,7 +35,7 @@ use shoal_group::{
     ClassicCoordinator, CoordinatorConfig, GroupError, OffsetAndMetadata, Output, Record, Reply,
     RequestId, TimerKey,
 };
-use shoal_log::{LogError, PartitionLog};
+use shoal_log::LogError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 

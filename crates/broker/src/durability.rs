@@ -90,7 +90,7 @@ async fn run(mut rx: mpsc::Receiver<Waiter>, metrics: Arc<crate::metrics::Metric
         let targets: Vec<(Arc<Partition>, shoal_log::SyncTarget)> = unique
             .into_iter()
             .filter_map(|p| {
-                let t = shoal_log::PartitionLog::sync_target(&*p.log())?;
+                let t = p.log().sync_target()?;
                 Some((p, t))
             })
             .collect();
@@ -116,7 +116,7 @@ async fn run(mut rx: mpsc::Receiver<Waiter>, metrics: Arc<crate::metrics::Metric
         let mut failed: Vec<Arc<Partition>> = Vec::new();
         for (p, upto, upto_bytes, r) in results {
             let mut log = p.log();
-            if shoal_log::PartitionLog::sync_done(&mut *log, upto, upto_bytes, r).is_err() {
+            if log.sync_done(upto, upto_bytes, r).is_err() {
                 failed.push(Arc::clone(&p));
             }
         }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shoal_group::GroupError;
-use shoal_log::PartitionLog;
 
 use crate::broker::Broker;
 

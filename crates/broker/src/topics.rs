@@ -1,6 +1,8 @@
 //! Topics and partitions: the registry the handlers look partitions up in, persisted as
 //! records in the internal `__shoal_metadata` log (one JSON value per topic, keyed by name; a
-//! tombstone deletes) and replayed at startup. Each partition owns a [`PartitionLog`].
+//! tombstone deletes) and replayed at startup. Each partition owns a [`PartitionLog`], which
+//! is the only way the broker touches storage: [`LocalLog`] is named only where a log is
+//! opened ([`open_log`]), so another backend slots in there.
 //!
 //! Invariants: a topic's partition count only grows; partition directories are
 //! `<data>/<topic>-<partition>` as in Kafka; `__consumer_offsets` is an internal topic with one
@@ -51,18 +53,29 @@ impl Topic {
     }
 }
 
+/// A partition's storage, behind the [`PartitionLog`] boundary.
+pub type Log = Box<dyn PartitionLog>;
+
+/// Opens the log of a partition (or internal log) kept in `dir`: the one place the broker
+/// chooses a storage backend.
+///
+/// Errors: the log cannot be opened or recovered.
+fn open_log(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+    Ok(Box::new(LocalLog::open(dir, config, now_ms())?))
+}
+
 /// One partition: its log and identity.
 #[derive(Debug)]
 pub struct Partition {
     pub topic: String,
     pub index: i32,
-    log: Mutex<LocalLog>,
+    log: Mutex<Log>,
 }
 
 impl Partition {
     /// Locks the partition log. A poisoned mutex (a panic while appending) is recovered: the
     /// log's own invariants are maintained by the storage engine, not by the lock.
-    pub fn log(&self) -> MutexGuard<'_, LocalLog> {
+    pub fn log(&self) -> MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -133,7 +146,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 pub struct TopicManager {
     config: Arc<BrokerConfig>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    meta: Mutex<LocalLog>,
+    meta: Mutex<Log>,
     next_producer_id: Mutex<(i64, i64)>,
 }
 
@@ -147,13 +160,12 @@ impl TopicManager {
     pub fn open(config: Arc<BrokerConfig>) -> Result<Self, TopicError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|e| TopicError::Other(e.to_string()))?;
-        let meta = LocalLog::open(
+        let meta = open_log(
             &data.join(METADATA_DIR),
             LogConfig {
                 retention_ms: -1,
                 ..LogConfig::default()
             },
-            now_ms(),
         )?;
         let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
         let mut next_pid = 0i64;
@@ -240,11 +252,7 @@ impl TopicManager {
         let log_config = self.log_config(&rec.configs);
         let mut partitions = Vec::with_capacity(rec.partitions as usize);
         for p in 0..rec.partitions {
-            let log = LocalLog::open(
-                &self.partition_dir(&rec.name, p),
-                log_config.clone(),
-                now_ms(),
-            )?;
+            let log = open_log(&self.partition_dir(&rec.name, p), log_config.clone())?;
             partitions.push(Arc::new(Partition {
                 topic: rec.name.clone(),
                 index: p,
@@ -454,8 +462,9 @@ impl TopicManager {
         topics.remove(name);
         drop(topics);
         for p in &topic.partitions {
-            let dir: PathBuf = p.log().dir().to_path_buf();
-            remove_dir_logged(&dir);
+            if let Err(e) = p.log().delete() {
+                tracing::warn!(topic = name, partition = p.index, error = %e, "could not remove partition data");
+            }
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.id)
@@ -498,7 +507,7 @@ impl TopicManager {
         let log_config = self.log_config(&rec.configs);
         let mut partitions = old.partitions.clone();
         for p in current..count {
-            let log = LocalLog::open(&self.partition_dir(name, p), log_config.clone(), now_ms())?;
+            let log = open_log(&self.partition_dir(name, p), log_config.clone())?;
             partitions.push(Arc::new(Partition {
                 topic: name.to_string(),
                 index: p,
@@ -597,11 +606,5 @@ fn clone_topic_shell(t: &Topic) -> Topic {
         partitions: Vec::new(),
         configs: t.configs.clone(),
         internal: t.internal,
-    }
-}
-
-fn remove_dir_logged(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
     }
 }

@@ -12,7 +12,6 @@ use shoal_broker::topics::CONSUMER_OFFSETS;
 use shoal_broker::{Broker, BrokerConfig};
 use shoal_group::classic::{CommitPartition, CommitRequest};
 use shoal_group::GroupError;
-use shoal_log::PartitionLog;
 
 fn commit(offset: i64) -> CommitRequest {
     CommitRequest {

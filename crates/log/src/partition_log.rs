@@ -84,10 +84,13 @@ pub struct SyncTarget {
     pub upto_bytes: u64,
 }
 
-/// The storage interface a partition exposes to the broker.
+/// The storage interface a partition exposes to the broker: the broker names [`LocalLog`] only
+/// where it opens one, and talks to every partition through this trait, so another backend
+/// (object storage, PostgreSQL) can replace it without touching the handlers. Calls are per
+/// request (dynamic dispatch is fine), never per record.
 ///
 /// Offsets are Kafka offsets (i64); sizes are bytes; timestamps are ms since the Unix epoch.
-pub trait PartitionLog: Send {
+pub trait PartitionLog: Send + std::fmt::Debug {
     /// Validates `batch` (one magic-2 record batch), checks idempotent-producer sequence,
     /// assigns offsets by patching `base_offset` in place and appends it.
     ///
@@ -126,6 +129,31 @@ pub trait PartitionLog: Send {
     fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError>;
     /// Total bytes of all segments.
     fn size_bytes(&self) -> u64;
+    /// Decides a read like [`PartitionLog::read`] from in-memory state only, so the caller
+    /// can release the partition lock before carrying it out ([`ReadPlan::read`], or
+    /// [`ReadPlan::read_zero_copy`] for `sendfile`). A backend without local files can read
+    /// at once and return [`ReadPlan::ready`].
+    ///
+    /// Errors: `OffsetOutOfRange` outside `[log_start_offset, log_end_offset]`.
+    fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError>;
+    /// Bytes appended that no completed fsync covers yet (write-behind accounting).
+    fn unflushed_bytes(&self) -> u64;
+    /// Compacts the log (`cleanup.policy=compact`): only the latest record of each key stays
+    /// in the cleanable part, tombstones older than `delete_retention_ms` go (see
+    /// [`crate::compaction`]).
+    ///
+    /// Errors: `Corrupt` for a stored batch that does not decode; `Io`.
+    fn compact(
+        &mut self,
+        now_ms: i64,
+        delete_retention_ms: i64,
+    ) -> Result<crate::compaction::CompactionStats, LogError>;
+    /// Replaces the storage settings (a topic config change); applies from the next append.
+    fn set_config(&mut self, config: LogConfig);
+    /// Deletes the log's data (the topic is deleted). The log refuses appends afterwards.
+    ///
+    /// Errors: the storage could not be removed.
+    fn delete(&mut self) -> Result<(), LogError>;
 }
 
 /// The embedded, file-backed [`PartitionLog`].
@@ -299,6 +327,7 @@ impl LocalLog {
             offset,
             max_bytes,
             segments,
+            ready: None,
             log_start_offset,
             high_watermark,
         })
@@ -363,17 +392,38 @@ pub struct ReadPlan {
     offset: i64,
     max_bytes: usize,
     segments: Vec<crate::segment::SegmentView>,
+    /// Batches read when the read was planned ([`ReadPlan::ready`]).
+    ready: Option<Bytes>,
     log_start_offset: i64,
     high_watermark: i64,
 }
 
 impl ReadPlan {
+    /// A plan whose batches were already read (for a backend that reads while planning).
+    pub fn ready(result: ReadResult) -> Self {
+        Self {
+            offset: 0,
+            max_bytes: 0,
+            segments: Vec::new(),
+            ready: Some(result.records),
+            log_start_offset: result.log_start_offset,
+            high_watermark: result.high_watermark,
+        }
+    }
+
     /// Performs the read: positional reads only, no lock. Batches of a sealed segment not
     /// yet CRC-checked in this process are checked once, here, before they are served.
     ///
     /// Errors: `Corrupt` when the first batch at the offset fails its checks (a later bad
     /// batch cuts the result short instead, and is reported by the next read); `Io`.
     pub fn read(self) -> Result<ReadResult, LogError> {
+        if let Some(records) = self.ready {
+            return Ok(ReadResult {
+                records,
+                log_start_offset: self.log_start_offset,
+                high_watermark: self.high_watermark,
+            });
+        }
         for seg in &self.segments {
             if let Some(records) = seg.read(self.offset, self.max_bytes)? {
                 return Ok(ReadResult {
@@ -398,6 +448,9 @@ impl ReadPlan {
     ///
     /// Errors: as [`ReadPlan::read`].
     pub fn read_zero_copy(self) -> Result<Records, LogError> {
+        if let Some(records) = self.ready {
+            return Ok(Records::Bytes(records));
+        }
         for seg in &self.segments {
             if let Some(records) = seg.slice(self.offset, self.max_bytes)? {
                 return Ok(records);
@@ -572,6 +625,37 @@ impl PartitionLog for LocalLog {
 
     fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
+    }
+
+    fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError> {
+        LocalLog::plan_read(self, offset, max_bytes)
+    }
+
+    fn unflushed_bytes(&self) -> u64 {
+        LocalLog::unflushed_bytes(self)
+    }
+
+    fn compact(
+        &mut self,
+        now_ms: i64,
+        delete_retention_ms: i64,
+    ) -> Result<crate::compaction::CompactionStats, LogError> {
+        LocalLog::compact(self, now_ms, delete_retention_ms)
+    }
+
+    fn set_config(&mut self, config: LogConfig) {
+        LocalLog::set_config(self, config);
+    }
+
+    fn delete(&mut self) -> Result<(), LogError> {
+        // Poisoned first: no append lands in a directory being removed, and `Drop` does not
+        // try to seal the active segment into it.
+        self.poisoned = true;
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

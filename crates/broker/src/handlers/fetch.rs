@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
-use shoal_log::{FileSlice, LogError, PartitionLog, Records};
+use shoal_log::{FileSlice, LogError, Records};
 
 use super::{code, Outcome, Part, RequestContext};
 use crate::broker::Broker;

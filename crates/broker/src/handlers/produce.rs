@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use shoal_log::{BatchError, LogError, PartitionLog};
+use shoal_log::{BatchError, LogError};
 
 use super::{code, RequestContext};
 use crate::broker::Broker;

@@ -21,7 +21,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use shoal_log::PartitionLog;
 
 use crate::broker::Broker;
 
