@@ -35,6 +35,7 @@ impl GroupCoordinator {
         // join when it rejoins within a millisecond of leaving, and treats INVALID_REQUEST as
         // fatal (docs/compatibility.md).
         let joining = req.member_epoch == 0;
+        let leaving = req.member_epoch < 0;
         let group_id = req.group_id.clone();
         let unknown_member = || {
             HeartbeatResponse::error(
@@ -87,7 +88,7 @@ impl GroupCoordinator {
         }
         self.groups.insert(group_id.clone(), Group::Consumer(group));
         let mut out = out;
-        if leaving_member(&resp) {
+        if leaving {
             let has_offsets = self.offsets.has_offsets(&group_id);
             self.maybe_downgrade(&group_id, now_ms, has_offsets, &mut out);
         }
@@ -124,8 +125,7 @@ impl GroupCoordinator {
     ) -> (HeartbeatResponse, Output) {
         let new_id = self.new_member_id("consumer");
         let group_id = req.group_id.clone();
-        let leaving = req.member_epoch < 0;
-        let mut resp = group.heartbeat(
+        let resp = group.heartbeat(
             req,
             || new_id,
             catalog,
@@ -134,9 +134,6 @@ impl GroupCoordinator {
             &mut out,
         );
         group.track_rebalance(&group_id, now_ms, &mut out);
-        if leaving && resp.error.is_none() {
-            resp.member_epoch = resp.member_epoch.min(-1);
-        }
         (resp, out)
     }
 

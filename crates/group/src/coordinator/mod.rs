@@ -327,8 +327,3 @@ fn member_id_from(incarnation: u64, n: u64, prefix: &str) -> String {
         n & 0xffff_ffff_ffff
     )
 }
-
-/// A successful leave heartbeat (the member asked to leave with a negative epoch).
-fn leaving_member(resp: &HeartbeatResponse) -> bool {
-    resp.error.is_none() && resp.member_epoch < 0
-}
