@@ -32,6 +32,17 @@ impl Broker {
     ///
     /// Errors: storage that cannot be opened or recovered, a corrupt internal log.
     pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
+        Self::start_with_fsync(config, Arc::new(|f: &std::fs::File| f.sync_data()))
+    }
+
+    /// [`Broker::start`] with the flusher's fsync replaced by `fsync` (the failure-injection
+    /// seam of [`crate::durability::Fsync`]).
+    ///
+    /// Errors: as [`Broker::start`].
+    pub fn start_with_fsync(
+        config: BrokerConfig,
+        fsync: crate::durability::Fsync,
+    ) -> anyhow::Result<Arc<Self>> {
         let config = Arc::new(config);
         let topics = TopicManager::open(Arc::clone(&config)).map_err(|e| {
             anyhow::anyhow!(
@@ -40,7 +51,7 @@ impl Broker {
             )
         })?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let flusher = Flusher::start(Arc::clone(&metrics));
+        let flusher = Flusher::start_with_fsync(Arc::clone(&metrics), fsync);
         let offsets = topics
             .partition(CONSUMER_OFFSETS, 0)
             .ok_or_else(|| anyhow::anyhow!("{CONSUMER_OFFSETS} has no partition 0"))?;
@@ -97,7 +108,9 @@ impl Broker {
 }
 
 /// Binds the Kafka listener and the admin HTTP listener, calls `on_ready` with both bound
-/// addresses `(kafka, http)`, serves until `shutdown` turns true, then flushes logs.
+/// addresses `(kafka, http)`, serves until `shutdown` turns true, lets open connections
+/// finish their requests (bounded by [`crate::server::SHUTDOWN_DRAIN_TIMEOUT`]), then flushes
+/// logs.
 ///
 /// Errors: an address cannot be bound, or storage cannot be opened.
 pub async fn run(
@@ -168,7 +181,7 @@ pub async fn run(
         });
     }
     crate::server::serve(Arc::clone(&broker), listener, shutdown).await;
-    tracing::info!("shoal broker stopped accepting; syncing logs");
+    tracing::info!("shoal broker: connections closed; syncing logs");
     let parts: Vec<_> = broker
         .topics
         .list()

@@ -52,7 +52,7 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `connections.max.idle.ms`: close connections idle this long (default 600000).
     pub connections_max_idle_ms: i64,
-    /// `log.segment.bytes` (default 1 GiB).
+    /// `log.segment.bytes` (default 1 GiB; 14 to 2147483647, as Kafka 3.x).
     pub log_segment_bytes: u64,
     /// `log.roll.ms` (default 7 days, from `log.roll.hours` = 168).
     pub log_roll_ms: i64,
@@ -106,7 +106,8 @@ pub struct BrokerConfig {
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// `offsets.topic.segment.bytes` (default 104857600): segment size of
-    /// `__consumer_offsets`, which is compacted segment by segment.
+    /// `__consumer_offsets`, which is compacted segment by segment. Same range as
+    /// `segment.bytes` (it becomes that topic's `segment.bytes`; Kafka only asks `atLeast(1)`).
     pub offsets_topic_segment_bytes: u64,
     /// `log.cleaner.delete.retention.ms` (default 86400000): how long compaction keeps
     /// tombstones, unless a topic sets `delete.retention.ms`.
@@ -161,6 +162,44 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Smallest `segment.bytes` / `log.segment.bytes`: Kafka 3.x's `atLeast(14)`
+/// (`LegacyRecord.RECORD_OVERHEAD_V0`). Kafka 4.0 raised it to 1 MiB (KIP-1030) and moved
+/// smaller values to an internal config; Shoal keeps the 3.x bound (docs/compatibility.md).
+pub const SEGMENT_BYTES_MIN: i64 = 14;
+/// Largest `segment.bytes`: the config is an INT in Kafka (`Integer.MAX_VALUE`), and segment
+/// index positions are 32-bit ([`shoal_log::MAX_SEGMENT_BYTES`]).
+pub const SEGMENT_BYTES_MAX: i64 = i32::MAX as i64;
+
+/// Checks a segment size setting the way Kafka's `ConfigDef` does (type INT, `atLeast(14)`),
+/// with Kafka's wording.
+///
+/// Errors: the message Kafka's `ConfigException` carries, e.g. `Invalid value 1 for
+/// configuration segment.bytes: Value must be at least 14`.
+pub fn check_segment_bytes(key: &str, value: &str) -> Result<u64, String> {
+    let v = value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| (i64::from(i32::MIN)..=SEGMENT_BYTES_MAX).contains(v))
+        .ok_or_else(|| {
+            format!("Invalid value {value} for configuration {key}: Not a number of type INT")
+        })?;
+    if v < SEGMENT_BYTES_MIN {
+        return Err(format!(
+            "Invalid value {value} for configuration {key}: Value must be at least {SEGMENT_BYTES_MIN}"
+        ));
+    }
+    u64::try_from(v).map_err(|e| e.to_string())
+}
+
+fn segment_bytes(key: &str, value: &str) -> Result<u64, ConfigError> {
+    check_segment_bytes(key, value).map_err(|reason| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason,
+    })
+}
+
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
@@ -199,7 +238,7 @@ impl BrokerConfig {
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "max.connections" => self.max_connections = parse(key, value)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse(key, value)?,
-            "log.segment.bytes" => self.log_segment_bytes = parse(key, value)?,
+            "log.segment.bytes" => self.log_segment_bytes = segment_bytes(key, value)?,
             "log.roll.ms" => self.log_roll_ms = parse(key, value)?,
             "log.roll.hours" => self.log_roll_ms = parse::<i64>(key, value)? * 3_600_000,
             "log.retention.ms" => self.log_retention_ms = parse(key, value)?,
@@ -272,7 +311,9 @@ impl BrokerConfig {
                     })?
             }
             "cluster.id" => self.cluster_id = value.to_string(),
-            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = parse(key, value)?,
+            "offsets.topic.segment.bytes" => {
+                self.offsets_topic_segment_bytes = segment_bytes(key, value)?
+            }
             "log.cleaner.delete.retention.ms" => {
                 self.log_cleaner_delete_retention_ms = parse(key, value)?
             }
@@ -360,5 +401,33 @@ mod tests {
             c.set_pair("num.partitions=six"),
             Err(ConfigError::InvalidValue { .. })
         ));
+    }
+
+    #[test]
+    fn segment_bytes_outside_kafkas_int_range_or_below_14_is_refused_at_start() {
+        let mut c = BrokerConfig::default();
+        c.set_pair("log.segment.bytes=2147483647").expect("max");
+        assert_eq!(c.log_segment_bytes, 2_147_483_647);
+        c.set_pair("log.segment.bytes=14").expect("min");
+        for bad in ["2147483648", "4294967296", "13", "0", "-1", "big"] {
+            for key in ["log.segment.bytes", "offsets.topic.segment.bytes"] {
+                let err = c
+                    .set_pair(&format!("{key}={bad}"))
+                    .expect_err("out of range");
+                assert!(
+                    matches!(&err, ConfigError::InvalidValue { key: k, .. } if k == key),
+                    "{err}"
+                );
+                assert!(err.to_string().contains(key), "{err}");
+            }
+        }
+        assert_eq!(c.log_segment_bytes, 14, "a refused value changes nothing");
+        let err = c
+            .apply_toml("\"log.segment.bytes\" = 3000000000\n", "x.toml")
+            .expect_err("toml too");
+        assert!(
+            err.to_string().contains("Not a number of type INT"),
+            "{err}"
+        );
     }
 }

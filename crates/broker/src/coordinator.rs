@@ -3,8 +3,23 @@
 //! emits to `__consumer_offsets` and delivers replies only after those records are on disk.
 //!
 //! Startup replays `__consumer_offsets` through the same `replay` the live path uses.
+//!
+//! Invariants:
+//! - A reply is delivered only once every record appended before it was computed is durable:
+//!   replies wait in `unsynced`, in append order, each with the log end offset that must be
+//!   fsynced first (a reply without records of its own, reads included, waits behind the
+//!   records already pending, since it may show their effect).
+//! - When an append or an fsync of `__consumer_offsets` fails, the log is poisoned: replies
+//!   still waiting are dropped (their clients get COORDINATOR_NOT_AVAILABLE; a commit so
+//!   refused may or may not be there after a restart, as with any failed write, but nothing
+//!   answered with success is lost), the state is rebuilt from the records below
+//!   `synced_offset()` only (the unsynced tail may still be readable from the page cache but
+//!   is not durable), and the coordinator turns read-only until the broker restarts:
+//!   OffsetFetch, DescribeGroups, ListGroups and ConsumerGroupDescribe answer from that
+//!   durable state, every request that could write answers COORDINATOR_NOT_AVAILABLE, and
+//!   timers stop (docs/operations.md).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +35,9 @@ use shoal_group::{
     CoordinatorConfig, GroupCoordinator, GroupError, GroupEvent, OffsetAndMetadata, Output, Record,
     Reply, RequestId, TimerKey,
 };
-use shoal_log::PartitionLog;
+use shoal_log::{LogError, PartitionLog};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::clock::now_ms;
 use crate::durability::Flusher;
@@ -87,6 +103,29 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether handling it can change group state (emit records, change soft state or arm
+    /// timers); refused while `__consumer_offsets` is poisoned.
+    fn writes(&self) -> bool {
+        match self {
+            Command::Join(..)
+            | Command::Sync(..)
+            | Command::Heartbeat { .. }
+            | Command::Leave { .. }
+            | Command::Commit(..)
+            | Command::DeleteOffsets { .. }
+            | Command::DeleteGroup { .. }
+            | Command::ConsumerHeartbeat(..)
+            | Command::TopicDeleted { .. } => true,
+            Command::FetchOffsets { .. }
+            | Command::Describe { .. }
+            | Command::ConsumerDescribe { .. }
+            | Command::ValidateOffsetFetch { .. }
+            | Command::List { .. } => false,
+        }
+    }
+}
+
 /// The topics a ConsumerGroupHeartbeat is resolved against: every non-internal topic at the
 /// time of the request.
 #[derive(Debug, Default)]
@@ -103,10 +142,18 @@ impl TopicCatalog for CatalogSnapshot {
     }
 }
 
+/// Commands that may wait for the coordinator task. A connection has at most one group
+/// request outstanding (only Produce is pipelined), so the queue holds about one command per
+/// busy connection; 1024 absorbs a burst from that many at once (a command takes the task
+/// microseconds) while bounding memory (a JoinGroup or ConsumerGroupHeartbeat carries a
+/// snapshot of the topic catalog). When it is full, callers wait in `send` (back-pressure to
+/// their connection). Nothing that runs on the coordinator task sends to it.
+pub const COMMAND_QUEUE: usize = 1024;
+
 /// Cheap, cloneable handle the handlers use.
 #[derive(Debug, Clone)]
 pub struct CoordinatorHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Command>,
 }
 
 /// Error when the coordinator task is gone (broker shutting down).
@@ -117,7 +164,7 @@ fn gone<T>(_: T) -> GroupError {
 impl CoordinatorHandle {
     async fn call<T>(&self, make: impl FnOnce(Tx<T>) -> Command) -> Result<T, GroupError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).map_err(gone)?;
+        self.tx.send(make(tx)).await.map_err(gone)?;
         rx.await.map_err(gone)
     }
 
@@ -245,9 +292,16 @@ impl CoordinatorHandle {
     }
 }
 
+/// Replies to send once the records they depend on are durable.
+type Delivery = Box<dyn FnOnce() + Send>;
+
+/// What an fsync task of `__consumer_offsets` returns: the log end offset it was asked to
+/// cover, and the outcome.
+type Synced = (i64, Result<(), String>);
+
 /// The `direct` reply of [`Runtime::finish`]: sends `value` on `tx` once the output's records
 /// are durable.
-fn reply_after<T: Send + 'static>(tx: Tx<T>, value: T) -> Option<Box<dyn FnOnce() + Send>> {
+fn reply_after<T: Send + 'static>(tx: Tx<T>, value: T) -> Option<Delivery> {
     Some(Box::new(move || {
         let _ = tx.send(value);
     }))
@@ -268,6 +322,13 @@ struct Runtime {
     queue: BTreeSet<(i64, TimerKey)>,
     retention_check_ms: i64,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Replies waiting for an fsync, in append order, each with the offset below which the
+    /// log must be durable before it is sent.
+    unsynced: VecDeque<(i64, Delivery)>,
+    /// fsyncs of `__consumer_offsets` in flight (one per append; the flusher merges them).
+    fsyncs: JoinSet<Synced>,
+    /// `__consumer_offsets` is poisoned: state is what was durable, writes are refused.
+    read_only: bool,
 }
 
 /// Replays `__consumer_offsets` into a new coordinator and starts its task.
@@ -281,8 +342,9 @@ pub fn start(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<CoordinatorHandle> {
     let now = now_ms();
-    let (core, start_out) = load(config, &offsets, now)?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let end = offsets.log().log_end_offset();
+    let (core, start_out) = load(config, &offsets, end, now)?;
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let mut rt = Runtime {
         core,
         offsets,
@@ -293,17 +355,21 @@ pub fn start(
         queue: BTreeSet::new(),
         retention_check_ms,
         metrics,
+        unsynced: VecDeque::new(),
+        fsyncs: JoinSet::new(),
+        read_only: false,
     };
     rt.apply_timers(&start_out.timers);
     tokio::spawn(rt.run(rx));
     Ok(CoordinatorHandle { tx })
 }
 
-/// Builds a coordinator from `__consumer_offsets`: replays every record, then arms the restored
-/// members' session timers (the returned [`Output`]).
+/// Builds a coordinator from `__consumer_offsets`: replays every record below `upto`, then arms
+/// the restored members' session timers (the returned [`Output`]).
 fn load(
     config: CoordinatorConfig,
     offsets: &Partition,
+    upto: i64,
     now: i64,
 ) -> anyhow::Result<(GroupCoordinator, Output)> {
     let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
@@ -311,12 +377,16 @@ fn load(
     let mut replayed = 0usize;
     let log = offsets.log();
     let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
+    let upto = upto.min(log.log_end_offset());
+    while offset < upto {
         let read = log.read(offset, 4 << 20)?;
         if read.records.is_empty() {
             break;
         }
         for (off, key, value) in internal_log::decode_batches(read.records)? {
+            if off >= upto {
+                break;
+            }
             offset = off + 1;
             let Some(key) = key else { continue };
             match Record::decode(&key, value.as_deref()) {
@@ -336,7 +406,7 @@ fn load(
 }
 
 impl Runtime {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut retention_tick = tokio::time::interval(Duration::from_millis(
             self.retention_check_ms.max(1000) as u64,
         ));
@@ -358,23 +428,77 @@ impl Runtime {
                 },
                 () = sleep => self.fire_due(),
                 _ = retention_tick.tick() => {
-                    let out = self.core.expire_offsets(now_ms());
-                    self.finish(out, None);
+                    if !self.read_only {
+                        let out = self.core.expire_offsets(now_ms());
+                        self.finish(out, None);
+                    }
+                }
+                Some(done) = self.fsyncs.join_next() => {
+                    let done = done.unwrap_or_else(|e| (0, Err(format!("fsync task failed: {e}"))));
+                    self.synced(done);
                 }
             }
         }
     }
 
-    /// Replaces the coordinator with one rebuilt from `__consumer_offsets`.
-    fn reload(&mut self) {
+    /// An fsync task ended: on success every reply waiting for offsets below `upto` goes out;
+    /// on failure the state is rebuilt from what is durable.
+    fn synced(&mut self, (upto, result): Synced) {
+        match result {
+            Ok(()) => self.release(upto),
+            Err(e) if self.read_only => {
+                tracing::debug!(error = %e, "another fsync of the poisoned __consumer_offsets failed")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot fsync __consumer_offsets; reloading group state from what is durable");
+                self.storage_failed();
+            }
+        }
+    }
+
+    /// Sends the replies that wait only for offsets below `durable`.
+    fn release(&mut self, durable: i64) {
+        while self
+            .unsynced
+            .front()
+            .is_some_and(|(upto, _)| *upto <= durable)
+        {
+            if let Some((_, deliver)) = self.unsynced.pop_front() {
+                deliver();
+            }
+        }
+    }
+
+    /// `__consumer_offsets` is poisoned (a failed append or fsync): replies whose records are
+    /// durable go out, the others are dropped (COORDINATOR_NOT_AVAILABLE to their clients),
+    /// the state is rebuilt from the durable records only, and the coordinator turns
+    /// read-only.
+    fn storage_failed(&mut self) {
+        let durable = self.offsets.log().synced_offset();
+        self.release(durable);
+        self.unsynced.clear();
+        self.read_only = true;
+        self.reload(durable);
+        tracing::error!(
+            durable_offset = durable,
+            "__consumer_offsets is poisoned: group coordinator is read-only (OffsetFetch and describe answer from durable state, other group requests get COORDINATOR_NOT_AVAILABLE) until the broker restarts"
+        );
+    }
+
+    /// Replaces the coordinator with one rebuilt from the records of `__consumer_offsets` below
+    /// `upto`. Parked requests are dropped (their clients get COORDINATOR_NOT_AVAILABLE and
+    /// retry); timers are re-armed unless the coordinator is read-only.
+    fn reload(&mut self, upto: i64) {
         let config = self.core.config().clone();
-        match load(config, &self.offsets, now_ms()) {
+        match load(config, &self.offsets, upto, now_ms()) {
             Ok((core, out)) => {
                 self.core = core;
                 self.parked.clear();
                 self.deadlines.clear();
                 self.queue.clear();
-                self.apply_timers(&out.timers);
+                if !self.read_only {
+                    self.apply_timers(&out.timers);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot reload group state; keeping the current one")
@@ -383,6 +507,9 @@ impl Runtime {
     }
 
     fn fire_due(&mut self) {
+        if self.read_only {
+            return;
+        }
         let now = now_ms();
         while let Some((d, key)) = self.queue.iter().next().cloned() {
             if d > now {
@@ -413,6 +540,14 @@ impl Runtime {
     }
 
     fn handle(&mut self, cmd: Command) {
+        if self.read_only && cmd.writes() {
+            // Dropping the reply channel answers COORDINATOR_NOT_AVAILABLE.
+            tracing::debug!(
+                ?cmd,
+                "refused: __consumer_offsets is poisoned, the coordinator is read-only"
+            );
+            return;
+        }
         let now = now_ms();
         match cmd {
             Command::Join(req, catalog, tx) => {
@@ -460,7 +595,8 @@ impl Runtime {
                 partitions,
                 tx,
             } => {
-                let _ = tx.send(self.core.fetch_offsets(&group_id, partitions.as_deref()));
+                let offsets = self.core.fetch_offsets(&group_id, partitions.as_deref());
+                self.after_pending(tx, offsets);
             }
             Command::DeleteOffsets {
                 group_id,
@@ -474,8 +610,14 @@ impl Runtime {
                 Ok(out) => self.finish(out, reply_after(tx, None)),
                 Err(e) => drop(tx.send(Some(e))),
             },
-            Command::Describe { group_id, tx } => drop(tx.send(self.core.describe(&group_id))),
-            Command::List { tx } => drop(tx.send(self.core.list())),
+            Command::Describe { group_id, tx } => {
+                let d = self.core.describe(&group_id);
+                self.after_pending(tx, d);
+            }
+            Command::List { tx } => {
+                let l = self.core.list();
+                self.after_pending(tx, l);
+            }
             Command::ConsumerHeartbeat(req, catalog, tx) => {
                 let summary = format!(
                     "group={} member={} epoch={} owned={:?} topics={:?}",
@@ -492,18 +634,20 @@ impl Runtime {
                 self.finish(out, reply_after(tx, resp));
             }
             Command::ConsumerDescribe { group_id, tx } => {
-                drop(tx.send(self.core.consumer_describe(&group_id)))
+                let d = self.core.consumer_describe(&group_id);
+                self.after_pending(tx, d);
             }
             Command::ValidateOffsetFetch {
                 group_id,
                 member_id,
                 member_epoch,
                 tx,
-            } => drop(tx.send(self.core.validate_offset_fetch(
-                &group_id,
-                member_id.as_deref(),
-                member_epoch,
-            ))),
+            } => {
+                let v =
+                    self.core
+                        .validate_offset_fetch(&group_id, member_id.as_deref(), member_epoch);
+                self.after_pending(tx, v);
+            }
             Command::TopicDeleted { topic, tx } => {
                 let out = self.core.delete_topic_offsets(&topic, now);
                 self.finish(out, reply_after(tx, ()));
@@ -511,9 +655,14 @@ impl Runtime {
         }
     }
 
+    /// Answers a read once the records already pending are durable (it may show them).
+    fn after_pending<T: Send + 'static>(&mut self, tx: Tx<T>, value: T) {
+        self.finish(Output::default(), reply_after(tx, value));
+    }
+
     /// Applies an [`Output`]: timers now; records appended now; replies (and `direct`) after
-    /// the records are durable.
-    fn finish(&mut self, out: Output, direct: Option<Box<dyn FnOnce() + Send>>) {
+    /// the records, and every record appended before them, are durable.
+    fn finish(&mut self, out: Output, direct: Option<Delivery>) {
         self.apply_timers(&out.timers);
         out.events.iter().for_each(log_event);
         for r in &out.rebalances {
@@ -539,7 +688,10 @@ impl Runtime {
             }
         };
         if out.records.is_empty() {
-            deliver();
+            match self.unsynced.back() {
+                None => deliver(),
+                Some(&(upto, _)) => self.unsynced.push_back((upto, Box::new(deliver))),
+            }
             return;
         }
         let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = out
@@ -547,31 +699,41 @@ impl Runtime {
             .iter()
             .map(|r| (r.encode_key(), r.encode_value()))
             .collect();
-        let appended = internal_log::encode_batch(&entries, now_ms())
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                self.offsets
-                    .log()
-                    .append(&b, now_ms())
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = appended {
-            // The in-memory state already holds what could not be written: rebuild it from the
-            // log so it never claims more than is stored. Parked and current requests are
-            // dropped; their clients see COORDINATOR_NOT_AVAILABLE and retry.
-            tracing::error!(error = %e, "cannot append to __consumer_offsets; reloading group state from the log");
-            drop(deliver);
-            self.reload();
-            return;
-        }
-        let flusher = self.flusher.clone();
-        let part = Arc::clone(&self.offsets);
-        tokio::spawn(async move {
-            match flusher.sync(vec![part]).await {
-                Ok(()) => deliver(),
-                Err(e) => tracing::error!(error = %e, "cannot fsync __consumer_offsets"),
+        let appended = match internal_log::encode_batch(&entries, now_ms()) {
+            Ok(batch) => self.offsets.log().append(&batch, now_ms()),
+            Err(e) => {
+                // Nothing reached the log, but the in-memory state already holds it: rebuild
+                // the state from the log so it never claims more than is stored. Parked and
+                // current requests are dropped; their clients see COORDINATOR_NOT_AVAILABLE
+                // and retry.
+                tracing::error!(error = %e, "cannot encode __consumer_offsets records; reloading group state from the log");
+                drop(deliver);
+                let end = self.offsets.log().log_end_offset();
+                self.reload(end);
+                return;
             }
-        });
+        };
+        match appended {
+            Ok(info) => {
+                let upto = info.last_offset + 1;
+                self.unsynced.push_back((upto, Box::new(deliver)));
+                let flusher = self.flusher.clone();
+                let part = Arc::clone(&self.offsets);
+                self.fsyncs
+                    .spawn(async move { (upto, flusher.sync(vec![part]).await) });
+            }
+            Err(e @ (LogError::Io(_) | LogError::Poisoned)) => {
+                tracing::error!(error = %e, "cannot append to __consumer_offsets; reloading group state from what is durable");
+                drop(deliver);
+                self.storage_failed();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "__consumer_offsets refused a batch; reloading group state from the log");
+                drop(deliver);
+                let end = self.offsets.log().log_end_offset();
+                self.reload(end);
+            }
+        }
     }
 }
 

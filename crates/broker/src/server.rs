@@ -18,7 +18,13 @@
 //! Frames are read into one buffer per connection and split off it without copying; a
 //! Produce's batches are written to the log straight from that buffer. A Fetch answer may
 //! come in parts, stored batches among them as file ranges, which the writer sends with
-//! `sendfile`. Shutdown stops accepting and lets in-flight requests finish.
+//! `sendfile`.
+//!
+//! Graceful shutdown (after mini-redis's `server.rs`): when `shutdown` turns true the listener
+//! stops accepting and is closed; every connection stops reading new requests (a frame not yet
+//! fully received is dropped with the connection), finishes the requests it is handling and
+//! writes their answers, then closes. [`serve`] returns once every connection task has ended,
+//! or after [`SHUTDOWN_DRAIN_TIMEOUT`], whichever comes first; the caller then syncs the logs.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,19 +44,31 @@ const MIN_FRAME: i32 = 10;
 /// Answers that may be pending per connection (pipelined Produce requests).
 pub const MAX_IN_FLIGHT: usize = 64;
 
+/// How long shutdown waits for connections to finish the requests they are handling (a
+/// long-poll Fetch waits up to its `max_wait_ms`, an acks=-1 Produce for its fsync). Longer
+/// waits (a JoinGroup parked for a rebalance) are cut off: their clients retry elsewhere or
+/// after the restart, as after a crash. Well under the 30 s that service managers (systemd's
+/// `TimeoutStopSec`, Kubernetes' grace period) give before SIGKILL, leaving time for the final
+/// log sync.
+pub const SHUTDOWN_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Facts about a connection the handlers need.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
 }
 
-/// Accepts connections until `shutdown` becomes true.
+/// Accepts connections until `shutdown` becomes true, then waits (at most
+/// [`SHUTDOWN_DRAIN_TIMEOUT`]) for the open connections to answer the requests they are
+/// handling and close.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    // Every connection task holds a clone; `recv` returns `None` once all are dropped.
+    let (running, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -73,6 +91,7 @@ pub async fn serve(
                 let broker = Arc::clone(&broker);
                 let open = Arc::clone(&open);
                 let shutdown = shutdown.clone();
+                let running = running.clone();
                 tokio::spawn(async move {
                     let metrics = Arc::clone(&broker.metrics);
                     if let Err(e) = connection(broker, stream, ConnInfo { peer }, shutdown).await {
@@ -80,6 +99,7 @@ pub async fn serve(
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
                     metrics.connection_closed();
+                    drop(running);
                 });
             }
             _ = shutdown.changed() => {
@@ -88,6 +108,25 @@ pub async fn serve(
                 }
             }
         }
+    }
+    drop(listener);
+    drop(running);
+    let busy = open.load(Ordering::Relaxed);
+    if busy > 0 {
+        tracing::info!(
+            connections = busy,
+            "stopped accepting; waiting for open connections to finish their requests"
+        );
+    }
+    if tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, all_closed.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = open.load(Ordering::Relaxed),
+            timeout_ms = SHUTDOWN_DRAIN_TIMEOUT.as_millis() as u64,
+            "connections still busy at the shutdown timeout; their requests are abandoned"
+        );
     }
 }
 
@@ -217,6 +256,10 @@ async fn read_requests(
     let idle =
         std::time::Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
     loop {
+        // Shutting down: no new request, even one already in the buffer.
+        if *shutdown.borrow() {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + idle;
         if !fill(&mut rd, &mut buf, 4, deadline, &mut shutdown).await? {
             if !buf.is_empty() {

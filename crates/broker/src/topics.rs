@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use shoal_log::{LocalLog, LogConfig, LogError, PartitionLog};
 use uuid::Uuid;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 use crate::internal_log;
 
 /// Name of the internal offsets topic.
@@ -225,8 +225,10 @@ impl TopicManager {
     pub fn log_config(&self, configs: &BTreeMap<String, String>) -> LogConfig {
         let get = |k: &str| configs.get(k).and_then(|v| v.parse::<i64>().ok());
         LogConfig {
-            segment_bytes: get("segment.bytes")
-                .map_or(self.config.log_segment_bytes, |v| v.max(1024) as u64),
+            // Validated on the way in; the clamp covers configs stored before it was.
+            segment_bytes: get("segment.bytes").map_or(self.config.log_segment_bytes, |v| {
+                v.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX).unsigned_abs()
+            }),
             segment_ms: get("segment.ms").unwrap_or(self.config.log_roll_ms),
             index_interval_bytes: self.config.log_index_interval_bytes,
             retention_ms: get("retention.ms").unwrap_or(self.config.log_retention_ms),
@@ -326,6 +328,19 @@ impl TopicManager {
                 return Err(TopicError::InvalidConfig(format!(
                     "{k}={v} is not a number"
                 )));
+            }
+            // Kafka's INT configs (the others are LONG).
+            let int = matches!(
+                k.as_str(),
+                "segment.bytes" | "max.message.bytes" | "min.insync.replicas"
+            );
+            if int && v.trim().parse::<i32>().is_err() {
+                return Err(TopicError::InvalidConfig(format!(
+                    "Invalid value {v} for configuration {k}: Not a number of type INT"
+                )));
+            }
+            if k == "segment.bytes" {
+                crate::config::check_segment_bytes(k, v).map_err(TopicError::InvalidConfig)?;
             }
         }
         Ok(())

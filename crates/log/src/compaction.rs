@@ -40,6 +40,20 @@ fn compaction_error(what: impl std::fmt::Display) -> LogError {
     LogError::Io(std::io::Error::other(format!("compaction: {what}")))
 }
 
+/// A stored batch that does not decode (its CRC-32C fails, or its records are malformed): the
+/// bytes on disk are damaged, which is corruption, not an I/O failure.
+fn undecodable(
+    seg: &Segment,
+    h: &crate::batch::BatchHeader,
+    e: impl std::fmt::Display,
+) -> LogError {
+    LogError::Corrupt {
+        offset: h.base_offset,
+        segment: seg.log_path.display().to_string(),
+        reason: format!("compaction cannot decode the batch: {e}"),
+    }
+}
+
 /// Every batch of `seg` as `(bytes, header)`.
 fn batches(seg: &Segment) -> Result<Vec<(Bytes, crate::batch::BatchHeader)>, LogError> {
     let mut out = Vec::new();
@@ -58,8 +72,11 @@ impl LocalLog {
     /// Compacts the sealed segments but the newest one (see the module docs). `now_ms` and
     /// `delete_retention_ms` (Kafka's `delete.retention.ms`) decide which tombstones go.
     ///
-    /// Errors: I/O errors, or a stored batch that cannot be decoded (the log is left as it
-    /// was for the segment being rewritten).
+    /// Errors: `Corrupt` for a stored batch that cannot be decoded (failed CRC-32C or
+    /// malformed records; nothing is rewritten, since the latest offset of each key is
+    /// gathered over the whole log first, and a batch of a segment being rewritten fails
+    /// before its temporary file replaces anything); `Io` for I/O errors or a batch that
+    /// cannot be re-encoded.
     pub fn compact(
         &mut self,
         now_ms: i64,
@@ -78,9 +95,8 @@ impl LocalLog {
                 if h.is_control() {
                     continue;
                 }
-                let set = RecordBatchDecoder::decode(&mut bytes.clone()).map_err(|e| {
-                    compaction_error(format!("batch at offset {}: {e}", h.base_offset))
-                })?;
+                let set = RecordBatchDecoder::decode(&mut bytes.clone())
+                    .map_err(|e| undecodable(seg, &h, e))?;
                 for r in set.records {
                     if let Some(k) = r.key {
                         latest.insert(k, r.offset);
@@ -101,9 +117,8 @@ impl LocalLog {
                     out.extend_from_slice(&bytes);
                     continue;
                 }
-                let set = RecordBatchDecoder::decode(&mut bytes.clone()).map_err(|e| {
-                    compaction_error(format!("batch at offset {}: {e}", h.base_offset))
-                })?;
+                let set = RecordBatchDecoder::decode(&mut bytes.clone())
+                    .map_err(|e| undecodable(seg, &h, e))?;
                 let total = set.records.len();
                 let expired_tombstones = h.max_timestamp < horizon;
                 let mut kept: Vec<kafka_protocol::records::Record> = set

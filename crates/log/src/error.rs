@@ -2,7 +2,7 @@
 //! `CrcMismatch` -> `CORRUPT_MESSAGE`, other `Batch` errors -> `INVALID_RECORD`, `Corrupt` (a
 //! stored batch failing its checks on read) -> `CORRUPT_MESSAGE`,
 //! `OutOfOrderSequence` -> `OUT_OF_ORDER_SEQUENCE_NUMBER`, `InvalidProducerEpoch` ->
-//! `INVALID_PRODUCER_EPOCH`, `OffsetOutOfRange` -> `OFFSET_OUT_OF_RANGE`, `Io`/`Poisoned` ->
+//! `INVALID_PRODUCER_EPOCH`, `OffsetOutOfRange` -> `OFFSET_OUT_OF_RANGE`, `Io`/`Poisoned`/`IndexOverflow` ->
 //! `KAFKA_STORAGE_ERROR`.
 
 /// A malformed record batch.
@@ -56,6 +56,17 @@ pub enum LogError {
         offset: i64,
         segment: String,
         reason: String,
+    },
+    /// A batch whose file position or offset (relative to its segment's base) does not fit
+    /// the 32-bit fields of the segment index. The batch is not written. Cannot happen while
+    /// segments stay within `segment.bytes` (at most `i32::MAX`, as in Kafka).
+    #[error(
+        "batch at offset {offset}, position {position} of {segment} does not fit the 32-bit segment index"
+    )]
+    IndexOverflow {
+        segment: String,
+        offset: i64,
+        position: u64,
     },
     #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
     InvalidProducerEpoch {

@@ -21,5 +21,5 @@ mod segment;
 pub use error::{BatchError, LogError};
 pub use partition_log::{
     AppendInfo, FileSlice, LocalLog, LogConfig, PartitionLog, ReadPlan, ReadResult, Records,
-    SyncTarget,
+    SyncTarget, MAX_SEGMENT_BYTES,
 };

@@ -21,10 +21,16 @@ use crate::error::LogError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 
+/// The largest segment the sparse index can address: positions are stored as 32-bit values,
+/// and Kafka's `segment.bytes` is an INT (at most `Integer.MAX_VALUE`). A log never lets a
+/// segment grow past it, whatever [`LogConfig::segment_bytes`] says.
+pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+
 /// Per-partition storage settings, under their Kafka topic-config names.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// `segment.bytes`: roll to a new segment beyond this size (bytes). Kafka default 1 GiB.
+    /// `segment.bytes`: roll to a new segment beyond this size (bytes). Kafka default 1 GiB;
+    /// values above [`MAX_SEGMENT_BYTES`] act as that (the broker refuses them).
     pub segment_bytes: u64,
     /// `segment.ms`: roll a segment older than this (ms). Kafka default 7 days.
     pub segment_ms: i64,
@@ -227,11 +233,25 @@ impl LocalLog {
         self.segments.values().next_back().ok_or(LogError::Poisoned)
     }
 
-    fn roll_if_needed(&mut self, incoming: u64, now_ms: i64) -> Result<(), LogError> {
+    /// Seals the active segment and starts a new one when a batch of `incoming` bytes whose
+    /// last offset is `last_offset` would take it past `segment.bytes` (never past
+    /// [`MAX_SEGMENT_BYTES`], whatever the config says) or past the offsets its index can
+    /// address, or when it is older than `segment.ms`.
+    fn roll_if_needed(
+        &mut self,
+        incoming: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let active = self.active()?;
-        let full = active.size > 0 && active.size + incoming > self.config.segment_bytes;
+        let limit = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let full = active.size > 0 && active.size + incoming > limit;
+        let offsets_full = active.size > 0
+            && last_offset
+                .checked_sub(active.base_offset)
+                .is_none_or(|rel| u32::try_from(rel).is_err());
         let old = active.size > 0 && now_ms - active.created_ms >= self.config.segment_ms;
-        if !(full || old) {
+        if !(full || offsets_full || old) {
             return Ok(());
         }
         let next = active.next_offset;
@@ -410,7 +430,10 @@ impl PartitionLog for LocalLog {
                 duplicate: true,
             });
         }
-        self.roll_if_needed(batch.len() as u64, now_ms)?;
+        let last_offset = self
+            .log_end_offset()
+            .saturating_add(i64::from(header.last_offset_delta));
+        self.roll_if_needed(batch.len() as u64, last_offset, now_ms)?;
         let base_offset = self.log_end_offset();
         header.base_offset = base_offset;
         header.partition_leader_epoch = 0;

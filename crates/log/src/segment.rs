@@ -186,7 +186,7 @@ impl Segment {
                     break;
                 }
             }
-            self.note_batch(&header, pos, index_interval);
+            self.note_batch(&header, pos, index_interval)?;
             pos += len;
         }
         if pos < file_len {
@@ -203,15 +203,50 @@ impl Segment {
         Ok(())
     }
 
-    fn note_batch(&mut self, header: &BatchHeader, position: u64, index_interval: u64) {
+    /// The index entry `(relative offset, position)` for a batch starting at `position`, both
+    /// as the 32-bit values the index stores.
+    ///
+    /// Errors: [`LogError::IndexOverflow`] when either does not fit in a `u32` (a segment past
+    /// 4 GiB, or more than 2^32 offsets past its base): refused rather than truncated into an
+    /// index entry that points elsewhere.
+    pub(crate) fn index_entry(
+        &self,
+        header: &BatchHeader,
+        position: u64,
+    ) -> Result<(u32, u32), LogError> {
+        let overflow = || LogError::IndexOverflow {
+            segment: self.log_path.display().to_string(),
+            offset: header.base_offset,
+            position,
+        };
+        let rel = header
+            .base_offset
+            .checked_sub(self.base_offset)
+            .and_then(|r| u32::try_from(r).ok())
+            .ok_or_else(overflow)?;
+        let pos = u32::try_from(position).map_err(|_| overflow())?;
+        Ok((rel, pos))
+    }
+
+    /// Accounts for a batch at `position`: index entry (every `index_interval` bytes), next
+    /// offset, largest timestamp. Checks the index entry before changing anything.
+    ///
+    /// Errors: as [`Segment::index_entry`].
+    fn note_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u64,
+        index_interval: u64,
+    ) -> Result<(), LogError> {
+        let entry = self.index_entry(header, position)?;
         if self.index.is_empty() || self.bytes_since_index >= index_interval {
-            let rel = (header.base_offset - self.base_offset) as u32;
-            self.index.push((rel, position as u32));
+            self.index.push(entry);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += header.total_len() as u64;
         self.next_offset = header.last_offset() + 1;
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        Ok(())
     }
 
     /// Reads the batch header at `pos`; `None` when fewer than a header's bytes remain or the
@@ -230,8 +265,9 @@ impl Segment {
     /// `header`: one `pwritev` of the patched 16 bytes and the rest of `bytes`, so the batch
     /// is never copied in memory.
     ///
-    /// Errors: `Batch(Truncated)` when `bytes` is shorter than a header; `Io` when the write
-    /// fails (the caller poisons the log: the file may hold a partial batch past `size`,
+    /// Errors: `Batch(Truncated)` when `bytes` is shorter than a header; `IndexOverflow`
+    /// when the batch's position or offset cannot be indexed (nothing written); `Io` when the
+    /// write fails (the caller poisons the log: the file may hold a partial batch past `size`,
     /// which recovery cuts).
     pub(crate) fn append(
         &mut self,
@@ -240,6 +276,7 @@ impl Segment {
         index_interval: u64,
     ) -> Result<(), LogError> {
         let rest = bytes.get(16..).ok_or(BatchError::Truncated)?;
+        self.index_entry(header, self.size)?;
         let mut prefix = [0u8; 16];
         let fields = header.base_offset.to_be_bytes();
         let length = header.batch_length.to_be_bytes();
@@ -253,8 +290,7 @@ impl Segment {
         write_all_at2(&self.file, &prefix, rest, self.size)?;
         let pos = self.size;
         self.size += bytes.len() as u64;
-        self.note_batch(header, pos, index_interval);
-        Ok(())
+        self.note_batch(header, pos, index_interval)
     }
 
     /// What a read needs of this segment, taken under the partition lock: the file handle, a
@@ -262,7 +298,9 @@ impl Segment {
     /// and the last indexed batch boundary within `max_bytes` of that start (where a read
     /// served straight from the file can end without reading batch headers).
     pub(crate) fn view(&self, offset: i64, max_bytes: usize) -> SegmentView {
-        let rel = (offset - self.base_offset).max(0) as u32;
+        // A lookup key, not a stored value: an offset more than u32::MAX past the base sorts
+        // after every entry, which is what saturating gives.
+        let rel = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
         let idx = self.index.partition_point(|(r, _)| *r <= rel);
         let scan_from = match idx.checked_sub(1).and_then(|i| self.index.get(i)) {
             Some((_, p)) => u64::from(*p),
@@ -552,5 +590,59 @@ impl SegmentView {
             }
         }
         Ok(Some(Bytes::from(buf)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: (HEADER_LEN - batch::LOG_OVERHEAD) as i32,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count: 1,
+        }
+    }
+
+    #[test]
+    fn positions_and_offsets_past_the_32_bit_index_are_refused_not_truncated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut seg = Segment::create(dir.path(), 100, 0).expect("segment");
+        let last_position = u64::from(u32::MAX);
+        assert_eq!(
+            seg.index_entry(&header(100 + i64::from(u32::MAX)), last_position)
+                .expect("largest entry fits"),
+            (u32::MAX, u32::MAX)
+        );
+        // One byte further would have been stored as position 0.
+        assert!(matches!(
+            seg.index_entry(&header(101), last_position + 1),
+            Err(LogError::IndexOverflow { position, offset: 101, .. }) if position == last_position + 1
+        ));
+        // An offset 2^32 past the base would have been stored as relative offset 0.
+        assert!(matches!(
+            seg.index_entry(&header(100 + (1i64 << 32)), 0),
+            Err(LogError::IndexOverflow { .. })
+        ));
+        assert!(matches!(
+            seg.index_entry(&header(99), 0),
+            Err(LogError::IndexOverflow { .. })
+        ));
+        // A refused batch changes nothing.
+        let err = seg.note_batch(&header(101), last_position + 1, 0);
+        assert!(matches!(err, Err(LogError::IndexOverflow { .. })));
+        assert!(seg.index.is_empty());
+        assert_eq!(seg.next_offset, 100);
     }
 }

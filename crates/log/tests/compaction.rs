@@ -162,3 +162,51 @@ fn an_expired_tombstone_that_is_the_latest_record_of_its_key_is_removed() {
     assert!(after.values().all(|(k, _)| k != "gone"), "{after:?}");
     assert_eq!(after.len(), 20);
 }
+
+#[test]
+fn a_stored_batch_that_fails_to_decode_during_compaction_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    };
+    let now = 10_000_000;
+    let mut log = LocalLog::open(dir.path(), config.clone(), now).unwrap();
+    for i in 0..20 {
+        let b = record(
+            &format!("k{}", i % 2),
+            Some("value"),
+            1_000 + i,
+            Compression::None,
+        );
+        log.append(&b, now).unwrap();
+    }
+    drop(log);
+    // Flip one bit inside the first batch's records: covered by its CRC-32C, so the decoder
+    // refuses it. The sealed segment opens from its index without being read.
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[65] ^= 0x10;
+    std::fs::write(&first, &bytes).unwrap();
+    let mut log = LocalLog::open(dir.path(), config, now).unwrap();
+    let err = log.compact(now, 1_000_000).unwrap_err();
+    match &err {
+        shoal_log::LogError::Corrupt {
+            offset,
+            segment,
+            reason,
+        } => {
+            assert_eq!(*offset, 0, "{err}");
+            assert!(segment.ends_with("00000000000000000000.log"), "{err}");
+            assert!(reason.contains("decode"), "{err}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing was rewritten: the damaged segment is as it was, no temporary file is left.
+    assert_eq!(std::fs::read(&first).unwrap(), bytes);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
+}

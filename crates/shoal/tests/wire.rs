@@ -45,6 +45,11 @@ fn request<Req: Encodable, Resp: Decodable>(
     version: i16,
     req: &Req,
 ) -> Resp {
+    send_request(s, key, version, req);
+    read_response(s, key, version)
+}
+
+fn send_request<Req: Encodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &Req) {
     let mut buf = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(key as i16)
@@ -55,6 +60,9 @@ fn request<Req: Encodable, Resp: Decodable>(
         .expect("encode header");
     req.encode(&mut buf, version).expect("encode body");
     send_raw(s, &buf);
+}
+
+fn read_response<Resp: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16) -> Resp {
     let mut frame = read_frame(s).expect("response frame");
     let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
         .expect("response header");
@@ -350,4 +358,150 @@ fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms() {
         );
         assert_eq!(r.brokers.len(), 1);
     }
+}
+
+/// `segment.bytes` is an INT in Kafka with `atLeast(14)`: CreateTopics and
+/// IncrementalAlterConfigs answer INVALID_CONFIG (40) with Kafka's message for values outside
+/// it, and a broker given `log.segment.bytes` outside it refuses to start.
+#[test]
+fn segment_bytes_outside_kafkas_int_range_is_refused_with_invalid_config() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(&dir.path().join("data"), &[]);
+    let admin: AdminClient<DefaultClientContext> = broker.client().create().expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for (i, bad) in ["2147483648", "13"].iter().enumerate() {
+        let name = format!("too-big-{i}");
+        let topic = NewTopic::new(&name, 1, TopicReplication::Fixed(1)).set("segment.bytes", bad);
+        let res = rt
+            .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+            .expect("create_topics request");
+        assert!(
+            matches!(res.as_slice(), [Err((t, RDKafkaErrorCode::InvalidConfig))] if *t == name),
+            "segment.bytes={bad}: {res:?}"
+        );
+    }
+    let topic =
+        NewTopic::new("sized", 1, TopicReplication::Fixed(1)).set("segment.bytes", "2147483647");
+    let res = rt
+        .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+        .expect("create_topics request");
+    assert!(matches!(res.as_slice(), [Ok(_)]), "{res:?}");
+
+    let mut s = connect(&broker);
+    let alter = |s: &mut TcpStream, value: &str| -> (i16, String) {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sized"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.bytes"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(value.to_string())))]),
+        ]);
+        let resp: IncrementalAlterConfigsResponse =
+            request(s, ApiKey::IncrementalAlterConfigs, 1, &req);
+        let r = &resp.responses[0];
+        (
+            r.error_code,
+            r.error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    };
+    let (code, message) = alter(&mut s, "4294967296");
+    assert_eq!(code, 40, "{message}");
+    assert!(
+        message.contains("Invalid value 4294967296 for configuration segment.bytes"),
+        "{message}"
+    );
+    let (code, message) = alter(&mut s, "0");
+    assert_eq!(code, 40, "{message}");
+    assert!(message.contains("Value must be at least 14"), "{message}");
+    assert_eq!(alter(&mut s, "1048576").0, 0);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("other"))
+        .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--set", "log.segment.bytes=4294967296"])
+        .output()
+        .expect("run shoal");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a 4 GiB segment.bytes");
+    assert!(
+        stderr.contains("log.segment.bytes") && stderr.contains("Not a number of type INT"),
+        "{stderr}"
+    );
+}
+
+/// Graceful shutdown: a long-poll Fetch in flight when SIGTERM arrives still gets its answer
+/// (after its `max_wait_ms`), new connections are refused meanwhile, and the process exits
+/// cleanly well within the shutdown timeout.
+#[test]
+fn a_fetch_in_flight_at_shutdown_is_answered_before_the_broker_exits() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Shoal::start(&dir.path().join("data"), &[]);
+    create_topic(&broker, "quiet", 1);
+    let mut s = connect(&broker);
+    let max_wait = Duration::from_millis(3000);
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("quiet")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let sent = Instant::now();
+    send_request(&mut s, ApiKey::Fetch, 12, &req);
+    // Let the broker take the request and park it on the empty partition.
+    std::thread::sleep(Duration::from_millis(300));
+    broker.signal_term();
+    let stopped_accepting = common::wait_until(Duration::from_secs(2), || {
+        TcpStream::connect(&broker.addr).is_err()
+    });
+    assert!(stopped_accepting, "still accepting after SIGTERM");
+    assert!(
+        sent.elapsed() < max_wait,
+        "the fetch ended before the check could run"
+    );
+    let resp: FetchResponse = read_response(&mut s, ApiKey::Fetch, 12);
+    let waited = sent.elapsed();
+    assert_eq!(resp.error_code, 0);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
+    assert!(
+        waited >= max_wait,
+        "answered after {waited:?}, not after max_wait_ms"
+    );
+    let exited = broker.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        exited,
+        Some(true),
+        "no clean exit within 10 s of SIGTERM; log:\n{}",
+        broker.log()
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
 }

@@ -34,7 +34,9 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         LogError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
-        LogError::Io(_) | LogError::Poisoned => code::KAFKA_STORAGE_ERROR,
+        LogError::Io(_) | LogError::Poisoned | LogError::IndexOverflow { .. } => {
+            code::KAFKA_STORAGE_ERROR
+        }
         LogError::Corrupt { .. } => code::CORRUPT_MESSAGE,
     }
 }
@@ -135,7 +137,10 @@ fn append_one(
     let info = match log.append(slice, now_ms()) {
         Ok(info) => info,
         Err(e) => {
-            if matches!(e, LogError::Io(_) | LogError::Poisoned) {
+            if matches!(
+                e,
+                LogError::Io(_) | LogError::Poisoned | LogError::IndexOverflow { .. }
+            ) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "append failed");
             }
             return Appended::failed(log_error_code(&e), Some(e.to_string()));

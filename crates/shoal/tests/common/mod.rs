@@ -111,6 +111,30 @@ impl Shoal {
         false
     }
 
+    /// Sends SIGTERM (graceful shutdown) without waiting for the exit.
+    pub fn signal_term(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; `Some(success)` when it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<bool> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// A librdkafka client config pointed at this broker.
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
