@@ -67,11 +67,13 @@ impl Broker {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             min_session_timeout_ms: config.group_min_session_timeout_ms,
             max_session_timeout_ms: config.group_max_session_timeout_ms,
+            // Kafka's constant (not a broker config there either).
+            new_member_join_timeout_ms: CoordinatorConfig::default().new_member_join_timeout_ms,
             max_size: usize::try_from(config.group_max_size).unwrap_or(usize::MAX),
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             offset_metadata_max_bytes: usize::try_from(config.offset_metadata_max_bytes)
                 .unwrap_or(4096),
-            consumer: shoal_group::consumer::ConsumerGroupConfig {
+            consumer: shoal_group::config::ConsumerGroupConfig {
                 session_timeout_ms: config.group_consumer_session_timeout_ms,
                 heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
                 reconciling_heartbeat_interval_ms: config

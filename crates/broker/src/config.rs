@@ -102,7 +102,7 @@ pub struct BrokerConfig {
     pub group_consumer_max_size: i32,
     /// `group.consumer.migration.policy` (default `bidirectional`, as Kafka 4.0): online
     /// conversion of groups with members between the classic and consumer protocols.
-    pub group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy,
+    pub group_consumer_migration_policy: shoal_group::config::MigrationPolicy,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// `offsets.topic.segment.bytes` (default 104857600): segment size of
@@ -153,7 +153,7 @@ impl Default for BrokerConfig {
             group_consumer_reconciling_heartbeat_interval_ms: 50,
             group_consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             group_consumer_max_size: i32::MAX,
-            group_consumer_migration_policy: shoal_group::consumer::MigrationPolicy::Bidirectional,
+            group_consumer_migration_policy: shoal_group::config::MigrationPolicy::Bidirectional,
             console_lag_sample_interval_ms: 10_000,
             offsets_topic_segment_bytes: 104_857_600,
             log_cleaner_delete_retention_ms: 86_400_000,
@@ -301,7 +301,7 @@ impl BrokerConfig {
             "group.consumer.max.size" => self.group_consumer_max_size = parse(key, value)?,
             "group.consumer.migration.policy" => {
                 self.group_consumer_migration_policy =
-                    shoal_group::consumer::MigrationPolicy::parse(value).ok_or_else(|| {
+                    shoal_group::config::MigrationPolicy::parse(value).ok_or_else(|| {
                         ConfigError::InvalidValue {
                             key: key.to_string(),
                             value: value.to_string(),

@@ -1,4 +1,4 @@
-//! Runtime for the sans-IO group coordinator: one task owns [`ClassicCoordinator`], applies
+//! Runtime for the sans-IO group coordinator: one task owns [`GroupCoordinator`], applies
 //! requests in arrival order with the wall clock, keeps its timers, appends the records it
 //! emits to `__consumer_offsets` and delivers replies only after those records are on disk.
 //!
@@ -23,17 +23,17 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_group::assignor::TopicMetadata;
-use shoal_group::classic::{
+use shoal_group::api::{
     CommitRequest, GroupDescription, GroupListing, JoinRequest, JoinResponse, SyncRequest,
     SyncResponse,
 };
-use shoal_group::consumer::{
+use shoal_group::api::{
     ConsumerGroupDescription, HeartbeatRequest, HeartbeatResponse, TopicCatalog,
 };
+use shoal_group::assignor::TopicMetadata;
 use shoal_group::{
-    ClassicCoordinator, CoordinatorConfig, GroupError, OffsetAndMetadata, Output, Record, Reply,
-    RequestId, TimerKey,
+    CoordinatorConfig, GroupCoordinator, GroupError, GroupEvent, OffsetAndMetadata, Output, Record,
+    Reply, RequestId, TimerKey,
 };
 use shoal_log::LogError;
 use tokio::sync::{mpsc, oneshot};
@@ -313,7 +313,7 @@ enum Parked {
 }
 
 struct Runtime {
-    core: ClassicCoordinator,
+    core: GroupCoordinator,
     offsets: Arc<Partition>,
     flusher: Flusher,
     parked: HashMap<RequestId, Parked>,
@@ -371,9 +371,9 @@ fn load(
     offsets: &Partition,
     upto: i64,
     now: i64,
-) -> anyhow::Result<(ClassicCoordinator, Output)> {
+) -> anyhow::Result<(GroupCoordinator, Output)> {
     let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
-    let mut core = ClassicCoordinator::new(config, incarnation);
+    let mut core = GroupCoordinator::new(config, incarnation);
     let mut replayed = 0usize;
     let log = offsets.log();
     let mut offset = log.log_start_offset();
@@ -664,6 +664,7 @@ impl Runtime {
     /// the records, and every record appended before them, are durable.
     fn finish(&mut self, out: Output, direct: Option<Delivery>) {
         self.apply_timers(&out.timers);
+        out.events.iter().for_each(log_event);
         for r in &out.rebalances {
             self.metrics
                 .rebalanced(&r.group_id, r.protocol, r.duration_ms);
@@ -732,6 +733,55 @@ impl Runtime {
                 let end = self.offsets.log().log_end_offset();
                 self.reload(end);
             }
+        }
+    }
+}
+
+/// Logs what happened to a group at INFO, as Kafka's group coordinator does, so that an
+/// operator can explain a rebalance from the log alone (group, member, reason, generation).
+fn log_event(event: &GroupEvent) {
+    match event {
+        GroupEvent::MemberRemoved {
+            group_id,
+            member_id,
+            reason,
+            generation_id,
+        } => tracing::info!(group_id = %group_id, member_id = %member_id, reason = reason.as_str(),
+            generation_id, "member removed from group"),
+        GroupEvent::RebalanceStarted {
+            group_id,
+            generation_id,
+            reason,
+        } => {
+            tracing::info!(group_id = %group_id, old_generation_id = generation_id, reason = %reason,
+            "preparing to rebalance group")
+        }
+        GroupEvent::JoinCompleted {
+            group_id,
+            generation_id,
+            members,
+            leader,
+            protocol,
+        } => {
+            tracing::info!(group_id = %group_id, generation_id, members, leader = leader.as_deref().unwrap_or(""),
+            protocol = protocol.as_deref().unwrap_or(""), "join phase completed: new generation")
+        }
+        GroupEvent::Stabilized {
+            group_id,
+            generation_id,
+        } => tracing::info!(group_id = %group_id, generation_id,
+            "assignment received from the leader: group stable"),
+        GroupEvent::TargetAssignmentComputed {
+            group_id,
+            assignment_epoch,
+            members,
+        } => tracing::info!(group_id = %group_id, assignment_epoch, members,
+            "computed a new target assignment"),
+        GroupEvent::Converted { group_id, from, to } => {
+            tracing::info!(group_id = %group_id, from, to, "group converted")
+        }
+        GroupEvent::Refused { group_id, error } => {
+            tracing::error!(group_id = %group_id, error = %error, "group coordinator refused a state change")
         }
     }
 }

@@ -46,6 +46,13 @@ pub enum GroupError {
     UnsupportedVersion,
     #[error("the regular expression is invalid")]
     InvalidRegularExpression,
+    /// A state transition the group's state machine does not allow: a coordinator bug,
+    /// refused instead of applied (Kafka's `IllegalStateException`, UNKNOWN_SERVER_ERROR).
+    #[error("illegal group state transition {from:?} -> {to:?}")]
+    IllegalStateTransition {
+        from: crate::state::GroupState,
+        to: crate::state::GroupState,
+    },
 }
 
 impl GroupError {
@@ -73,6 +80,7 @@ impl GroupError {
             GroupError::InvalidRequest => 42,
             GroupError::UnsupportedVersion => 35,
             GroupError::InvalidRegularExpression => 128,
+            GroupError::IllegalStateTransition { .. } => -1,
         }
     }
 }

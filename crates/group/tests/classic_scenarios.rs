@@ -9,12 +9,12 @@ use shoal_group::classic::{
     CommitPartition, CommitRequest, JoinRequest, JoinResponse, SyncRequest, SyncResponse,
 };
 use shoal_group::{
-    ClassicCoordinator, CoordinatorConfig, GroupError, GroupState, Output, Record, Reply, TimerKey,
+    CoordinatorConfig, GroupCoordinator, GroupError, GroupState, Output, Record, Reply, TimerKey,
 };
 
 /// The coordinator plus the caller's side: a clock, a timer table and the delivered replies.
 struct Harness {
-    c: ClassicCoordinator,
+    c: GroupCoordinator,
     now: i64,
     timers: BTreeMap<TimerKey, i64>,
     next_id: u64,
@@ -32,7 +32,7 @@ impl Harness {
             ..CoordinatorConfig::default()
         };
         Self {
-            c: ClassicCoordinator::new(config, 7),
+            c: GroupCoordinator::new(config, 7),
             now: 1_000_000,
             timers: BTreeMap::new(),
             next_id: 0,
@@ -448,7 +448,7 @@ fn member_that_never_rejoins_is_dropped_when_the_rebalance_timeout_fires() {
 fn replay_restores_offsets_and_members_and_arms_their_sessions() {
     let (mut h, a, _b, gen) = stable_pair();
     assert_eq!(h.commit(&a, gen, 77), None);
-    let mut fresh = ClassicCoordinator::new(CoordinatorConfig::default(), 8);
+    let mut fresh = GroupCoordinator::new(CoordinatorConfig::default(), 8);
     for r in &h.records {
         let back = Record::decode(&r.encode_key(), r.encode_value().as_deref()).unwrap();
         fresh.replay(&back, h.now);

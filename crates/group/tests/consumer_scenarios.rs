@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use shoal_group::assignor::{TopicMetadata, TopicPartitions};
 use shoal_group::classic::{CommitPartition, CommitRequest};
 use shoal_group::consumer::{HeartbeatRequest, HeartbeatResponse, TopicCatalog};
-use shoal_group::{ClassicCoordinator, CoordinatorConfig, GroupError, Output, Record, TimerKey};
+use shoal_group::{CoordinatorConfig, GroupCoordinator, GroupError, Output, Record, TimerKey};
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -35,7 +35,7 @@ fn tid(name: &str) -> Uuid {
 }
 
 struct Harness {
-    c: ClassicCoordinator,
+    c: GroupCoordinator,
     catalog: Catalog,
     now: i64,
     timers: BTreeMap<TimerKey, i64>,
@@ -51,7 +51,7 @@ impl Harness {
         let mut config = CoordinatorConfig::default();
         config.consumer.session_timeout_ms = 10_000;
         let mut h = Self {
-            c: ClassicCoordinator::new(config, 9),
+            c: GroupCoordinator::new(config, 9),
             catalog: Catalog::default(),
             now: 1_000_000,
             timers: BTreeMap::new(),
@@ -79,7 +79,7 @@ impl Harness {
     fn restart(&mut self) {
         let mut config = CoordinatorConfig::default();
         config.consumer.session_timeout_ms = 10_000;
-        let mut c = ClassicCoordinator::new(config, 10);
+        let mut c = GroupCoordinator::new(config, 10);
         for r in &self.records {
             let back = Record::decode(&r.encode_key(), r.encode_value().as_deref()).unwrap();
             assert_eq!(&back, r);
@@ -805,7 +805,7 @@ impl Harness {
             ..CoordinatorConfig::default()
         };
         config.consumer.session_timeout_ms = 10_000;
-        self.c = ClassicCoordinator::new(config, 11);
+        self.c = GroupCoordinator::new(config, 11);
         let out = self.c.join(1, classic_join_request("", &[]), self.now);
         let x = match self.replies(out).pop() {
             Some(Reply::Join(r)) => r.member_id,
@@ -964,7 +964,7 @@ fn with_migration_disabled_groups_with_members_keep_their_protocol() {
     let mut config = h.c.config().clone();
     config.consumer.migration_policy = shoal_group::consumer::MigrationPolicy::Disabled;
     let records = h.records.clone();
-    let mut c = ClassicCoordinator::new(config, 12);
+    let mut c = GroupCoordinator::new(config, 12);
     for r in &records {
         c.replay(r, h.now);
     }
@@ -976,7 +976,7 @@ fn with_migration_disabled_groups_with_members_keep_their_protocol() {
     h.c = {
         let mut config = CoordinatorConfig::default();
         config.consumer.migration_policy = shoal_group::consumer::MigrationPolicy::Disabled;
-        ClassicCoordinator::new(config, 13)
+        GroupCoordinator::new(config, 13)
     };
     h.join("c");
     assert_eq!(

@@ -11,7 +11,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use shoal_group::classic::{JoinRequest, SyncRequest};
+use shoal_group::api::{JoinRequest, SyncRequest};
 use shoal_group::{code_of, GroupError};
 
 use super::{code, RequestContext};
@@ -312,7 +312,7 @@ fn to_wire_partitions(
 
 /// ConsumerGroupHeartbeat (v0-v1, KIP-848): join (epoch 0), heartbeat, leave (-1, or -2 for a
 /// static member); the broker assigns partitions (see `shoal_group::consumer`). Errors are
-/// in the response: see [`shoal_group::ClassicCoordinator::consumer_heartbeat`].
+/// in the response: see [`shoal_group::GroupCoordinator::consumer_heartbeat`].
 pub async fn consumer_heartbeat(
     broker: &Broker,
     ctx: &RequestContext,

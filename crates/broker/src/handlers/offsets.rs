@@ -13,7 +13,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use shoal_group::classic::{CommitPartition, CommitRequest};
+use shoal_group::api::{CommitPartition, CommitRequest};
 use shoal_group::code_of;
 
 use super::{code, RequestContext};

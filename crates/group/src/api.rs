@@ -1,0 +1,248 @@
+//! The coordinator's requests and responses, one struct per Kafka message (the fields the
+//! coordinator needs, under Kafka's names), independent of the wire codec: the broker's
+//! handlers decode with `kafka-protocol` and fill these in; the answers go back the same way.
+//!
+//! Classic protocol: JoinGroup v0-v9, SyncGroup v0-v5, OffsetCommit v2-v9, DescribeGroups,
+//! ListGroups v0-v5. KIP-848: ConsumerGroupHeartbeat v0-v1, ConsumerGroupDescribe v0.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::assignor::{TopicMetadata, TopicPartitions};
+use crate::error::GroupError;
+use crate::state::{ConsumerGroupState, GroupState, MemberState};
+
+/// `member_epoch` a dynamic member sends to leave the group.
+pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
+/// `member_epoch` a static member sends to leave temporarily (keeping its partitions).
+pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
+
+/// JoinGroup request fields (JoinGroupRequest v0-v9).
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    /// Empty for a member joining for the first time.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    /// `(protocol name, metadata)` in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new member first gets `MEMBER_ID_REQUIRED` and its id (KIP-394).
+    pub require_known_member_id: bool,
+}
+
+/// One member as the leader sees it in the JoinGroup response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+/// JoinGroup response fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinResponse {
+    pub error: Option<GroupError>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Non-empty only in the leader's response.
+    pub members: Vec<JoinMember>,
+}
+
+impl JoinResponse {
+    pub(crate) fn error(e: GroupError, member_id: &str) -> Self {
+        Self {
+            error: Some(e),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// SyncGroup request fields (v0-v5).
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub generation_id: i32,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// The leader's assignment per member; empty from followers.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// SyncGroup response fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncResponse {
+    pub error: Option<GroupError>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResponse {
+    pub(crate) fn error(e: GroupError) -> Self {
+        Self {
+            error: Some(e),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+/// One partition's offset to commit.
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// OffsetCommit request fields (v2-v8).
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub group_id: String,
+    /// `-1` for a commit from a consumer that does not use group management.
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub partitions: Vec<CommitPartition>,
+    /// The OffsetCommit version (consumer-protocol members need v9+).
+    pub api_version: i16,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub generation_id: i32,
+    pub members: Vec<MemberDescription>,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    /// Kafka's state name (`Stable`, `Empty`, ... or `Reconciling`, `Assigning` for consumer
+    /// groups).
+    pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5, KIP-848).
+    pub group_type: &'static str,
+}
+
+/// What the heartbeat needs to know about topics: the broker's catalog.
+pub trait TopicCatalog {
+    /// The topic called `name`, if it exists.
+    fn topic(&self, name: &str) -> Option<TopicMetadata>;
+    /// Every topic name (for regex subscriptions); internal topics excluded.
+    fn names(&self) -> Vec<String>;
+}
+
+/// ConsumerGroupHeartbeat request fields (v0-v1). `None` means "unchanged since the last
+/// heartbeat" for the nullable fields, as in the protocol.
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    /// Generated by the client since v1 (KIP-1082); a v0 client sends "" to join.
+    pub member_id: String,
+    /// 0 to join, -1 to leave, -2 for a static member leaving temporarily.
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// `max.poll.interval.ms` of the client; -1 if unchanged.
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// Partitions the member owns; `None` if unchanged.
+    pub owned: Option<TopicPartitions>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// ConsumerGroupHeartbeat response fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatResponse {
+    pub error: Option<GroupError>,
+    pub error_message: Option<String>,
+    pub member_id: Option<String>,
+    pub member_epoch: i32,
+    /// ms until the next heartbeat.
+    pub heartbeat_interval_ms: i32,
+    /// The member's assignment, when it changed (or on join); `None` otherwise.
+    pub assignment: Option<TopicPartitions>,
+}
+
+impl HeartbeatResponse {
+    pub(crate) fn error(e: GroupError, message: impl Into<String>) -> Self {
+        Self {
+            error: Some(e),
+            error_message: Some(message.into()),
+            member_id: None,
+            member_epoch: -1,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        }
+    }
+}
+
+/// A member as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub state: MemberState,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub assignment: TopicPartitions,
+    pub target_assignment: TopicPartitions,
+}
+
+/// A consumer group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    pub state: ConsumerGroupState,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor_name: String,
+    pub members: Vec<ConsumerMemberDescription>,
+    /// Topic id -> name, for the topics in the assignments.
+    pub topic_names: BTreeMap<Uuid, String>,
+}

@@ -1,0 +1,108 @@
+//! The coordinator's settings, under their Kafka broker-config names and with Kafka's
+//! defaults (`group.*`, `group.consumer.*`, `offsets.*`).
+
+use crate::assignor;
+
+/// Coordinator settings under their Kafka broker-config names.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// `group.initial.rebalance.delay.ms` (Kafka default 3000).
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms` (Kafka default 6000).
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms` (Kafka default 1800000).
+    pub max_session_timeout_ms: i32,
+    /// The new-member join timeout in ms (Kafka's `group.coordinator` constant
+    /// `CLASSIC_GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS`, 5 min): a new member waiting in a join
+    /// phase is removed if its JoinGroup is not answered by then.
+    pub new_member_join_timeout_ms: i64,
+    /// `group.max.size` (Kafka default `i32::MAX`).
+    pub max_size: usize,
+    /// `offsets.retention.minutes` in ms (Kafka default 7 days).
+    pub offsets_retention_ms: i64,
+    /// `offset.metadata.max.bytes` (Kafka default 4096).
+    pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.*`: KIP-848 consumer groups.
+    pub consumer: ConsumerGroupConfig,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            new_member_join_timeout_ms: 300_000,
+            max_size: i32::MAX as usize,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offset_metadata_max_bytes: 4096,
+            consumer: ConsumerGroupConfig::default(),
+        }
+    }
+}
+
+/// Settings of consumer groups, under their Kafka broker-config names.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupConfig {
+    /// `group.consumer.session.timeout.ms` (Kafka default 45000).
+    pub session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (Kafka default 5000).
+    pub heartbeat_interval_ms: i32,
+    /// `group.consumer.reconciling.heartbeat.interval.ms` (Shoal only, default 50): the
+    /// heartbeat interval asked of members while the group is not `Stable`.
+    pub reconciling_heartbeat_interval_ms: i32,
+    /// `group.consumer.assignors` (default `uniform,range`); the first is the default.
+    pub assignors: Vec<String>,
+    /// `group.consumer.max.size` (Kafka default `i32::MAX`).
+    pub max_size: usize,
+    /// `group.consumer.migration.policy` (Kafka 4.x default `bidirectional`).
+    pub migration_policy: MigrationPolicy,
+}
+
+/// `group.consumer.migration.policy`: which online conversions between the classic and the
+/// consumer protocol a group with members may make (KIP-848 "online migration", Kafka 4.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Both directions.
+    Bidirectional,
+    /// Classic -> consumer only.
+    Upgrade,
+    /// Consumer -> classic only.
+    Downgrade,
+    /// Neither: a group keeps its protocol while it has members.
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// Parses Kafka's names (`bidirectional`, `upgrade`, `downgrade`, `disabled`), any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bidirectional" => Some(Self::Bidirectional),
+            "upgrade" => Some(Self::Upgrade),
+            "downgrade" => Some(Self::Downgrade),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+    /// A classic group with members may become a consumer group.
+    pub fn allows_upgrade(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Upgrade)
+    }
+    /// A consumer group whose members all use the classic protocol becomes a classic group.
+    pub fn allows_downgrade(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Downgrade)
+    }
+}
+
+impl Default for ConsumerGroupConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+            reconciling_heartbeat_interval_ms: 50,
+            assignors: assignor::ASSIGNORS.iter().map(|s| s.to_string()).collect(),
+            max_size: i32::MAX as usize,
+            migration_policy: MigrationPolicy::Bidirectional,
+        }
+    }
+}
