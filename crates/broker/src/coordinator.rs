@@ -322,6 +322,8 @@ struct Runtime {
     queue: BTreeSet<(i64, TimerKey)>,
     retention_check_ms: i64,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The console's rebalance timeline.
+    history: Arc<crate::history::History>,
     /// Replies waiting for an fsync, in append order, each with the offset below which the
     /// log must be durable before it is sent.
     unsynced: VecDeque<(i64, Delivery)>,
@@ -340,6 +342,7 @@ pub fn start(
     flusher: Flusher,
     retention_check_ms: i64,
     metrics: Arc<crate::metrics::Metrics>,
+    history: Arc<crate::history::History>,
 ) -> anyhow::Result<CoordinatorHandle> {
     let now = now_ms();
     let end = offsets.log().log_end_offset();
@@ -355,6 +358,7 @@ pub fn start(
         queue: BTreeSet::new(),
         retention_check_ms,
         metrics,
+        history,
         unsynced: VecDeque::new(),
         fsyncs: JoinSet::new(),
         read_only: false,
@@ -668,6 +672,8 @@ impl Runtime {
         for r in &out.rebalances {
             self.metrics
                 .rebalanced(&r.group_id, r.protocol, r.duration_ms);
+            self.history
+                .add_rebalance(&r.group_id, r.protocol, r.duration_ms, now_ms());
         }
         let mut deliveries: Vec<(Parked, Reply)> = Vec::with_capacity(out.replies.len());
         for (id, reply) in out.replies {

@@ -100,45 +100,6 @@ impl History {
     }
 }
 
-/// Samples every group's lag every `interval_ms` into `broker`'s history until `shutdown`.
-pub async fn sample_lag(
-    broker: std::sync::Arc<crate::broker::Broker>,
-    interval_ms: u64,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(interval_ms.max(100)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-                continue;
-            }
-        }
-        let Ok(groups) = broker.groups.list().await else {
-            continue;
-        };
-        let now = crate::clock::now_ms();
-        let history = &broker.metrics.history;
-        let alive = groups.iter().map(|g| g.group_id.clone()).collect();
-        history.retain_groups(&alive);
-        for g in groups {
-            if let Ok(rows) = crate::lag::group_lag(&broker, &g.group_id, now).await {
-                history.add_lag(
-                    &g.group_id,
-                    LagSample {
-                        ts_ms: now,
-                        total_lag: rows.iter().map(|r| r.lag).sum(),
-                        max_lag_seconds: rows.iter().map(|r| r.lag_seconds).fold(0.0, f64::max),
-                    },
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,9 @@
 //! Shoal's broker library: the Kafka-protocol server, request handlers, the runtime around
 //! the sans-IO group coordinator, group-commit durability, topics and configuration.
 //!
-//! Entry point: [`broker::run`] with a [`config::BrokerConfig`].
+//! Entry point: [`startup::run`] with a [`config::BrokerConfig`].
 
 pub mod alloc_guard;
-pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
@@ -16,7 +15,10 @@ pub mod internal_log;
 pub mod lag;
 pub mod metrics;
 pub mod server;
+pub mod startup;
+pub mod state;
 pub mod topics;
 
-pub use broker::{run, Broker};
 pub use config::BrokerConfig;
+pub use startup::run;
+pub use state::Broker;

@@ -19,7 +19,7 @@
 //! `kafka_topic_partition_current_offset` (log end offset),
 //! `kafka_topic_partition_oldest_offset` (log start offset), plus
 //! `kafka_consumergroup_lag_seconds` (Shoal: age of the first unconsumed record, see
-//! [`crate::lag`]) and `shoal_groups{type,state}`.
+//! the `lag` module) and `shoal_groups{type,state}`.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -115,9 +115,7 @@ pub struct Metrics {
     partition_current_offset: Family<TopicPartitionLabel, Gauge>,
     partition_oldest_offset: Family<TopicPartitionLabel, Gauge>,
     /// One scrape at a time (scrape-time families are cleared and refilled).
-    scrape: tokio::sync::Mutex<()>,
-    /// Lag samples and the rebalance timeline for the console.
-    pub history: crate::history::History,
+    scrape: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -159,8 +157,7 @@ impl Metrics {
             topic_partitions: Family::default(),
             partition_current_offset: Family::default(),
             partition_oldest_offset: Family::default(),
-            scrape: tokio::sync::Mutex::new(()),
-            history: crate::history::History::default(),
+            scrape: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
         registry.register(
@@ -343,8 +340,6 @@ impl Metrics {
 
     /// A rebalance of `group` (`classic` or `consumer` protocol) completed after `duration_ms`.
     pub fn rebalanced(&self, group: &str, protocol: &str, duration_ms: i64) {
-        self.history
-            .add_rebalance(group, protocol, duration_ms, crate::clock::now_ms());
         self.rebalances
             .get_or_create(&RebalanceLabel {
                 group: group.to_string(),
@@ -359,10 +354,13 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format, after refreshing the scrape-time families
-    /// from `broker` (groups, lag, offsets).
-    pub async fn render(&self, broker: &crate::broker::Broker) -> String {
-        let _one = self.scrape.lock().await;
-        self.refresh(broker).await;
+    /// (topics' offsets, groups, lag) from `scrape` (collected by `LagReader` (in `lag`)).
+    pub fn render(&self, scrape: &Scrape) -> String {
+        let _one = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.refresh(scrape);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -370,32 +368,28 @@ impl Metrics {
         out
     }
 
-    async fn refresh(&self, broker: &crate::broker::Broker) {
+    fn refresh(&self, scrape: &Scrape) {
         self.topic_partitions.clear();
         self.partition_current_offset.clear();
         self.partition_oldest_offset.clear();
-        for t in broker.topics.list() {
-            if t.internal {
-                continue;
-            }
+        for t in &scrape.topics {
             let l = TopicLabel {
                 topic: t.name.clone(),
             };
             self.topic_partitions
                 .get_or_create(&l)
                 .set(i64::try_from(t.partitions.len()).unwrap_or(i64::MAX));
-            for p in &t.partitions {
-                let log = p.log();
+            for &(partition, log_start_offset, log_end_offset) in &t.partitions {
                 let l = TopicPartitionLabel {
                     topic: t.name.clone(),
-                    partition: p.index.to_string(),
+                    partition: partition.to_string(),
                 };
                 self.partition_current_offset
                     .get_or_create(&l)
-                    .set(log.log_end_offset());
+                    .set(log_end_offset);
                 self.partition_oldest_offset
                     .get_or_create(&l)
-                    .set(log.log_start_offset());
+                    .set(log_start_offset);
             }
         }
         self.groups.clear();
@@ -403,28 +397,22 @@ impl Metrics {
         self.group_lag.clear();
         self.group_lag_seconds.clear();
         self.group_members.clear();
-        let Ok(groups) = broker.groups.list().await else {
-            return;
-        };
-        let now = crate::clock::now_ms();
-        for g in groups {
+        for g in &scrape.groups {
             self.groups
                 .get_or_create(&GroupStateLabel {
                     r#type: g.group_type.to_string(),
                     state: g.state.to_string(),
                 })
                 .inc();
-            let Ok(rows) = crate::lag::group_lag(broker, &g.group_id, now).await else {
+            let Some(lag) = &g.lag else {
                 continue;
             };
-            let members: std::collections::BTreeSet<&str> =
-                rows.iter().filter_map(|r| r.member_id.as_deref()).collect();
             self.group_members
                 .get_or_create(&GroupLabel {
                     consumergroup: g.group_id.clone(),
                 })
-                .set(i64::try_from(members.len()).unwrap_or(i64::MAX));
-            for r in &rows {
+                .set(i64::try_from(g.members).unwrap_or(i64::MAX));
+            for r in lag {
                 let l = GroupPartitionLabel {
                     consumergroup: g.group_id.clone(),
                     topic: r.topic.clone(),
@@ -438,6 +426,42 @@ impl Metrics {
             }
         }
     }
+}
+
+/// What a scrape reports beyond the counters: every non-internal topic's partitions and
+/// every group's state and lag, collected by `LagReader::scrape` (in `lag`).
+#[derive(Debug, Default)]
+pub struct Scrape {
+    pub topics: Vec<TopicScrape>,
+    pub groups: Vec<GroupScrape>,
+}
+
+/// One topic: `(partition, log_start_offset, log_end_offset)` per partition.
+#[derive(Debug)]
+pub struct TopicScrape {
+    pub name: String,
+    pub partitions: Vec<(i32, i64, i64)>,
+}
+
+/// One group: its type and state, and (when its lag could be computed) its member count and
+/// lag per partition.
+#[derive(Debug)]
+pub struct GroupScrape {
+    pub group_id: String,
+    pub group_type: &'static str,
+    pub state: &'static str,
+    pub members: usize,
+    pub lag: Option<Vec<PartitionLagGauge>>,
+}
+
+/// One partition of a group: committed offset (`-1`: none), lag in records and in seconds.
+#[derive(Debug)]
+pub struct PartitionLagGauge {
+    pub topic: String,
+    pub partition: i32,
+    pub current_offset: i64,
+    pub lag: i64,
+    pub lag_seconds: f64,
 }
 
 /// Records in a run of whole v2 record batches: the sum of each header's record count (bytes

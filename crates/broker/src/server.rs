@@ -35,8 +35,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::broker::Broker;
-use crate::handlers::{self, Outcome};
+use crate::handlers::{self, ConnInfo, Outcome};
+use crate::state::Broker;
 
 /// Smallest valid request: api_key, api_version, correlation_id, client_id length.
 const MIN_FRAME: i32 = 10;
@@ -51,12 +51,6 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// `TimeoutStopSec`, Kubernetes' grace period) give before SIGKILL, leaving time for the final
 /// log sync.
 pub const SHUTDOWN_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Facts about a connection the handlers need.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-}
 
 /// Accepts connections until `shutdown` becomes true, then waits (at most
 /// [`SHUTDOWN_DRAIN_TIMEOUT`]) for the open connections to answer the requests they are

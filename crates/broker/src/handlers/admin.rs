@@ -16,7 +16,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, RequestContext};
-use crate::broker::Broker;
+use crate::state::Broker;
 use crate::topics::{TopicError, TopicManager};
 
 fn s(v: impl Into<String>) -> StrBytes {

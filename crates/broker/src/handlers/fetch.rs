@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
 use shoal_log::{FileSlice, LogError, Records};
 
 use super::{code, Outcome, Part, RequestContext};
-use crate::broker::Broker;
+use crate::state::Broker;
 
 struct Slot {
     topic_index: usize,

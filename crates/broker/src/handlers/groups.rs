@@ -15,7 +15,7 @@ use shoal_group::api::{JoinRequest, SyncRequest};
 use shoal_group::{code_of, GroupError};
 
 use super::{code, RequestContext};
-use crate::broker::Broker;
+use crate::state::Broker;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, RequestContext};
-use crate::broker::Broker;
+use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
 
 fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {

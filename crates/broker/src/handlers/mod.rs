@@ -22,8 +22,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::broker::Broker;
-use crate::server::ConnInfo;
+use crate::state::Broker;
 
 /// A piece of a response frame.
 #[derive(Debug)]
@@ -59,6 +58,12 @@ impl std::fmt::Debug for Outcome {
             Outcome::Deferred(_) => f.write_str("Deferred"),
         }
     }
+}
+
+/// Facts about a connection the handlers need.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
 }
 
 /// Everything a handler knows about the request besides its body.

@@ -17,7 +17,7 @@ use shoal_group::api::{CommitPartition, CommitRequest};
 use shoal_group::code_of;
 
 use super::{code, RequestContext};
-use crate::broker::Broker;
+use crate::state::Broker;
 
 /// OffsetCommit (v2-v9; v9 is required of consumer-protocol members, whose member epoch is
 /// checked: STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID). Partitions of unknown topics get `UNKNOWN_TOPIC_OR_PARTITION`; the

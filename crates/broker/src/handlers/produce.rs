@@ -22,8 +22,8 @@ use kafka_protocol::protocol::StrBytes;
 use shoal_log::{BatchError, LogError};
 
 use super::{code, RequestContext};
-use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::state::Broker;
 use crate::topics::{Partition, TopicError};
 
 /// Maps a storage error to the Kafka error code the producer receives.

@@ -32,9 +32,9 @@ use tokio::sync::watch;
 mod console;
 mod topics;
 
-use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::lag::{group_lag, PartitionLag};
+use crate::lag::PartitionLag;
+use crate::state::Broker;
 
 #[derive(Serialize)]
 struct GroupRow {
@@ -181,7 +181,7 @@ async fn group(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) 
 }
 
 async fn lag(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) -> Response {
-    match group_lag(&broker, &group_id, now_ms()).await {
+    match broker.lag().group_lag(&group_id, now_ms()).await {
         Ok(partitions) => Json(GroupLag {
             total_lag: partitions.iter().map(|p| p.lag).sum(),
             max_lag_seconds: partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max),
@@ -194,7 +194,8 @@ async fn lag(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) ->
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
-    let body = broker.metrics.render(&broker).await;
+    let scrape = broker.lag().scrape(now_ms()).await;
+    let body = broker.metrics.render(&scrape);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::broker::Broker;
+use crate::state::Broker;
 
 fn not_found(what: String) -> Response {
     (
@@ -181,7 +181,7 @@ pub(super) async fn lag_history(
     State(broker): State<Arc<Broker>>,
     Path(group): Path<String>,
 ) -> Response {
-    Json(broker.metrics.history.lag(&group)).into_response()
+    Json(broker.history.lag(&group)).into_response()
 }
 
 pub(super) async fn rebalances(
@@ -190,7 +190,6 @@ pub(super) async fn rebalances(
 ) -> Response {
     Json(
         broker
-            .metrics
             .history
             .rebalances(q.get("group").map(String::as_str)),
     )

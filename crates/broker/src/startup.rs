@@ -1,6 +1,8 @@
-//! The broker: configuration, topics, the group coordinator and the durability service,
-//! shared by every connection. [`Broker::start`] opens storage (with recovery) and replays the
-//! internal logs; [`run`] serves until shutdown.
+//! Start-up wiring: [`Broker::start`] opens storage (with recovery), starts the flusher and
+//! the coordinator (which replays `__consumer_offsets`) and builds the shared [`Broker`];
+//! [`run`] binds the listeners, starts the HTTP server and the background tasks (retention,
+//! periodic flush, the console's lag sampler) and serves until shutdown. The only module that
+//! knows every other one.
 
 use std::sync::Arc;
 
@@ -9,22 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
-use crate::coordinator::{self, CoordinatorHandle};
+use crate::coordinator;
 use crate::durability::Flusher;
+use crate::history::History;
+use crate::state::Broker;
 use crate::topics::{TopicManager, CONSUMER_OFFSETS};
-
-/// Shared broker state.
-#[derive(Debug)]
-pub struct Broker {
-    pub config: Arc<BrokerConfig>,
-    pub topics: TopicManager,
-    pub groups: CoordinatorHandle,
-    pub flusher: Flusher,
-    /// Bumped after every append; long-polling fetches wait on it.
-    pub appended: watch::Sender<u64>,
-    /// Prometheus metrics (`GET /metrics`).
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
 
 impl Broker {
     /// Opens the data directory and starts the coordinator and flusher tasks. Must run inside
@@ -51,6 +42,7 @@ impl Broker {
             )
         })?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let history = Arc::new(History::default());
         let flusher = Flusher::start_with_fsync(Arc::clone(&metrics), fsync);
         let offsets = topics
             .partition(CONSUMER_OFFSETS, 0)
@@ -89,6 +81,7 @@ impl Broker {
             flusher.clone(),
             config.offsets_retention_check_interval_ms,
             Arc::clone(&metrics),
+            Arc::clone(&history),
         )?;
         let (appended, _) = watch::channel(0u64);
         Ok(Arc::new(Self {
@@ -98,12 +91,8 @@ impl Broker {
             flusher,
             appended,
             metrics,
+            history,
         }))
-    }
-
-    /// Wakes long-polling fetches after an append.
-    pub fn notify_appended(&self) {
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -134,11 +123,7 @@ pub async fn run(
         http_listener,
         shutdown.clone(),
     ));
-    tokio::spawn(crate::history::sample_lag(
-        Arc::clone(&broker),
-        broker.config.console_lag_sample_interval_ms,
-        shutdown.clone(),
-    ));
+    tokio::spawn(sample_lag(Arc::clone(&broker), shutdown.clone()));
     on_ready(broker.config.kafka_addr, broker.config.http_addr);
     // Retention and periodic flush run in the background.
     let bg = Arc::clone(&broker);
@@ -190,4 +175,26 @@ pub async fn run(
         .collect();
     let _ = broker.flusher.sync(parts).await;
     Ok(())
+}
+
+/// Samples every group's lag into the console's history every
+/// `console.lag.sample.interval.ms` until `shutdown`.
+async fn sample_lag(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let every = broker.config.console_lag_sample_interval_ms.max(100);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(every));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+                continue;
+            }
+        }
+        broker
+            .lag()
+            .sample(&broker.history, crate::clock::now_ms())
+            .await;
+    }
 }

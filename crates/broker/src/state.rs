@@ -1,0 +1,46 @@
+//! The broker's shared state: configuration, topics, the group coordinator's handle, the
+//! durability service, metrics and the console's history, one [`Broker`] shared by every
+//! connection and every HTTP request. Built and wired by `startup`; this module only
+//! holds it, so every layer above can name it without importing the wiring.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::BrokerConfig;
+use crate::coordinator::CoordinatorHandle;
+use crate::durability::Flusher;
+use crate::history::History;
+use crate::lag::LagReader;
+use crate::metrics::Metrics;
+use crate::topics::TopicManager;
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub topics: TopicManager,
+    pub groups: CoordinatorHandle,
+    pub flusher: Flusher,
+    /// Bumped after every append; long-polling fetches wait on it.
+    pub appended: watch::Sender<u64>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The console's lag samples and rebalance timeline.
+    pub history: Arc<History>,
+}
+
+impl Broker {
+    /// Wakes long-polling fetches after an append.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Lag, read through the coordinator and the topics.
+    pub fn lag(&self) -> LagReader<'_> {
+        LagReader {
+            groups: &self.groups,
+            topics: &self.topics,
+        }
+    }
+}
