@@ -62,7 +62,7 @@ fn table() -> Vec<ApiVersion> {
 }
 
 /// The ApiVersions response.
-pub fn handle() -> ApiVersionsResponse {
+pub fn api_versions() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(code::NONE)
         .with_api_keys(table())

@@ -110,7 +110,7 @@ fn read_all(
 /// Handles Fetch, waiting for data per `max_wait_ms`/`min_bytes`. Returns the response and,
 /// for partitions served straight from segment files, `(sentinel, range)` pairs: the
 /// partition's `records` hold the sentinel, which [`respond`] replaces with the range.
-pub async fn handle(
+pub async fn fetch(
     broker: &Broker,
     _ctx: &RequestContext,
     req: FetchRequest,

@@ -38,7 +38,7 @@ fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
 
 /// Answers Metadata. Unknown topics get `UNKNOWN_TOPIC_OR_PARTITION` unless auto-created;
 /// invalid names get `INVALID_TOPIC_EXCEPTION`.
-pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+pub fn metadata(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let (host, port) = broker.config.advertised();
     let node = BrokerId(broker.config.node_id);
     let all = req.topics.as_ref().is_none()

@@ -1,7 +1,11 @@
 //! Request dispatch: frame -> header -> typed request -> handler -> encoded response.
 //!
-//! One file per request family, each with the same shape: a `handle` taking the decoded
-//! request and returning the response message. Decoding of untrusted bytes happens only in
+//! Every request goes decode -> handle -> encode. This module decodes and encodes; each file
+//! is one request family, and each API in it is one function named for the API in snake case
+//! (`groups::join` for JoinGroup, `fetch::fetch` for Fetch, `offsets::commit` for
+//! OffsetCommit), taking the broker, the [`RequestContext`] when it needs it, and the decoded
+//! request, and returning the response message (Produce in two steps: `produce::append` in
+//! arrival order, then `produce::finish` once durable). Decoding of untrusted bytes happens only in
 //! [`decode_request`], which refuses versions we do not advertise and contains any panic in
 //! the protocol library; the process-wide allocation guard (see the `shoal` binary) bounds the
 //! library's pre-allocation from untrusted lengths.
@@ -180,8 +184,8 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         Err(e) => return Outcome::Close(e),
     };
     let response = match request {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, &ctx, r)),
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::api_versions()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(broker, &ctx, r)),
         RequestKind::Produce(r) => {
             // Appended now, in arrival order; answered once durable.
             let pending = produce::append(broker, &ctx, r);
@@ -199,7 +203,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             }));
         }
         RequestKind::Fetch(r) => {
-            let (resp, slices) = fetch::handle(broker, &ctx, r).await;
+            let (resp, slices) = fetch::fetch(broker, &ctx, r).await;
             return fetch::respond(version, correlation_id, resp, slices);
         }
         RequestKind::ListOffsets(r) => {

@@ -177,16 +177,6 @@ pub struct PendingProduce {
     responses: Vec<(TopicName, Vec<(PartitionProduceResponse, Appended)>)>,
 }
 
-/// Handles Produce; `None` for acks=0 (no response is sent).
-pub async fn handle(
-    broker: &Broker,
-    ctx: &RequestContext,
-    req: ProduceRequest,
-) -> Option<ProduceResponse> {
-    let pending = append(broker, ctx, req);
-    finish(&broker.flusher, pending).await
-}
-
 /// The first phase of Produce, synchronous: validates and appends every partition's batch in
 /// request order. Calling it for the requests of a connection in arrival order keeps each
 /// partition's appends in that order, so the second phase ([`finish`], waiting for the
