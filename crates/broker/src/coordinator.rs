@@ -343,7 +343,7 @@ pub fn start(
     retention_check_ms: i64,
     metrics: Arc<crate::metrics::Metrics>,
     history: Arc<crate::history::History>,
-) -> anyhow::Result<CoordinatorHandle> {
+) -> Result<CoordinatorHandle, crate::error::BrokerError> {
     let now = now_ms();
     let end = offsets.log().log_end_offset();
     let (core, start_out) = load(config, &offsets, end, now)?;
@@ -375,7 +375,7 @@ fn load(
     offsets: &Partition,
     upto: i64,
     now: i64,
-) -> anyhow::Result<(GroupCoordinator, Output)> {
+) -> Result<(GroupCoordinator, Output), crate::error::BrokerError> {
     let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
     let mut core = GroupCoordinator::new(config, incarnation);
     let mut replayed = 0usize;

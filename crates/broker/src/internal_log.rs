@@ -3,17 +3,20 @@
 //! and tools apply to them.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::error::BrokerError;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// Encodes `(key, value)` pairs (value `None` = tombstone) into one record batch stamped
-/// `now_ms`. Errors only if the encoder fails (it does not for uncompressed batches).
+/// `now_ms`. Errors: [`BrokerError::InternalLog`] if the encoder fails (it does not for
+/// uncompressed batches).
 pub fn encode_batch(
     entries: &[(Vec<u8>, Option<Vec<u8>>)],
     now_ms: i64,
-) -> anyhow::Result<BytesMut> {
+) -> Result<BytesMut, BrokerError> {
     let records: Vec<Record> = entries
         .iter()
         .enumerate()
@@ -43,7 +46,8 @@ pub fn encode_batch(
             version: 2,
             compression: Compression::None,
         },
-    )?;
+    )
+    .map_err(|e| BrokerError::InternalLog(format!("cannot encode: {e}")))?;
     Ok(buf)
 }
 
@@ -51,11 +55,13 @@ pub fn encode_batch(
 pub type KeyValue = (i64, Option<Bytes>, Option<Bytes>);
 
 /// Decodes every record in `batches` (concatenated record batches) into `(offset, key,
-/// value)`. Errors on a malformed batch.
-pub fn decode_batches(batches: Bytes) -> anyhow::Result<Vec<KeyValue>> {
+/// value)`. Errors: [`BrokerError::InternalLog`] on a malformed batch.
+pub fn decode_batches(batches: Bytes) -> Result<Vec<KeyValue>, BrokerError> {
     let mut buf = batches;
     let mut out = Vec::new();
-    for set in RecordBatchDecoder::decode_all(&mut buf)? {
+    let sets = RecordBatchDecoder::decode_all(&mut buf)
+        .map_err(|e| BrokerError::InternalLog(format!("cannot decode: {e}")))?;
+    for set in sets {
         for r in set.records {
             out.push((r.offset, r.key, r.value));
         }

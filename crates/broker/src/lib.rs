@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod durability;
+pub mod error;
 pub mod handlers;
 pub mod history;
 pub mod http;
@@ -21,4 +22,5 @@ pub mod topics;
 
 pub use config::BrokerConfig;
 pub use startup::run;
+pub use error::BrokerError;
 pub use state::Broker;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::BrokerConfig;
 use crate::coordinator;
 use crate::durability::Flusher;
+use crate::error::BrokerError;
 use crate::history::History;
 use crate::state::Broker;
 use crate::topics::{TopicManager, CONSUMER_OFFSETS};
@@ -22,7 +23,7 @@ impl Broker {
     /// a tokio runtime.
     ///
     /// Errors: storage that cannot be opened or recovered, a corrupt internal log.
-    pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
+    pub fn start(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
         Self::start_with_fsync(config, Arc::new(|f: &std::fs::File| f.sync_data()))
     }
 
@@ -33,27 +34,28 @@ impl Broker {
     pub fn start_with_fsync(
         config: BrokerConfig,
         fsync: crate::durability::Fsync,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, BrokerError> {
         let config = Arc::new(config);
-        let topics = TopicManager::open(Arc::clone(&config)).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
+        let topics =
+            TopicManager::open(Arc::clone(&config)).map_err(|source| BrokerError::DataDir {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let history = Arc::new(History::default());
         let flusher = Flusher::start_with_fsync(Arc::clone(&metrics), fsync);
         let offsets = topics
             .partition(CONSUMER_OFFSETS, 0)
-            .ok_or_else(|| anyhow::anyhow!("{CONSUMER_OFFSETS} has no partition 0"))?;
+            .ok_or_else(|| {
+                BrokerError::InternalLog(format!("{CONSUMER_OFFSETS} has no partition 0"))
+            })?;
         if config.group_consumer_heartbeat_interval_ms >= config.group_consumer_session_timeout_ms {
             // Kafka enforces the same: members heartbeating slower than their session expire.
-            anyhow::bail!(
+            return Err(BrokerError::Config(format!(
                 "group.consumer.heartbeat.interval.ms ({}) must be less than group.consumer.session.timeout.ms ({})",
                 config.group_consumer_heartbeat_interval_ms,
                 config.group_consumer_session_timeout_ms
-            );
+            )));
         }
         let group_config = CoordinatorConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -106,13 +108,14 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: watch::Receiver<bool>,
     on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
-) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.kafka_addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {} (--kafka-addr): {e}", config.kafka_addr)
-    })?;
+) -> Result<(), BrokerError> {
+    let bind_error = |addr, flag| move |source| BrokerError::Bind { addr, flag, source };
+    let listener = TcpListener::bind(config.kafka_addr)
+        .await
+        .map_err(bind_error(config.kafka_addr, "--kafka-addr"))?;
     let http_listener = TcpListener::bind(config.http_addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--http-addr): {e}", config.http_addr))?;
+        .map_err(bind_error(config.http_addr, "--http-addr"))?;
     let mut config = config;
     config.kafka_addr = listener.local_addr()?;
     config.http_addr = http_listener.local_addr()?;

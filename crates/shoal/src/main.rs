@@ -441,7 +441,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("shoal: http listening on {http}");
             println!("shoal: kafka listening on {addr}");
         })
-        .await
+        .await?;
+        Ok(())
     })
 }
 
