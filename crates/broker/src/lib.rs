@@ -21,6 +21,6 @@ pub mod state;
 pub mod topics;
 
 pub use config::BrokerConfig;
-pub use startup::run;
 pub use error::BrokerError;
+pub use startup::run;
 pub use state::Broker;
