@@ -44,11 +44,9 @@ impl Broker {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let history = Arc::new(History::default());
         let flusher = Flusher::start_with_fsync(Arc::clone(&metrics), fsync);
-        let offsets = topics
-            .partition(CONSUMER_OFFSETS, 0)
-            .ok_or_else(|| {
-                BrokerError::InternalLog(format!("{CONSUMER_OFFSETS} has no partition 0"))
-            })?;
+        let offsets = topics.partition(CONSUMER_OFFSETS, 0).ok_or_else(|| {
+            BrokerError::InternalLog(format!("{CONSUMER_OFFSETS} has no partition 0"))
+        })?;
         if config.group_consumer_heartbeat_interval_ms >= config.group_consumer_session_timeout_ms {
             // Kafka enforces the same: members heartbeating slower than their session expire.
             return Err(BrokerError::Config(format!(
