@@ -121,8 +121,10 @@ struct Model {
 impl Model {
     fn new(seed: u64) -> Self {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let mut config = CoordinatorConfig::default();
-        config.initial_rebalance_delay_ms = if rng.chance(50) { 0 } else { 3000 };
+        let mut config = CoordinatorConfig {
+            initial_rebalance_delay_ms: if rng.chance(50) { 0 } else { 3000 },
+            ..CoordinatorConfig::default()
+        };
         config.consumer.session_timeout_ms = 10_000;
         Self {
             live: GroupCoordinator::new(config.clone(), 7),
