@@ -494,11 +494,7 @@ mod tests {
     use super::*;
 
     fn batch(records: i32, body: usize) -> Vec<u8> {
-        let mut b = vec![0u8; 61 + body];
-        let len = i32::try_from(b.len() - 12).unwrap_or(0);
-        b.splice(8..12, len.to_be_bytes());
-        b.splice(57..61, records.to_be_bytes());
-        b
+        shoal_log::testkit::header_only(records, 0, -1, -1, body)
     }
 
     #[test]

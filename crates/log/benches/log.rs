@@ -13,45 +13,14 @@
 
 use std::hint::black_box;
 
-use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use shoal_log::testkit::TestBatch;
 use shoal_log::{batch, LocalLog, LogConfig, PartitionLog};
 
 /// One uncompressed batch of `count` records with `size`-byte values (keyless), as a
 /// producer would send it.
 fn batch_of(count: usize, size: usize) -> Vec<u8> {
-    let value = Bytes::from(vec![0x5a; size]);
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32, // consecutive: the encoder keeps them in one batch
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
+    TestBatch::new().values(count, size).encode()
 }
 
 fn config() -> LogConfig {

@@ -5,6 +5,7 @@
 //! - [`partition_log`]: the [`PartitionLog`] trait and the embedded [`LocalLog`].
 //! - [`producer_state`]: idempotent-producer sequence checks (KIP-98).
 //! - [`compaction`]: `cleanup.policy=compact` (latest record per key, tombstones expire).
+//! - [`testkit`]: record batches for tests and benchmarks.
 //!
 //! This crate is synchronous (no async runtime; `kafka-protocol` decodes records for compaction only); durability (fsync) is driven by the caller through
 //! [`PartitionLog::sync_target`] / [`PartitionLog::sync_done`] so one fsync can cover many
@@ -17,6 +18,7 @@ mod error;
 pub mod partition_log;
 pub mod producer_state;
 mod segment;
+pub mod testkit;
 
 pub use error::{BatchError, LogError};
 pub use partition_log::{

@@ -5,40 +5,17 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use shoal_log::testkit::TestBatch;
 use shoal_log::{LocalLog, LogConfig, PartitionLog};
 
 /// One batch of one record (offset 0 in the batch; the log assigns the real one).
 fn record(key: &str, value: Option<&str>, ts: i64, compression: Compression) -> Vec<u8> {
-    let r = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: ts,
-        key: Some(Bytes::from(key.to_string())),
-        value: value.map(|v| Bytes::from(v.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&r],
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
+    TestBatch::new()
+        .keyed(key, value)
+        .timestamp(ts)
+        .compression(compression)
+        .encode()
 }
 
 /// Every record in the log: offset -> (key, value).

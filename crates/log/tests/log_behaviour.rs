@@ -4,27 +4,13 @@
 
 use std::io::Write;
 
-use shoal_log::batch::{self, HEADER_LEN, LOG_OVERHEAD};
+use shoal_log::batch::{self, HEADER_LEN};
 use shoal_log::{BatchError, LocalLog, LogConfig, LogError, PartitionLog};
 
 /// A valid batch of `n` offsets with a header only (records are never decoded by the log),
 /// padded with `pad` bytes of body, from producer `pid` at `seq` (or -1s).
 fn batch_of(n: i32, ts: i64, pid: i64, seq: i32, pad: usize) -> Vec<u8> {
-    let mut b = vec![0u8; HEADER_LEN + pad];
-    let len = (b.len() - LOG_OVERHEAD) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    b[16] = 2;
-    b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
-    b[27..35].copy_from_slice(&ts.to_be_bytes());
-    b[35..43].copy_from_slice(&ts.to_be_bytes());
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&(if pid >= 0 { 0i16 } else { -1 }).to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    b[57..61].copy_from_slice(&n.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+    shoal_log::testkit::header_only(n, ts, pid, seq, pad)
 }
 
 fn plain(n: i32, ts: i64) -> Vec<u8> {

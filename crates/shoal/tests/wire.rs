@@ -13,9 +13,7 @@ use common::{create_topic, produce, Shoal};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use shoal_log::testkit::TestBatch;
 
 fn connect(broker: &Shoal) -> TcpStream {
     let s = TcpStream::connect(&broker.addr).expect("connect");
@@ -71,34 +69,11 @@ fn read_response<Resp: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16) 
 }
 
 fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: i32) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: base_sequence + i,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("v{}", base_sequence + i))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    let batch = (0..n).fold(
+        TestBatch::new().producer(producer_id, epoch, base_sequence),
+        |b, i| b.value(&format!("v{}", base_sequence + i)),
+    );
+    Bytes::from(batch.encode())
 }
 
 fn produce_batch(s: &mut TcpStream, topic: &str, batch: Bytes) -> (i16, i64) {
