@@ -21,20 +21,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::error::LogError;
+pub use crate::partition_log::CompactionStats;
 use crate::partition_log::LocalLog;
 use crate::segment::{sync_dir, Segment};
-
-/// What one [`LocalLog::compact`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CompactionStats {
-    /// Segments rewritten (or deleted because nothing was left in them).
-    pub segments_rewritten: usize,
-    /// Records dropped.
-    pub records_removed: u64,
-    /// Bytes of the rewritten segments, before and after.
-    pub bytes_before: u64,
-    pub bytes_after: u64,
-}
 
 fn compaction_error(what: impl std::fmt::Display) -> LogError {
     LogError::Io(std::io::Error::other(format!("compaction: {what}")))

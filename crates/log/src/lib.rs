@@ -20,6 +20,7 @@ pub mod producer_state;
 mod segment;
 pub mod testkit;
 
+pub use compaction::CompactionStats;
 pub use error::{BatchError, LogError};
 pub use partition_log::{
     AppendInfo, FileSlice, LocalLog, LogConfig, PartitionLog, ReadPlan, ReadResult, Records,

@@ -20,6 +20,7 @@ use crate::batch;
 use crate::error::LogError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
+pub use crate::segment::{FileSlice, Records};
 
 /// The largest segment the sparse index can address: positions are stored as 32-bit values,
 /// and Kafka's `segment.bytes` is an INT (at most `Integer.MAX_VALUE`). A log never lets a
@@ -147,7 +148,7 @@ pub trait PartitionLog: Send + std::fmt::Debug {
         &mut self,
         now_ms: i64,
         delete_retention_ms: i64,
-    ) -> Result<crate::compaction::CompactionStats, LogError>;
+    ) -> Result<CompactionStats, LogError>;
     /// Replaces the storage settings (a topic config change); applies from the next append.
     fn set_config(&mut self, config: LogConfig);
     /// Deletes the log's data (the topic is deleted). The log refuses appends afterwards.
@@ -331,55 +332,6 @@ impl LocalLog {
             log_start_offset,
             high_watermark,
         })
-    }
-}
-
-/// Where a read's batches are.
-#[derive(Debug, Clone)]
-pub enum Records {
-    /// In memory (read and checked by this read, or empty).
-    Bytes(Bytes),
-    /// A range of a segment file: whole batches, each CRC-checked earlier in this process.
-    File(FileSlice),
-}
-
-impl Records {
-    /// Size in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            Records::Bytes(b) => b.len(),
-            Records::File(f) => f.len,
-        }
-    }
-
-    /// True when no batch was read.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Whole stored batches as a byte range of an open segment file. The bytes never change
-/// (segments are append-only; compaction and retention replace or unlink files, and this
-/// handle keeps the old contents readable).
-#[derive(Debug, Clone)]
-pub struct FileSlice {
-    pub file: Arc<File>,
-    /// Byte position of the first batch in the file.
-    pub position: u64,
-    /// Bytes in the range.
-    pub len: usize,
-    /// `base_offset` of the first batch.
-    pub first_offset: i64,
-    /// One past the last offset of the last batch.
-    pub end_offset: i64,
-}
-
-impl FileSlice {
-    /// The range's bytes, read into memory (for a caller that cannot send from the file).
-    ///
-    /// Errors: I/O errors; `UnexpectedEof` if the file is shorter than the range.
-    pub fn read_to_bytes(&self) -> std::io::Result<Bytes> {
-        crate::segment::read_exact_uninit(&self.file, self.position, self.len).map(Bytes::from)
     }
 }
 
@@ -639,7 +591,7 @@ impl PartitionLog for LocalLog {
         &mut self,
         now_ms: i64,
         delete_retention_ms: i64,
-    ) -> Result<crate::compaction::CompactionStats, LogError> {
+    ) -> Result<CompactionStats, LogError> {
         LocalLog::compact(self, now_ms, delete_retention_ms)
     }
 
@@ -667,4 +619,16 @@ impl Drop for LocalLog {
             }
         }
     }
+}
+
+/// What one [`LocalLog::compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Segments rewritten (or deleted because nothing was left in them).
+    pub segments_rewritten: usize,
+    /// Records dropped.
+    pub records_removed: u64,
+    /// Bytes of the rewritten segments, before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
 }

@@ -446,7 +446,7 @@ pub(crate) fn read_exact_uninit(file: &File, pos: u64, len: usize) -> std::io::R
 }
 
 /// A segment as a read sees it: the open file, and its size and offsets when the read was
-/// planned. Reads through it take no lock (see [`crate::partition_log::ReadPlan`]).
+/// planned. Reads through it take no lock (see the partition log's `ReadPlan`).
 #[derive(Debug)]
 pub(crate) struct SegmentView {
     file: Arc<File>,
@@ -511,12 +511,7 @@ impl SegmentView {
     /// and checked now, as [`SegmentView::read`]. `None` when the segment has no batch at or
     /// after `offset`. The range ends at the segment's end or at an indexed batch boundary,
     /// so it may stop up to one index interval (`index.interval.bytes`) short of `max_bytes`.
-    pub(crate) fn slice(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-    ) -> Result<Option<crate::partition_log::Records>, LogError> {
-        use crate::partition_log::{FileSlice, Records};
+    pub(crate) fn slice(&self, offset: i64, max_bytes: usize) -> Result<Option<Records>, LogError> {
         let offset = offset.max(self.base_offset);
         let Some(first) = self.locate(offset)? else {
             return Ok(None);
@@ -644,5 +639,54 @@ mod tests {
         assert!(matches!(err, Err(LogError::IndexOverflow { .. })));
         assert!(seg.index.is_empty());
         assert_eq!(seg.next_offset, 100);
+    }
+}
+
+/// Where a read's batches are.
+#[derive(Debug, Clone)]
+pub enum Records {
+    /// In memory (read and checked by this read, or empty).
+    Bytes(Bytes),
+    /// A range of a segment file: whole batches, each CRC-checked earlier in this process.
+    File(FileSlice),
+}
+
+impl Records {
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Bytes(b) => b.len(),
+            Records::File(f) => f.len,
+        }
+    }
+
+    /// True when no batch was read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whole stored batches as a byte range of an open segment file. The bytes never change
+/// (segments are append-only; compaction and retention replace or unlink files, and this
+/// handle keeps the old contents readable).
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    /// Byte position of the first batch in the file.
+    pub position: u64,
+    /// Bytes in the range.
+    pub len: usize,
+    /// `base_offset` of the first batch.
+    pub first_offset: i64,
+    /// One past the last offset of the last batch.
+    pub end_offset: i64,
+}
+
+impl FileSlice {
+    /// The range's bytes, read into memory (for a caller that cannot send from the file).
+    ///
+    /// Errors: I/O errors; `UnexpectedEof` if the file is shorter than the range.
+    pub fn read_to_bytes(&self) -> std::io::Result<Bytes> {
+        read_exact_uninit(&self.file, self.position, self.len).map(Bytes::from)
     }
 }
