@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use shoal_log::LogError;
 
+use crate::internal_log::InternalLogError;
 use crate::topics::TopicError;
 
 /// Why the broker cannot start, or an internal log cannot be read or written.
@@ -27,8 +28,8 @@ pub enum BrokerError {
     },
     /// An internal log (`__consumer_offsets`, `__shoal_metadata`) holds a batch that does not
     /// decode, or records could not be encoded.
-    #[error("internal log record batch: {0}")]
-    InternalLog(String),
+    #[error(transparent)]
+    InternalLog(#[from] InternalLogError),
     /// Storage failed while reading an internal log.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -3,20 +3,18 @@
 //! and tools apply to them.
 
 use bytes::{Bytes, BytesMut};
-
-use crate::error::BrokerError;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// Encodes `(key, value)` pairs (value `None` = tombstone) into one record batch stamped
-/// `now_ms`. Errors: [`BrokerError::InternalLog`] if the encoder fails (it does not for
+/// `now_ms`. Errors: [`InternalLogError`] if the encoder fails (it does not for
 /// uncompressed batches).
 pub fn encode_batch(
     entries: &[(Vec<u8>, Option<Vec<u8>>)],
     now_ms: i64,
-) -> Result<BytesMut, BrokerError> {
+) -> Result<BytesMut, InternalLogError> {
     let records: Vec<Record> = entries
         .iter()
         .enumerate()
@@ -47,20 +45,25 @@ pub fn encode_batch(
             compression: Compression::None,
         },
     )
-    .map_err(|e| BrokerError::InternalLog(format!("cannot encode: {e}")))?;
+    .map_err(|e| InternalLogError(format!("cannot encode: {e}")))?;
     Ok(buf)
 }
+
+/// An internal log's batch that does not decode, or records that could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("internal log record batch: {0}")]
+pub struct InternalLogError(pub String);
 
 /// A decoded internal record: `(offset, key, value)`.
 pub type KeyValue = (i64, Option<Bytes>, Option<Bytes>);
 
 /// Decodes every record in `batches` (concatenated record batches) into `(offset, key,
-/// value)`. Errors: [`BrokerError::InternalLog`] on a malformed batch.
-pub fn decode_batches(batches: Bytes) -> Result<Vec<KeyValue>, BrokerError> {
+/// value)`. Errors: [`InternalLogError`] on a malformed batch.
+pub fn decode_batches(batches: Bytes) -> Result<Vec<KeyValue>, InternalLogError> {
     let mut buf = batches;
     let mut out = Vec::new();
     let sets = RecordBatchDecoder::decode_all(&mut buf)
-        .map_err(|e| BrokerError::InternalLog(format!("cannot decode: {e}")))?;
+        .map_err(|e| InternalLogError(format!("cannot decode: {e}")))?;
     for set in sets {
         for r in set.records {
             out.push((r.offset, r.key, r.value));

@@ -15,6 +15,7 @@ use crate::coordinator;
 use crate::durability::Flusher;
 use crate::error::BrokerError;
 use crate::history::History;
+use crate::internal_log::InternalLogError;
 use crate::state::Broker;
 use crate::topics::{TopicManager, CONSUMER_OFFSETS};
 
@@ -45,7 +46,9 @@ impl Broker {
         let history = Arc::new(History::default());
         let flusher = Flusher::start_with_fsync(Arc::clone(&metrics), fsync);
         let offsets = topics.partition(CONSUMER_OFFSETS, 0).ok_or_else(|| {
-            BrokerError::InternalLog(format!("{CONSUMER_OFFSETS} has no partition 0"))
+            BrokerError::InternalLog(InternalLogError(format!(
+                "{CONSUMER_OFFSETS} has no partition 0"
+            )))
         })?;
         if config.group_consumer_heartbeat_interval_ms >= config.group_consumer_session_timeout_ms {
             // Kafka enforces the same: members heartbeating slower than their session expire.
