@@ -10,6 +10,7 @@
 pub(crate) mod client;
 pub(crate) mod consume;
 pub(crate) mod group;
+pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod topic;
 

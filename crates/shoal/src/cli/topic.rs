@@ -224,8 +224,8 @@ pub(crate) async fn describe(
                 .map(|p| (t.name.clone(), p.partition))
         })
         .collect();
-    let starts = super::group::list_offsets(client, &parts, -2).await?;
-    let ends = super::group::list_offsets(client, &parts, -1).await?;
+    let starts = super::offsets::list_offsets(client, &parts, -2).await?;
+    let ends = super::offsets::list_offsets(client, &parts, -1).await?;
     for t in &mut topics {
         for p in &mut t.partition_details {
             let key = (t.name.clone(), p.partition);
