@@ -7,7 +7,8 @@
 //! heartbeats with joins, steady heartbeats, leaves and static leaves), offset commits and
 //! deletes, group deletion, topic deletion, offset expiry, and firings of the timers the
 //! coordinator armed. A failure names the seed and the step, so it can be replayed.
-//! `SHOAL_REPLAY_CASES` sets the number of cases (default 120; the soak in scripts/soak.sh runs more).
+//! `SHOAL_REPLAY_CASES` sets the number of cases (default 120 in CI; for a longer soak, e.g.
+//! `SHOAL_REPLAY_CASES=5000 cargo test -p shoal-group --test replay_property`).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashMap};
