@@ -143,18 +143,16 @@ impl ClassicGroup {
                 cx.out.replies.push((req_id, Reply::Join(resp)));
                 Ok(())
             }
-            GroupState::PreparingRebalance => {
+            state => {
                 if let Some(m) = self.members.get_mut(&new_id) {
                     m.awaiting_join = Some(req_id);
                 }
-                self.maybe_complete_join(cx)
-            }
-            _ => {
-                if let Some(m) = self.members.get_mut(&new_id) {
-                    m.awaiting_join = Some(req_id);
+                if state == GroupState::PreparingRebalance {
+                    self.maybe_complete_join(cx)
+                } else {
+                    let reason = format!("static member {old_id} replaced by {new_id}");
+                    self.prepare_rebalance(cx, &reason)
                 }
-                let reason = format!("static member {old_id} replaced by {new_id}");
-                self.prepare_rebalance(cx, &reason)
             }
         }
     }

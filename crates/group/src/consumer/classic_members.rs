@@ -240,15 +240,7 @@ impl ConsumerGroup {
             m.subscribed_topic_names = names;
             changed = true;
         }
-        self.write_member_metadata(group_id, &m, out);
-        if self.write_subscribed_topics(group_id, catalog, out) {
-            changed = true;
-        }
-        if changed {
-            let next = self.group_epoch + 1;
-            self.write_group_epoch(group_id, next, out);
-        }
-        self.maybe_compute_target(group_id, cfg, out);
+        self.update_member(group_id, &m, changed, catalog, cfg, out);
         let owned = Self::by_id(
             consumer_protocol::owned_partitions(metadata).unwrap_or_default(),
             catalog,

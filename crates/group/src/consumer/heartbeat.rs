@@ -132,17 +132,7 @@ impl ConsumerGroup {
             updated.server_assignor = req.server_assignor.clone();
             changed = true;
         }
-        self.write_member_metadata(group_id, &updated, out);
-        if self.write_subscribed_topics(group_id, catalog, out) {
-            changed = true;
-        }
-        if changed {
-            // One bump per heartbeat, whatever changed (Kafka: a new group epoch per change
-            // of members, subscriptions or subscribed topics' metadata).
-            let next = self.group_epoch + 1;
-            self.write_group_epoch(group_id, next, out);
-        }
-        self.maybe_compute_target(group_id, cfg, out);
+        self.update_member(group_id, &updated, changed, catalog, cfg, out);
         let before = self.members.get(&member_id).map(|m| m.assigned.clone());
         self.reconcile(group_id, &member_id, req.owned.as_ref(), now_ms, out);
         out.set_timer(
@@ -166,6 +156,29 @@ impl ConsumerGroup {
             heartbeat_interval_ms: self.heartbeat_interval(cfg),
             assignment: send_assignment.then(|| normalize(&m.assigned)),
         }
+    }
+
+    /// Writes what a member's heartbeat (or classic JoinGroup) changed: its metadata, the
+    /// subscribed topics' metadata, a new group epoch if either the membership or a
+    /// subscription changed (`changed`) or the topics did, and then a new target assignment.
+    pub(crate) fn update_member(
+        &mut self,
+        group_id: &str,
+        updated: &ConsumerMember,
+        changed: bool,
+        catalog: &dyn TopicCatalog,
+        cfg: &ConsumerGroupConfig,
+        out: &mut Output,
+    ) {
+        self.write_member_metadata(group_id, updated, out);
+        let topics_changed = self.write_subscribed_topics(group_id, catalog, out);
+        if changed || topics_changed {
+            // One bump per call, whatever changed (Kafka: a new group epoch per change of
+            // members, subscriptions or subscribed topics' metadata).
+            let next = self.group_epoch + 1;
+            self.write_group_epoch(group_id, next, out);
+        }
+        self.maybe_compute_target(group_id, cfg, out);
     }
 
     fn heartbeat_interval(&self, cfg: &ConsumerGroupConfig) -> i32 {
