@@ -20,7 +20,10 @@ use shoal_log::{batch, LocalLog, LogConfig, PartitionLog};
 /// One uncompressed batch of `count` records with `size`-byte values (keyless), as a
 /// producer would send it.
 fn batch_of(count: usize, size: usize) -> Vec<u8> {
-    TestBatch::new().values(count, size).encode()
+    TestBatch::new()
+        .values(count, size)
+        .timestamp_step(1)
+        .encode()
 }
 
 fn config() -> LogConfig {

@@ -5,7 +5,8 @@
 //! - [`partition_log`]: the [`PartitionLog`] trait and the embedded [`LocalLog`].
 //! - [`producer_state`]: idempotent-producer sequence checks (KIP-98).
 //! - [`compaction`]: `cleanup.policy=compact` (latest record per key, tombstones expire).
-//! - [`testkit`]: record batches for tests and benchmarks.
+//! - `testkit` (cargo feature `testkit`, for tests and benchmarks only): record batches built
+//!   through `kafka-protocol`'s encoder, and header-only batches for framing tests.
 //!
 //! This crate is synchronous (no async runtime; `kafka-protocol` decodes records for compaction only); durability (fsync) is driven by the caller through
 //! [`PartitionLog::sync_target`] / [`PartitionLog::sync_done`] so one fsync can cover many
@@ -18,6 +19,7 @@ mod error;
 pub mod partition_log;
 pub mod producer_state;
 mod segment;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use compaction::CompactionStats;

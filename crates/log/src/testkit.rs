@@ -1,7 +1,21 @@
 //! Record batches for tests and benchmarks, in one place: [`TestBatch`] builds real magic-2
 //! batches through `kafka-protocol`'s encoder (as a producer sends them), [`header_only`]
 //! builds a valid batch header with a body of padding, for tests of the log's framing, which
-//! never decodes records. Not used by the broker's own code.
+//! never decodes records. Compiled only with the cargo feature `testkit`, which only
+//! dev-dependencies enable: the broker's own code never sees it.
+//!
+//! ```
+//! use shoal_log::testkit::{header_only, TestBatch};
+//!
+//! let idempotent = TestBatch::new().producer(7, 0, 0).value("a").value("b").encode();
+//! let tombstone = TestBatch::new().keyed("k", None).timestamp(1_000).encode();
+//! let big = TestBatch::new().values(1000, 1024).timestamp_step(1).encode();
+//! let framing = header_only(3, 42, -1, -1, 39); // 61 + 39 bytes, 3 offsets
+//! assert_eq!(framing.len(), 100);
+//! let header = shoal_log::batch::validate(&framing).unwrap();
+//! assert_eq!(header.offset_count(), 3);
+//! # let _ = (idempotent, tombstone, big);
+//! ```
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -18,6 +32,7 @@ pub struct TestBatch {
     producer_epoch: i16,
     base_sequence: i32,
     timestamp_ms: i64,
+    timestamp_step_ms: i64,
     compression: Compression,
 }
 
@@ -29,19 +44,21 @@ impl Default for TestBatch {
             producer_epoch: -1,
             base_sequence: -1,
             timestamp_ms: 1_700_000_000_000,
+            timestamp_step_ms: 0,
             compression: Compression::None,
         }
     }
 }
 
 impl TestBatch {
-    /// An empty batch: no producer id (not idempotent), timestamp 1_700_000_000_000 ms,
-    /// uncompressed.
+    /// An empty batch: no producer id (not idempotent: producer id, epoch and base sequence
+    /// -1), every record at 1_700_000_000_000 ms, uncompressed. Add records before
+    /// [`encode`](Self::encode); they get offsets 0, 1, ... in the order added.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds a record with `key` and `value` (`None`: a tombstone).
+    /// Adds a record with `key` and `value` as UTF-8 bytes (`value` `None`: a tombstone).
     pub fn keyed(mut self, key: &str, value: Option<&str>) -> Self {
         self.records.push((
             Some(Bytes::copy_from_slice(key.as_bytes())),
@@ -50,14 +67,14 @@ impl TestBatch {
         self
     }
 
-    /// Adds a keyless record with `value`.
+    /// Adds a keyless record with `value` (its UTF-8 bytes).
     pub fn value(mut self, value: &str) -> Self {
         self.records
             .push((None, Some(Bytes::copy_from_slice(value.as_bytes()))));
         self
     }
 
-    /// Adds `count` keyless records whose values are `value_bytes` bytes each.
+    /// Adds `count` keyless records whose values are `value_bytes` bytes each (all 0x5a).
     pub fn values(mut self, count: usize, value_bytes: usize) -> Self {
         let value = Bytes::from(vec![0x5a; value_bytes]);
         self.records
@@ -74,9 +91,17 @@ impl TestBatch {
         self
     }
 
-    /// Every record's timestamp, in ms since the Unix epoch.
+    /// The first record's timestamp, in ms since the Unix epoch (every record's, unless
+    /// [`timestamp_step`](Self::timestamp_step) is set).
     pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
         self.timestamp_ms = timestamp_ms;
+        self
+    }
+
+    /// Record `i` (from 0) is stamped `timestamp + i * step_ms` ms; 0 (the default) stamps
+    /// them all alike.
+    pub fn timestamp_step(mut self, step_ms: i64) -> Self {
+        self.timestamp_step_ms = step_ms;
         self
     }
 
@@ -86,7 +111,8 @@ impl TestBatch {
         self
     }
 
-    /// The batch's bytes (one magic-2 batch, offsets from 0; the log assigns the real ones).
+    /// The batch's bytes: one magic-2 batch (partition leader epoch -1, offsets from 0; the
+    /// log assigns the real ones), compressed with the chosen codec.
     ///
     /// Panics: if `kafka-protocol`'s encoder fails, which it does not for these inputs.
     pub fn encode(&self) -> Vec<u8> {
@@ -108,7 +134,7 @@ impl TestBatch {
                     // The encoder keeps records in one batch while `offset - sequence` is
                     // constant; without a producer the batch's base sequence is -1.
                     sequence: self.base_sequence + i,
-                    timestamp: self.timestamp_ms,
+                    timestamp: self.timestamp_ms + i64::from(i) * self.timestamp_step_ms,
                     key: key.clone(),
                     value: value.clone(),
                     headers: Default::default(),
@@ -129,9 +155,12 @@ impl TestBatch {
     }
 }
 
-/// A valid magic-2 batch header (CRC-32C set) for `records` offsets at `timestamp_ms`, from
-/// `producer_id` at `base_sequence` (`-1` for none), followed by `body_bytes` zero bytes in
-/// place of records: `HEADER_LEN + body_bytes` bytes in all.
+/// A valid magic-2 batch header (CRC-32C set) for `records` offsets (last offset delta
+/// `records - 1`, records count `records`) with base and max timestamp `timestamp_ms`, from
+/// `producer_id` (epoch 0; -1 for none, with epoch -1) at `base_sequence` (-1 for none),
+/// followed by `body_bytes` zero bytes in place of records: `HEADER_LEN` (61) + `body_bytes`
+/// bytes in all. Base offset 0, partition leader epoch -1, attributes 0. The body is not
+/// valid records: only for code that never decodes them.
 pub fn header_only(
     records: i32,
     timestamp_ms: i64,
