@@ -103,6 +103,9 @@ pub struct BrokerConfig {
     /// `group.consumer.migration.policy` (default `bidirectional`, as Kafka 4.0): online
     /// conversion of groups with members between the classic and consumer protocols.
     pub group_consumer_migration_policy: shoal_group::config::MigrationPolicy,
+    /// `group.share.*`: KIP-932 share groups (names and defaults in
+    /// [`shoal_group::config::ShareGroupConfig`]).
+    pub group_share: shoal_group::config::ShareGroupConfig,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// `offsets.topic.segment.bytes` (default 104857600): segment size of
@@ -154,6 +157,7 @@ impl Default for BrokerConfig {
             group_consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
             group_consumer_max_size: i32::MAX,
             group_consumer_migration_policy: shoal_group::config::MigrationPolicy::Bidirectional,
+            group_share: shoal_group::config::ShareGroupConfig::default(),
             console_lag_sample_interval_ms: 10_000,
             offsets_topic_segment_bytes: 104_857_600,
             log_cleaner_delete_retention_ms: 86_400_000,
@@ -309,6 +313,40 @@ impl BrokerConfig {
                                 .to_string(),
                         }
                     })?
+            }
+            "group.share.session.timeout.ms" => {
+                self.group_share.session_timeout_ms = parse(key, value)?
+            }
+            "group.share.heartbeat.interval.ms" => {
+                self.group_share.heartbeat_interval_ms = parse(key, value)?
+            }
+            "group.share.record.lock.duration.ms" => {
+                self.group_share.record_lock_duration_ms = parse(key, value)?
+            }
+            "group.share.min.record.lock.duration.ms" => {
+                self.group_share.min_record_lock_duration_ms = parse(key, value)?
+            }
+            "group.share.max.record.lock.duration.ms" => {
+                self.group_share.max_record_lock_duration_ms = parse(key, value)?
+            }
+            "group.share.delivery.count.limit" => {
+                self.group_share.delivery_count_limit = parse(key, value)?
+            }
+            "group.share.partition.max.record.locks" => {
+                self.group_share.partition_max_record_locks = parse(key, value)?
+            }
+            "group.share.max.size" => self.group_share.max_size = parse(key, value)?,
+            "group.share.max.share.sessions" => {
+                self.group_share.max_share_sessions = parse(key, value)?
+            }
+            "group.share.record.redelivery.backoff.ms" => {
+                self.group_share.redelivery_backoff_ms = parse(key, value)?
+            }
+            "group.share.record.redelivery.backoff.max.ms" => {
+                self.group_share.redelivery_backoff_max_ms = parse(key, value)?
+            }
+            "group.share.release.on.connection.close" => {
+                self.group_share.release_on_connection_close = parse(key, value)?
             }
             "cluster.id" => self.cluster_id = value.to_string(),
             "offsets.topic.segment.bytes" => {

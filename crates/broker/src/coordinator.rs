@@ -19,7 +19,7 @@
 //!   durable state, every request that could write answers COORDINATOR_NOT_AVAILABLE, and
 //!   timers stop (docs/operations.md).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,12 @@ use shoal_group::api::{
 use shoal_group::api::{
     ConsumerGroupDescription, HeartbeatRequest, HeartbeatResponse, TopicCatalog,
 };
+use shoal_group::api::{
+    FetchStart, PartitionRead, ShareFetchOpen, ShareFetchPlan, ShareGroupDescription,
+    ShareHeartbeatRequest, ShareHeartbeatResponse, SharePartitionKey,
+};
 use shoal_group::assignor::TopicMetadata;
+use shoal_group::share::AcquiredRange;
 use shoal_group::{
     CoordinatorConfig, GroupCoordinator, GroupError, GroupEvent, OffsetAndMetadata, Output, Record,
     Reply, RequestId, TimerKey,
@@ -46,6 +51,10 @@ use crate::topics::Partition;
 
 type Tx<T> = oneshot::Sender<T>;
 type OffsetList = Vec<((String, i32), Option<OffsetAndMetadata>)>;
+/// Records acquired per share-partition, and the lock duration (ms).
+pub type Acquired = (Vec<(SharePartitionKey, Vec<AcquiredRange>)>, i64);
+/// Each share-partition's start offset (`None`: no state).
+pub type ShareOffsetList = Vec<(SharePartitionKey, Option<i64>)>;
 
 /// A request to the coordinator task.
 #[derive(Debug)]
@@ -101,6 +110,59 @@ enum Command {
         topic: String,
         tx: Tx<()>,
     },
+    ShareHeartbeat(
+        ShareHeartbeatRequest,
+        CatalogSnapshot,
+        Tx<ShareHeartbeatResponse>,
+    ),
+    ShareOpen(ShareFetchOpen, Tx<Result<ShareFetchPlan, GroupError>>),
+    SharePlan {
+        group_id: String,
+        member_id: String,
+        tx: Tx<Vec<(SharePartitionKey, FetchStart)>>,
+    },
+    ShareAcquire {
+        group_id: String,
+        member_id: String,
+        reads: Vec<PartitionRead>,
+        max_records: usize,
+        tx: Tx<Acquired>,
+    },
+    ShareDescribe {
+        group_id: String,
+        tx: Tx<Result<ShareGroupDescription, GroupError>>,
+    },
+    ShareGroups {
+        tx: Tx<Vec<ShareGroupDescription>>,
+    },
+    ShareOffsets {
+        group_id: String,
+        partitions: Option<Vec<SharePartitionKey>>,
+        tx: Tx<Result<ShareOffsetList, GroupError>>,
+    },
+    AlterShareOffsets {
+        group_id: String,
+        offsets: Vec<(SharePartitionKey, i64)>,
+        tx: Tx<Result<(), GroupError>>,
+    },
+    DeleteShareOffsets {
+        group_id: String,
+        partitions: Vec<SharePartitionKey>,
+        tx: Tx<Result<(), GroupError>>,
+    },
+    GroupConfigs {
+        group_id: String,
+        tx: Tx<BTreeMap<String, String>>,
+    },
+    AlterGroupConfigs {
+        group_id: String,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+        tx: Tx<Result<(), String>>,
+    },
+    ConnectionClosed {
+        connection_id: u64,
+    },
 }
 
 impl Command {
@@ -116,7 +178,19 @@ impl Command {
             | Command::DeleteOffsets { .. }
             | Command::DeleteGroup { .. }
             | Command::ConsumerHeartbeat(..)
-            | Command::TopicDeleted { .. } => true,
+            | Command::TopicDeleted { .. }
+            | Command::ShareHeartbeat(..)
+            | Command::ShareOpen(..)
+            | Command::ShareAcquire { .. }
+            | Command::AlterShareOffsets { .. }
+            | Command::DeleteShareOffsets { .. }
+            | Command::AlterGroupConfigs { .. }
+            | Command::ConnectionClosed { .. } => true,
+            Command::SharePlan { .. }
+            | Command::ShareDescribe { .. }
+            | Command::ShareGroups { .. }
+            | Command::ShareOffsets { .. }
+            | Command::GroupConfigs { .. } => false,
             Command::FetchOffsets { .. }
             | Command::Describe { .. }
             | Command::ConsumerDescribe { .. }
@@ -154,6 +228,9 @@ pub const COMMAND_QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct CoordinatorHandle {
     tx: mpsc::Sender<Command>,
+    /// Bumped when share-group records become available again (released, lock expired):
+    /// long-polling ShareFetches wait on it as on appends.
+    pub share_released: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Error when the coordinator task is gone (broker shutting down).
@@ -287,6 +364,145 @@ impl CoordinatorHandle {
         self.call(|tx| Command::TopicDeleted { topic, tx }).await
     }
     /// ListGroups.
+    /// ShareGroupHeartbeat (KIP-932).
+    pub async fn share_heartbeat(
+        &self,
+        req: ShareHeartbeatRequest,
+        catalog: CatalogSnapshot,
+    ) -> Result<ShareHeartbeatResponse, GroupError> {
+        self.call(|tx| Command::ShareHeartbeat(req, catalog, tx))
+            .await
+    }
+
+    /// The session step of ShareFetch/ShareAcknowledge; answered once its acknowledgements
+    /// are durable.
+    pub async fn share_open(
+        &self,
+        req: ShareFetchOpen,
+    ) -> Result<Result<ShareFetchPlan, GroupError>, GroupError> {
+        self.call(|tx| Command::ShareOpen(req, tx)).await
+    }
+
+    /// Where a long-polling ShareFetch reads next.
+    pub async fn share_plan(
+        &self,
+        group_id: String,
+        member_id: String,
+    ) -> Result<Vec<(SharePartitionKey, FetchStart)>, GroupError> {
+        self.call(|tx| Command::SharePlan {
+            group_id,
+            member_id,
+            tx,
+        })
+        .await
+    }
+
+    /// Acquires records in what a ShareFetch read; also returns the lock duration (ms).
+    pub async fn share_acquire(
+        &self,
+        group_id: String,
+        member_id: String,
+        reads: Vec<PartitionRead>,
+        max_records: usize,
+    ) -> Result<Acquired, GroupError> {
+        self.call(|tx| Command::ShareAcquire {
+            group_id,
+            member_id,
+            reads,
+            max_records,
+            tx,
+        })
+        .await
+    }
+
+    /// ShareGroupDescribe for one group.
+    pub async fn share_describe(
+        &self,
+        group_id: String,
+    ) -> Result<Result<ShareGroupDescription, GroupError>, GroupError> {
+        self.call(|tx| Command::ShareDescribe { group_id, tx })
+            .await
+    }
+
+    /// Every share group, described.
+    pub async fn share_groups(&self) -> Result<Vec<ShareGroupDescription>, GroupError> {
+        self.call(|tx| Command::ShareGroups { tx }).await
+    }
+
+    /// DescribeShareGroupOffsets.
+    pub async fn share_offsets(
+        &self,
+        group_id: String,
+        partitions: Option<Vec<SharePartitionKey>>,
+    ) -> Result<Result<ShareOffsetList, GroupError>, GroupError> {
+        self.call(|tx| Command::ShareOffsets {
+            group_id,
+            partitions,
+            tx,
+        })
+        .await
+    }
+
+    /// AlterShareGroupOffsets.
+    pub async fn alter_share_offsets(
+        &self,
+        group_id: String,
+        offsets: Vec<(SharePartitionKey, i64)>,
+    ) -> Result<Result<(), GroupError>, GroupError> {
+        self.call(|tx| Command::AlterShareOffsets {
+            group_id,
+            offsets,
+            tx,
+        })
+        .await
+    }
+
+    /// DeleteShareGroupOffsets.
+    pub async fn delete_share_offsets(
+        &self,
+        group_id: String,
+        partitions: Vec<SharePartitionKey>,
+    ) -> Result<Result<(), GroupError>, GroupError> {
+        self.call(|tx| Command::DeleteShareOffsets {
+            group_id,
+            partitions,
+            tx,
+        })
+        .await
+    }
+
+    /// The configs set on a group (DescribeConfigs, resource type GROUP).
+    pub async fn group_configs(
+        &self,
+        group_id: String,
+    ) -> Result<BTreeMap<String, String>, GroupError> {
+        self.call(|tx| Command::GroupConfigs { group_id, tx }).await
+    }
+
+    /// IncrementalAlterConfigs on a GROUP resource. Inner error: INVALID_CONFIG's message.
+    pub async fn alter_group_configs(
+        &self,
+        group_id: String,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<Result<(), String>, GroupError> {
+        self.call(|tx| Command::AlterGroupConfigs {
+            group_id,
+            changes,
+            validate_only,
+            tx,
+        })
+        .await
+    }
+
+    /// A client connection closed (share-group fast release). Never waits: when the queue
+    /// is full the release happens at lock expiry instead.
+    pub fn connection_closed(&self, connection_id: u64) {
+        let _ = self
+            .tx
+            .try_send(Command::ConnectionClosed { connection_id });
+    }
+
     pub async fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
         self.call(|tx| Command::List { tx }).await
     }
@@ -331,6 +547,8 @@ struct Runtime {
     fsyncs: JoinSet<Synced>,
     /// `__consumer_offsets` is poisoned: state is what was durable, writes are refused.
     read_only: bool,
+    /// See [`CoordinatorHandle::share_released`].
+    share_released: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Replays `__consumer_offsets` into a new coordinator and starts its task.
@@ -362,10 +580,12 @@ pub fn start(
         unsynced: VecDeque::new(),
         fsyncs: JoinSet::new(),
         read_only: false,
+        share_released: Arc::new(tokio::sync::watch::channel(0).0),
     };
     rt.apply_timers(&start_out.timers);
+    let share_released = Arc::clone(&rt.share_released);
     tokio::spawn(rt.run(rx));
-    Ok(CoordinatorHandle { tx })
+    Ok(CoordinatorHandle { tx, share_released })
 }
 
 /// Builds a coordinator from `__consumer_offsets`: replays every record below `upto`, then arms
@@ -656,6 +876,86 @@ impl Runtime {
                 let out = self.core.delete_topic_offsets(&topic, now);
                 self.finish(out, reply_after(tx, ()));
             }
+            Command::ShareHeartbeat(req, catalog, tx) => {
+                let (resp, out) = self.core.share_heartbeat(req, &catalog, now);
+                self.finish(out, reply_after(tx, resp));
+            }
+            Command::ShareOpen(req, tx) => {
+                let (result, out) = self.core.share_fetch_open(&req, now);
+                self.finish(out, reply_after(tx, result));
+            }
+            Command::SharePlan {
+                group_id,
+                member_id,
+                tx,
+            } => {
+                // Soft state only: answered at once (no record of its own to wait for).
+                drop(tx.send(self.core.share_fetch_plan(&group_id, &member_id, now)));
+            }
+            Command::ShareAcquire {
+                group_id,
+                member_id,
+                reads,
+                max_records,
+                tx,
+            } => {
+                let lock_ms = self.core.share_settings(&group_id).lock_ms;
+                let (acquired, out) =
+                    self.core
+                        .share_acquire(&group_id, &member_id, &reads, max_records, now);
+                self.finish(out, reply_after(tx, (acquired, lock_ms)));
+            }
+            Command::ShareDescribe { group_id, tx } => {
+                let d = self.core.share_describe(&group_id);
+                self.after_pending(tx, d);
+            }
+            Command::ShareGroups { tx } => {
+                let d = self.core.share_groups();
+                self.after_pending(tx, d);
+            }
+            Command::ShareOffsets {
+                group_id,
+                partitions,
+                tx,
+            } => {
+                let o = self.core.share_offsets(&group_id, partitions.as_deref());
+                self.after_pending(tx, o);
+            }
+            Command::AlterShareOffsets {
+                group_id,
+                offsets,
+                tx,
+            } => {
+                let (r, out) = self.core.alter_share_offsets(&group_id, &offsets);
+                self.finish(out, reply_after(tx, r));
+            }
+            Command::DeleteShareOffsets {
+                group_id,
+                partitions,
+                tx,
+            } => {
+                let (r, out) = self.core.delete_share_offsets(&group_id, &partitions);
+                self.finish(out, reply_after(tx, r));
+            }
+            Command::GroupConfigs { group_id, tx } => {
+                let c = self.core.group_configs(&group_id);
+                self.after_pending(tx, c);
+            }
+            Command::AlterGroupConfigs {
+                group_id,
+                changes,
+                validate_only,
+                tx,
+            } => {
+                let (r, out) = self
+                    .core
+                    .alter_group_configs(&group_id, &changes, validate_only);
+                self.finish(out, reply_after(tx, r));
+            }
+            Command::ConnectionClosed { connection_id } => {
+                let out = self.core.share_connection_closed(connection_id, now);
+                self.finish(out, None);
+            }
         }
     }
 
@@ -668,6 +968,16 @@ impl Runtime {
     /// the records, and every record appended before them, are durable.
     fn finish(&mut self, out: Output, direct: Option<Delivery>) {
         self.apply_timers(&out.timers);
+        if out.share_wakeup {
+            self.share_released.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        for a in &out.share_archived {
+            self.metrics
+                .share_archived(&a.group_id, &a.topic, a.partition, a.record.reason);
+        }
+        for (group, topic, _partition, count, n) in &out.share_accepted {
+            self.metrics.share_accepted(group, topic, *count, *n);
+        }
         out.events.iter().for_each(log_event);
         for r in &out.rebalances {
             self.metrics

@@ -71,6 +71,20 @@ struct ProtocolLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareArchiveLabel {
+    group: String,
+    topic: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareAcceptLabel {
+    group: String,
+    topic: String,
+    delivery_count: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupStateLabel {
     r#type: String,
     state: String,
@@ -105,6 +119,8 @@ pub struct Metrics {
     rebalance_seconds: HistogramFamily<ProtocolLabel>,
     corrupt_batches: Family<TopicPartitionLabel, Counter>,
     flush_seconds: Histogram,
+    share_archived: Family<ShareArchiveLabel, Counter>,
+    share_accepted: Family<ShareAcceptLabel, Counter>,
     // Filled at scrape time.
     groups: Family<GroupStateLabel, Gauge>,
     group_current_offset: Family<GroupPartitionLabel, Gauge>,
@@ -149,6 +165,8 @@ impl Metrics {
             ),
             corrupt_batches: Family::default(),
             flush_seconds: latency_histogram(),
+            share_archived: Family::default(),
+            share_accepted: Family::default(),
             groups: Family::default(),
             group_current_offset: Family::default(),
             group_lag: Family::default(),
@@ -221,6 +239,16 @@ impl Metrics {
             m.corrupt_batches.clone(),
         );
         registry.register("shoal_groups", "Groups by type and state", m.groups.clone());
+        registry.register(
+            "shoal_share_records_archived",
+            "Share-group records archived, by group, topic and reason (rejected, delivery_count_limit, gap)",
+            m.share_archived.clone(),
+        );
+        registry.register(
+            "shoal_share_records_acknowledged",
+            "Share-group records accepted, by group, topic and the delivery count they were accepted at",
+            m.share_accepted.clone(),
+        );
         registry.register(
             "kafka_consumergroup_current_offset",
             "Committed offset of a consumer group, by partition",
@@ -336,6 +364,40 @@ impl Metrics {
             })
             .inc()
             == 0
+    }
+
+    /// A share-group record was archived.
+    pub fn share_archived(
+        &self,
+        group: &str,
+        topic: &str,
+        _partition: i32,
+        reason: shoal_group::share::ArchiveReason,
+    ) {
+        use shoal_group::share::ArchiveReason;
+        let reason = match reason {
+            ArchiveReason::Rejected => "rejected",
+            ArchiveReason::DeliveryCountLimit => "delivery_count_limit",
+            ArchiveReason::Gap => "gap",
+        };
+        self.share_archived
+            .get_or_create(&ShareArchiveLabel {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// `n` share-group records were accepted at delivery count `count`.
+    pub fn share_accepted(&self, group: &str, topic: &str, count: usize, n: u64) {
+        self.share_accepted
+            .get_or_create(&ShareAcceptLabel {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                delivery_count: count.to_string(),
+            })
+            .inc_by(n);
     }
 
     /// A rebalance of `group` (`classic` or `consumer` protocol) completed after `duration_ms`.

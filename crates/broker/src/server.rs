@@ -52,6 +52,9 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// log sync.
 pub const SHUTDOWN_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Connection ids, unique in this process (share sessions remember theirs).
+static NEXT_CONNECTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Accepts connections until `shutdown` becomes true, then waits (at most
 /// [`SHUTDOWN_DRAIN_TIMEOUT`]) for the open connections to answer the requests they are
 /// handling and close.
@@ -86,11 +89,15 @@ pub async fn serve(
                 let open = Arc::clone(&open);
                 let shutdown = shutdown.clone();
                 let running = running.clone();
+                let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let metrics = Arc::clone(&broker.metrics);
-                    if let Err(e) = connection(broker, stream, ConnInfo { peer }, shutdown).await {
+                    let groups = broker.groups.clone();
+                    if let Err(e) = connection(broker, stream, ConnInfo { peer, id }, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
+                    // Share-group records acquired over this connection go back at once.
+                    groups.connection_closed(id);
                     open.fetch_sub(1, Ordering::Relaxed);
                     metrics.connection_closed();
                     drop(running);

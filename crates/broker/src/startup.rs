@@ -77,6 +77,7 @@ impl Broker {
                 max_size: usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX),
                 migration_policy: config.group_consumer_migration_policy,
             },
+            share: config.group_share.clone(),
         };
         let groups = coordinator::start(
             group_config,

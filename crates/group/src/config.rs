@@ -24,6 +24,8 @@ pub struct CoordinatorConfig {
     pub offset_metadata_max_bytes: usize,
     /// `group.consumer.*`: KIP-848 consumer groups.
     pub consumer: ConsumerGroupConfig,
+    /// `group.share.*`: KIP-932 share groups.
+    pub share: ShareGroupConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -37,6 +39,7 @@ impl Default for CoordinatorConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offset_metadata_max_bytes: 4096,
             consumer: ConsumerGroupConfig::default(),
+            share: ShareGroupConfig::default(),
         }
     }
 }
@@ -103,6 +106,63 @@ impl Default for ConsumerGroupConfig {
             assignors: assignor::ASSIGNORS.iter().map(|s| s.to_string()).collect(),
             max_size: i32::MAX as usize,
             migration_policy: MigrationPolicy::Bidirectional,
+        }
+    }
+}
+
+/// Settings of share groups (KIP-932), under their Kafka 4.x broker-config names and with
+/// Kafka's defaults; the group-level configs (`share.*`, set with IncrementalAlterConfigs on
+/// a GROUP resource) override some of them per group.
+#[derive(Debug, Clone)]
+pub struct ShareGroupConfig {
+    /// `group.share.session.timeout.ms` (Kafka default 45000).
+    pub session_timeout_ms: i32,
+    /// `group.share.heartbeat.interval.ms` (Kafka default 5000).
+    pub heartbeat_interval_ms: i32,
+    /// `group.share.record.lock.duration.ms` (Kafka default 30000): how long an acquired
+    /// record stays locked to its consumer.
+    pub record_lock_duration_ms: i32,
+    /// `group.share.min.record.lock.duration.ms` (Kafka default 15000): lower bound of the
+    /// group config `share.record.lock.duration.ms`.
+    pub min_record_lock_duration_ms: i32,
+    /// `group.share.max.record.lock.duration.ms` (Kafka default 60000): its upper bound.
+    pub max_record_lock_duration_ms: i32,
+    /// `group.share.delivery.count.limit` (Kafka default 5): deliveries before a record is
+    /// archived.
+    pub delivery_count_limit: i16,
+    /// `group.share.partition.max.record.locks` (Kafka 4.1 default 2000): the most records
+    /// in one share-partition's in-flight window.
+    pub partition_max_record_locks: usize,
+    /// `group.share.max.size` (Kafka default 200): members per share group.
+    pub max_size: usize,
+    /// `group.share.max.share.sessions` (Kafka default 2000): share sessions on the broker.
+    pub max_share_sessions: usize,
+    /// `group.share.record.redelivery.backoff.ms` (Shoal; default 0, Kafka's behaviour):
+    /// a released or lock-expired record waits this long before it can be acquired again,
+    /// doubled for each further delivery.
+    pub redelivery_backoff_ms: i64,
+    /// `group.share.record.redelivery.backoff.max.ms` (Shoal; default 60000): the cap.
+    pub redelivery_backoff_max_ms: i64,
+    /// `group.share.release.on.connection.close` (Shoal; default true): records acquired
+    /// over a connection are released when it closes, not when their locks expire.
+    pub release_on_connection_close: bool,
+}
+
+impl Default for ShareGroupConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+            record_lock_duration_ms: 30_000,
+            min_record_lock_duration_ms: 15_000,
+            max_record_lock_duration_ms: 60_000,
+            delivery_count_limit: 5,
+            partition_max_record_locks: 2_000,
+            max_size: 200,
+            max_share_sessions: 2_000,
+            redelivery_backoff_ms: 0,
+            redelivery_backoff_max_ms: 60_000,
+            release_on_connection_close: true,
         }
     }
 }

@@ -46,6 +46,16 @@ pub enum GroupError {
     UnsupportedVersion,
     #[error("the regular expression is invalid")]
     InvalidRegularExpression,
+    #[error("the record is not acquired by this member (KIP-932)")]
+    InvalidRecordState,
+    #[error("the share session was not found (KIP-932)")]
+    ShareSessionNotFound,
+    #[error("the share session epoch is invalid (KIP-932)")]
+    InvalidShareSessionEpoch,
+    #[error("the limit of share sessions has been reached (KIP-932)")]
+    ShareSessionLimitReached,
+    #[error("the topic or partition does not exist")]
+    UnknownTopicOrPartition,
     /// A state transition the group's state machine does not allow: a coordinator bug,
     /// refused instead of applied (Kafka's `IllegalStateException`, UNKNOWN_SERVER_ERROR).
     #[error("illegal group state transition {from:?} -> {to:?}")]
@@ -80,6 +90,11 @@ impl GroupError {
             GroupError::InvalidRequest => 42,
             GroupError::UnsupportedVersion => 35,
             GroupError::InvalidRegularExpression => 128,
+            GroupError::InvalidRecordState => 121,
+            GroupError::ShareSessionNotFound => 122,
+            GroupError::InvalidShareSessionEpoch => 123,
+            GroupError::ShareSessionLimitReached => 133,
+            GroupError::UnknownTopicOrPartition => 3,
             GroupError::IllegalStateTransition { .. } => -1,
         }
     }

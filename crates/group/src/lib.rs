@@ -14,6 +14,7 @@
 //! - [`records`]: the `__consumer_offsets` record layout (Kafka's), and replay input.
 //! - [`api`]: the requests and responses; [`state`]: group and member states; [`types`]:
 //!   what calls return; [`config`]: settings.
+//! - [`share`]: KIP-932 share groups and share-partition state.
 //! - [`consumer_protocol`]: reading a consumer Subscription's topics.
 //!
 //! Imports run one way: `coordinator` -> `migration` -> `classic`, `consumer`, `offsets` ->
@@ -32,6 +33,7 @@ mod error;
 mod migration;
 mod offsets;
 pub mod records;
+pub mod share;
 pub mod state;
 pub mod types;
 
@@ -41,4 +43,6 @@ pub use error::{code_of, GroupError};
 pub use offsets::OffsetList;
 pub use records::{OffsetAndMetadata, Record};
 pub use state::GroupState;
-pub use types::{GroupEvent, Output, RebalanceEvent, RemovalReason, Reply, RequestId, TimerKey};
+pub use types::{
+    GroupEvent, Output, RebalanceEvent, RemovalReason, Reply, RequestId, ShareArchived, TimerKey,
+};

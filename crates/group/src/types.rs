@@ -31,6 +31,14 @@ pub enum TimerKey {
     /// A consumer-protocol member must finish revoking partitions before this (its rebalance
     /// timeout, i.e. the client's `max.poll.interval.ms`).
     ConsumerRebalance { group_id: String, member_id: String },
+    /// A share-group member's session (`group.share.session.timeout.ms`) expires.
+    ShareSession { group_id: String, member_id: String },
+    /// The earliest acquisition lock of a share-partition expires.
+    ShareLock {
+        group_id: String,
+        topic: String,
+        partition: i32,
+    },
 }
 
 /// A reply to deliver to a parked or current request.
@@ -54,6 +62,22 @@ pub struct Output {
     pub rebalances: Vec<RebalanceEvent>,
     /// What happened to groups and members, for the operator's log (INFO).
     pub events: Vec<GroupEvent>,
+    /// Share-group records became AVAILABLE again: long-polling ShareFetches should look.
+    pub share_wakeup: bool,
+    /// Share-group records archived by this call (for dead-lettering and metrics).
+    pub share_archived: Vec<ShareArchived>,
+    /// Share-group records accepted by this call: `(group, topic, partition, delivery
+    /// count, how many)`, for the delivery-count histogram.
+    pub share_accepted: Vec<(String, String, i32, usize, u64)>,
+}
+
+/// A share-group record that became ARCHIVED.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareArchived {
+    pub group_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub record: crate::share::ArchivedRecord,
 }
 
 impl Output {

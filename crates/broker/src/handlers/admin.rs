@@ -227,8 +227,56 @@ pub fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-/// DescribeConfigs (v1-v4) for topics (resource type 2) and this broker (type 4).
-pub fn describe_configs(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+/// Kafka's `ConfigResource.Type.GROUP`.
+const GROUP_RESOURCE: i8 = 32;
+
+/// A group's configs for DescribeConfigs: each served group config, set (source
+/// GROUP_CONFIG, 8) or the broker's default (DEFAULT_CONFIG, 5).
+fn group_entries(broker: &Broker, set: &BTreeMap<String, String>) -> Vec<(String, String, i8)> {
+    let c = &broker.config.group_share;
+    let defaults = [
+        ("share.auto.offset.reset", "latest".to_string()),
+        (
+            "share.record.lock.duration.ms",
+            c.record_lock_duration_ms.to_string(),
+        ),
+        ("share.session.timeout.ms", c.session_timeout_ms.to_string()),
+        (
+            "share.heartbeat.interval.ms",
+            c.heartbeat_interval_ms.to_string(),
+        ),
+        (
+            "share.delivery.count.limit",
+            c.delivery_count_limit.to_string(),
+        ),
+    ];
+    defaults
+        .into_iter()
+        .map(|(k, d)| match set.get(k) {
+            Some(v) => (k.to_string(), v.clone(), 8),
+            None => (k.to_string(), d, 5),
+        })
+        .collect()
+}
+
+/// DescribeConfigs (v1-v4) for topics (resource type 2), this broker (type 4) and groups
+/// (type 32, Kafka 4.x group configs).
+pub async fn describe_configs(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut groups: BTreeMap<String, Result<BTreeMap<String, String>, i16>> = BTreeMap::new();
+    for res in &req.resources {
+        if res.resource_type == GROUP_RESOURCE {
+            let name = res.resource_name.to_string();
+            let got = broker
+                .groups
+                .group_configs(name.clone())
+                .await
+                .map_err(|e| e.code());
+            groups.insert(name, got);
+        }
+    }
     let results = req
         .resources
         .into_iter()
@@ -255,6 +303,15 @@ pub fn describe_configs(broker: &Broker, req: DescribeConfigsRequest) -> Describ
                     .into_iter()
                     .map(|(k, v)| (k, v, 4))
                     .collect(),
+                GROUP_RESOURCE => match groups.get(res.resource_name.as_str()) {
+                    Some(Ok(set)) => group_entries(broker, set),
+                    Some(Err(code)) => {
+                        return base
+                            .with_error_code(*code)
+                            .with_error_message(Some(s("group coordinator unavailable")))
+                    }
+                    None => Vec::new(),
+                },
                 _ => {
                     return base
                         .with_error_code(code::INVALID_REQUEST)
@@ -336,17 +393,62 @@ pub fn describe_cluster(broker: &Broker, _req: DescribeClusterRequest) -> Descri
         .with_cluster_authorized_operations(i32::MIN)
 }
 
+/// IncrementalAlterConfigs on a group (resource type 32): SET (0) and DELETE (1) of the
+/// group configs in `shoal_group::share::GROUP_CONFIGS`, persisted in `__consumer_offsets`.
+/// Errors: INVALID_CONFIG (unknown key, bad value, APPEND/SUBTRACT), and
+/// COORDINATOR_NOT_AVAILABLE.
+async fn alter_group_configs(
+    broker: &Broker,
+    res: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let mut changes = Vec::with_capacity(res.configs.len());
+    for c in &res.configs {
+        let key = c.name.to_string();
+        match c.config_operation {
+            0 => changes.push((
+                key,
+                Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()),
+            )),
+            1 => changes.push((key, None)),
+            op => {
+                return Err((
+                    code::INVALID_CONFIG,
+                    format!("operation {op} does not apply to group config {key}"),
+                ))
+            }
+        }
+    }
+    match broker
+        .groups
+        .alter_group_configs(res.resource_name.to_string(), changes, validate_only)
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(msg)) => Err((code::INVALID_CONFIG, msg)),
+        Err(e) => Err((e.code(), e.to_string())),
+    }
+}
+
 /// IncrementalAlterConfigs (v0-v1, KIP-339) for topics: operations SET (0), DELETE (1),
-/// APPEND (2) and SUBTRACT (3, list configs: `cleanup.policy`). Broker configs are static in
-/// Shoal (set at start) and answer INVALID_REQUEST. Errors per resource:
-/// UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG (unknown key, bad value, APPEND to a non-list),
-/// INVALID_REQUEST (internal topics, other resource types).
-pub fn incremental_alter_configs(
+/// APPEND (2) and SUBTRACT (3, list configs: `cleanup.policy`); for groups (type 32) SET and
+/// DELETE of the group configs. Broker configs are static in Shoal (set at start) and answer
+/// INVALID_REQUEST. Errors per resource: UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG (unknown
+/// key, bad value, APPEND to a non-list), INVALID_REQUEST (internal topics, other resource
+/// types).
+pub async fn incremental_alter_configs(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
+    let mut group_results: Vec<Result<(), (i16, String)>> = Vec::new();
+    for res in &req.resources {
+        if res.resource_type == GROUP_RESOURCE {
+            group_results.push(alter_group_configs(broker, res, req.validate_only).await);
+        }
+    }
+    let mut group_results = group_results.into_iter();
     let responses = req
         .resources
         .into_iter()
@@ -359,6 +461,12 @@ pub fn incremental_alter_configs(
                     .with_error_code(code)
                     .with_error_message(Some(s(msg)))
             };
+            if res.resource_type == GROUP_RESOURCE {
+                return match group_results.next() {
+                    Some(Ok(())) | None => base.with_error_code(code::NONE),
+                    Some(Err((code, msg))) => fail(code, msg),
+                };
+            }
             if res.resource_type != 2 {
                 return fail(
                     code::INVALID_REQUEST,

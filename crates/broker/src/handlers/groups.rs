@@ -448,7 +448,7 @@ pub async fn consumer_describe(
 }
 
 /// The broker's non-internal topics, for the coordinator to resolve names to ids.
-fn catalog(broker: &Broker) -> crate::coordinator::CatalogSnapshot {
+pub(crate) fn catalog(broker: &Broker) -> crate::coordinator::CatalogSnapshot {
     let mut catalog = crate::coordinator::CatalogSnapshot::default();
     for t in broker.topics.list() {
         if t.internal {

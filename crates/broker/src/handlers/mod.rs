@@ -21,6 +21,7 @@ pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod share;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -68,6 +69,8 @@ impl std::fmt::Debug for Outcome {
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
+    /// Unique per connection in this process.
+    pub id: u64,
 }
 
 /// Everything a handler knows about the request besides its body.
@@ -76,6 +79,8 @@ pub struct RequestContext {
     pub api_version: i16,
     pub client_id: String,
     pub peer: std::net::SocketAddr,
+    /// The connection's id ([`ConnInfo::id`]).
+    pub connection_id: u64,
 }
 
 /// Decodes the request body for `api_key` at `version`. The only place untrusted request
@@ -161,6 +166,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             .map(|s| s.to_string())
             .unwrap_or_default(),
         peer: conn.peer,
+        connection_id: conn.id,
     };
     let correlation_id = header.correlation_id;
     tracing::trace!(peer = %conn.peer, api = ?api_key, version, correlation_id, client_id = %ctx.client_id, "request");
@@ -222,7 +228,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::CreatePartitions(admin::create_partitions(broker, r))
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r))
+            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r).await)
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
@@ -257,10 +263,20 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, &ctx, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r))
+            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
+        }
+        RequestKind::ShareGroupHeartbeat(r) => {
+            ResponseKind::ShareGroupHeartbeat(share::heartbeat(broker, &ctx, r).await)
+        }
+        RequestKind::ShareGroupDescribe(r) => {
+            ResponseKind::ShareGroupDescribe(share::describe(broker, r).await)
+        }
+        RequestKind::ShareFetch(r) => ResponseKind::ShareFetch(share::fetch(broker, &ctx, r).await),
+        RequestKind::ShareAcknowledge(r) => {
+            ResponseKind::ShareAcknowledge(share::acknowledge(broker, &ctx, r).await)
         }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };

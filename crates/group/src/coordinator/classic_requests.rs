@@ -58,6 +58,16 @@ impl GroupCoordinator {
                 );
             }
             Some(Group::Classic(_)) => {}
+            Some(Group::Share(_)) => {
+                // Kafka: a share group's id used by a classic member.
+                answer_join_if_unanswered(
+                    req_id,
+                    &req.member_id,
+                    GroupError::InconsistentGroupProtocol,
+                    &mut out,
+                );
+                return out;
+            }
         }
         let max_size = self.config.max_size;
         let has_offsets = self.offsets.has_offsets(&group_id);
@@ -217,7 +227,7 @@ impl GroupCoordinator {
             Some(Group::Consumer(c)) if !c.is_empty() => {
                 c.classic_heartbeat(group_id, member_id, generation_id, now_ms, &mut out)
             }
-            Some(Group::Consumer(_)) => Some(GroupError::UnknownMemberId),
+            Some(Group::Consumer(_) | Group::Share(_)) => Some(GroupError::UnknownMemberId),
             Some(Group::Classic(g)) => g.heartbeat(
                 member_id,
                 group_instance_id,

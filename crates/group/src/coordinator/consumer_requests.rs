@@ -47,6 +47,14 @@ impl GroupCoordinator {
         // heartbeat wrote something).
         let (mut group, created) = match self.groups.remove(&group_id) {
             Some(Group::Consumer(c)) => (c, false),
+            Some(g @ Group::Share(_)) => {
+                self.groups.insert(group_id.clone(), g);
+                let resp = HeartbeatResponse::error(
+                    GroupError::GroupIdNotFound,
+                    format!("group {} is not a consumer group", req.group_id),
+                );
+                return (resp, out);
+            }
             None if !joining => return (unknown_member(), out),
             None => (ConsumerGroup::new(now_ms), true),
             Some(Group::Classic(mut g)) => {

@@ -10,7 +10,7 @@ impl GroupCoordinator {
     /// group"; use ConsumerGroupDescribe).
     pub fn describe(&self, group_id: &str) -> Result<GroupDescription, GroupError> {
         match self.groups.get(group_id) {
-            Some(Group::Consumer(_)) => Err(GroupError::GroupIdNotFound),
+            Some(Group::Consumer(_) | Group::Share(_)) => Err(GroupError::GroupIdNotFound),
             Some(Group::Classic(g)) => Ok(g.describe()),
             None => Ok(GroupDescription {
                 group_id: group_id.to_string(),
@@ -34,6 +34,12 @@ impl GroupCoordinator {
                     state: c.state().as_str(),
                     group_type: "consumer",
                 }),
+                Group::Share(s) => Some(GroupListing {
+                    group_id: id.clone(),
+                    protocol_type: "share".to_string(),
+                    state: s.state(),
+                    group_type: "share",
+                }),
                 Group::Classic(g) if g.is(GroupState::Dead) => None,
                 Group::Classic(g) => Some(GroupListing {
                     group_id: id.clone(),
@@ -50,7 +56,7 @@ impl GroupCoordinator {
     pub fn state(&self, group_id: &str) -> Option<GroupState> {
         self.groups.get(group_id).map(|g| match g {
             Group::Classic(g) => g.state(),
-            Group::Consumer(_) => GroupState::Empty,
+            Group::Consumer(_) | Group::Share(_) => GroupState::Empty,
         })
     }
 }

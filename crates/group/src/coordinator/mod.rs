@@ -32,11 +32,13 @@ mod classic_requests;
 mod consumer_requests;
 mod describe;
 mod offset_requests;
+mod share_requests;
 
 #[derive(Debug)]
 pub(crate) enum Group {
     Classic(ClassicGroup),
     Consumer(ConsumerGroup),
+    Share(crate::share::ShareGroup),
 }
 
 impl Group {
@@ -44,6 +46,7 @@ impl Group {
         match self {
             Group::Classic(g) => g.is(GroupState::Empty),
             Group::Consumer(c) => c.is_empty(),
+            Group::Share(s) => s.is_empty(),
         }
     }
 
@@ -51,6 +54,7 @@ impl Group {
         match self {
             Group::Classic(g) => g.state_timestamp_ms,
             Group::Consumer(c) => c.state_timestamp_ms,
+            Group::Share(s) => s.state_timestamp_ms,
         }
     }
 }
@@ -65,6 +69,17 @@ pub struct PersistedState {
     pub consumer_groups: BTreeMap<String, ConsumerGroupSnapshot>,
     /// Each classic group's last written `GroupMetadata` value.
     pub classic_groups: BTreeMap<String, GroupMetadataValue>,
+    /// Each share group's epoch and share-partition snapshots.
+    pub share_groups: BTreeMap<String, ShareGroupSnapshot>,
+    /// Group configs (resource type GROUP).
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// What the records say of a share group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShareGroupSnapshot {
+    pub group_epoch: i32,
+    pub partitions: BTreeMap<(String, i32), crate::share::ShareSnapshot>,
 }
 
 /// The catalog of a caller that has none (classic-only paths).
@@ -85,6 +100,9 @@ pub struct GroupCoordinator {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
     offsets: Offsets,
+    /// Configs set on groups (IncrementalAlterConfigs, resource type GROUP), by group id;
+    /// a group need not exist to have configs (as in Kafka).
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Makes member ids unique across broker restarts (the caller supplies it at start).
     incarnation: u64,
     next_id: u64,
@@ -114,6 +132,7 @@ impl GroupCoordinator {
             config,
             groups: BTreeMap::new(),
             offsets: Offsets::default(),
+            group_configs: BTreeMap::new(),
             incarnation,
             next_id: 0,
         }
@@ -165,6 +184,15 @@ impl GroupCoordinator {
                 }
             },
             Record::Consumer(c) => self.replay_consumer(c, now_ms),
+            Record::Share(r) => self.replay_share(r, now_ms),
+            Record::GroupConfig { group_id, configs } => match configs {
+                Some(c) => {
+                    self.group_configs.insert(group_id.clone(), c.clone());
+                }
+                None => {
+                    self.group_configs.remove(group_id);
+                }
+            },
         }
     }
 
@@ -201,6 +229,7 @@ impl GroupCoordinator {
         for (id, g) in self.groups.iter_mut() {
             match g {
                 Group::Consumer(c) => c.finish_replay(id, &self.config.consumer, now_ms, &mut out),
+                Group::Share(_) => {}
                 Group::Classic(g) => {
                     for m in g.members.values() {
                         out.set_timer(
@@ -218,6 +247,7 @@ impl GroupCoordinator {
     pub fn persisted_state(&self) -> PersistedState {
         let mut s = PersistedState {
             offsets: self.offsets.snapshot(),
+            group_configs: self.group_configs.clone(),
             ..PersistedState::default()
         };
         for (id, g) in &self.groups {
@@ -229,6 +259,19 @@ impl GroupCoordinator {
                     if let Some(v) = &g.last_written {
                         s.classic_groups.insert(id.clone(), v.clone());
                     }
+                }
+                Group::Share(g) => {
+                    let parts = g
+                        .partitions()
+                        .map(|(k, sp)| (k.clone(), sp.snapshot()))
+                        .collect();
+                    s.share_groups.insert(
+                        id.clone(),
+                        ShareGroupSnapshot {
+                            group_epoch: g.group_epoch(),
+                            partitions: parts,
+                        },
+                    );
                 }
             }
         }
@@ -267,10 +310,30 @@ impl GroupCoordinator {
             | TimerKey::Join { group_id }
             | TimerKey::Sync { group_id, .. }
             | TimerKey::ConsumerSession { group_id, .. }
-            | TimerKey::ConsumerRebalance { group_id, .. } => group_id.clone(),
+            | TimerKey::ConsumerRebalance { group_id, .. }
+            | TimerKey::ShareSession { group_id, .. }
+            | TimerKey::ShareLock { group_id, .. } => group_id.clone(),
         };
+        let eff = self.share_settings(&group_id);
         let has_offsets = self.offsets.has_offsets(&group_id);
         match (key, self.groups.get_mut(&group_id)) {
+            (TimerKey::ShareSession { member_id, .. }, Some(Group::Share(g))) => {
+                g.on_session_timer(&group_id, member_id, now_ms, &mut out);
+            }
+            (
+                TimerKey::ShareLock {
+                    topic, partition, ..
+                },
+                Some(Group::Share(g)),
+            ) => {
+                g.on_lock_timer(
+                    &group_id,
+                    &(topic.clone(), *partition),
+                    &eff,
+                    now_ms,
+                    &mut out,
+                );
+            }
             (
                 TimerKey::ConsumerSession { member_id, .. }
                 | TimerKey::ConsumerRebalance { member_id, .. },

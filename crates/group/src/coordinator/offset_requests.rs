@@ -31,6 +31,7 @@ impl GroupCoordinator {
                     Group::Classic(ClassicGroup::new(&req.group_id, now_ms)),
                 );
             }
+            Some(Group::Share(_)) => return fail(GroupError::GroupIdNotFound),
             Some(Group::Consumer(c)) => {
                 if let Some(e) =
                     c.validate_commit(&req.member_id, req.generation_id, req.api_version)
@@ -103,6 +104,7 @@ impl GroupCoordinator {
             Some(Group::Classic(g)) if g.is(GroupState::Dead) => {
                 return Err(GroupError::GroupIdNotFound)
             }
+            Some(Group::Share(_)) => return Err(GroupError::GroupIdNotFound),
             Some(g) if g.is_empty() => HashSet::new(),
             Some(Group::Consumer(c)) => c.subscribed_topic_names().into_iter().collect(),
             Some(Group::Classic(g)) => g.subscribed_topics().ok_or(GroupError::NonEmptyGroup)?,
@@ -122,6 +124,10 @@ impl GroupCoordinator {
                 return Err(GroupError::GroupIdNotFound)
             }
             Some(g) if !g.is_empty() => return Err(GroupError::NonEmptyGroup),
+            Some(Group::Share(_)) => {
+                self.delete_share_group(group_id, &mut out);
+                return Ok(out);
+            }
             Some(_) => {}
         }
         self.tombstone_group(group_id, now_ms, &mut out);
@@ -164,10 +170,12 @@ impl GroupCoordinator {
     }
 
     /// A topic was deleted: every group's committed offsets for it are removed (tombstones),
-    /// as Kafka does, so a re-created topic of the same name starts without stale positions.
+    /// as Kafka does, so a re-created topic of the same name starts without stale positions;
+    /// share groups forget its share-partitions.
     pub fn delete_topic_offsets(&mut self, topic: &str, _now_ms: i64) -> Output {
         let mut out = Output::default();
         self.offsets.delete_topic(topic, &mut out);
+        self.share_topic_deleted(topic, &mut out);
         out
     }
 }

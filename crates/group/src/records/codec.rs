@@ -6,11 +6,14 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
+use std::collections::BTreeMap;
+
 use super::{
     ClassicMemberMetadata, ConsumerMemberAssignment, ConsumerMemberMetadata, ConsumerRecord,
-    GroupMetadataValue, MemberRecord, OffsetAndMetadata, Record, RecordError,
+    GroupMetadataValue, MemberRecord, OffsetAndMetadata, Record, RecordError, ShareRecord,
 };
 use crate::assignor::{TopicMetadata, TopicPartitions};
+use crate::share::{RecordState, ShareSnapshot, StateBatch};
 
 struct Writer(Vec<u8>);
 
@@ -235,6 +238,25 @@ impl Record {
                     w.str(m);
                 }
             }
+            Record::Share(ShareRecord::GroupEpoch { group_id, .. }) => {
+                w.i16(11);
+                w.str(group_id);
+            }
+            Record::Share(ShareRecord::PartitionState {
+                group_id,
+                topic,
+                partition,
+                ..
+            }) => {
+                w.i16(100);
+                w.str(group_id);
+                w.str(topic);
+                w.i32(*partition);
+            }
+            Record::GroupConfig { group_id, .. } => {
+                w.i16(101);
+                w.str(group_id);
+            }
         }
         w.0
     }
@@ -333,6 +355,39 @@ impl Record {
                 }
                 w.no_tags();
             }
+            Record::Share(ShareRecord::GroupEpoch { epoch, .. }) => {
+                w.i16(0);
+                w.i32((*epoch)?);
+                w.no_tags();
+            }
+            Record::Share(ShareRecord::PartitionState { value, .. }) => {
+                // ShareSnapshotValue v0's fields Shoal keeps: StateEpoch, StartOffset,
+                // StateBatches [FirstOffset, LastOffset, DeliveryState, DeliveryCount].
+                let v = value.as_ref()?;
+                w.i16(0);
+                w.i32(v.state_epoch);
+                w.i64(v.start_offset);
+                w.len(v.state_batches.len());
+                for b in &v.state_batches {
+                    w.i64(b.first_offset);
+                    w.i64(b.last_offset);
+                    w.0.push(b.delivery_state.id() as u8);
+                    w.i16(b.delivery_count);
+                    w.no_tags();
+                }
+                w.no_tags();
+            }
+            Record::GroupConfig { configs, .. } => {
+                let configs = configs.as_ref()?;
+                w.i16(0);
+                w.len(configs.len());
+                for (k, v) in configs {
+                    w.compact_str(k);
+                    w.compact_str(v);
+                    w.no_tags();
+                }
+                w.no_tags();
+            }
         }
         Some(w.0)
     }
@@ -427,9 +482,81 @@ impl Record {
                 }
                 Ok(Record::Consumer(c))
             }
+            11 => {
+                let group_id = k.str()?;
+                let epoch = match value {
+                    None => None,
+                    Some(v) => {
+                        let mut r = Reader(v);
+                        r.i16()?;
+                        Some(r.i32()?)
+                    }
+                };
+                Ok(Record::Share(ShareRecord::GroupEpoch { group_id, epoch }))
+            }
+            100 => {
+                let group_id = k.str()?;
+                let topic = k.str()?;
+                let partition = k.i32()?;
+                let value = value.map(decode_share_snapshot).transpose()?;
+                Ok(Record::Share(ShareRecord::PartitionState {
+                    group_id,
+                    topic,
+                    partition,
+                    value,
+                }))
+            }
+            101 => {
+                let group_id = k.str()?;
+                let configs = match value {
+                    None => None,
+                    Some(v) => {
+                        let mut r = Reader(v);
+                        r.i16()?;
+                        let n = r.array_len(3)?;
+                        let mut m = BTreeMap::new();
+                        for _ in 0..n {
+                            let key = r.compact_str()?;
+                            let val = r.compact_str()?;
+                            r.skip_tags()?;
+                            m.insert(key, val);
+                        }
+                        Some(m)
+                    }
+                };
+                Ok(Record::GroupConfig { group_id, configs })
+            }
             v => Err(RecordError::UnknownKeyVersion(v)),
         }
     }
+}
+
+fn decode_share_snapshot(v: &[u8]) -> Result<ShareSnapshot, RecordError> {
+    let mut r = Reader(v);
+    r.i16()?;
+    let state_epoch = r.i32()?;
+    let start_offset = r.i64()?;
+    let n = r.array_len(20)?;
+    let mut state_batches = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first_offset = r.i64()?;
+        let last_offset = r.i64()?;
+        let delivery_state = RecordState::from_id(r.i8()?).ok_or(RecordError::InvalidValue)?;
+        let delivery_count = r.i16()?;
+        r.skip_tags()?;
+        state_batches.push(StateBatch {
+            first_offset,
+            last_offset,
+            delivery_state,
+            delivery_count,
+        });
+    }
+    r.skip_tags()?;
+    Ok(ShareSnapshot {
+        state_epoch,
+        start_offset,
+        state_batches,
+    })
 }
 
 fn decode_topics(r: &mut Reader<'_>) -> Result<Vec<TopicMetadata>, RecordError> {

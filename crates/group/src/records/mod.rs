@@ -10,7 +10,13 @@
 //! - key versions 3-8: KIP-848 consumer groups (Kafka's `ConsumerGroup*Key`/`Value`, values in
 //!   the flexible encoding, version 0), see [`ConsumerRecord`].
 //!
+//! - key version 11: share group epoch (Kafka's `ShareGroupMetadataKey`/`Value`); key
+//!   version 100 (Shoal): a share-partition's snapshot; key version 101 (Shoal): a group's
+//!   configs. See [`ShareRecord`] and [`Record::GroupConfig`].
+//!
 //! A record with no value is a tombstone. Decoding never panics on malformed input.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
@@ -69,6 +75,44 @@ pub enum Record {
     },
     /// A KIP-848 consumer-group record.
     Consumer(ConsumerRecord),
+    /// A KIP-932 share-group record.
+    Share(ShareRecord),
+    /// A group's configs (Kafka keeps them as `ConfigRecord`s of resource type GROUP in its
+    /// metadata log; Shoal, with no metadata log for groups, here). Key version 101 (Shoal).
+    GroupConfig {
+        group_id: String,
+        /// `None`: tombstone (every config removed).
+        configs: Option<BTreeMap<String, String>>,
+    },
+}
+
+/// KIP-932 share-group records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareRecord {
+    /// Key version 11 (Kafka's `ShareGroupMetadata`): the group epoch.
+    GroupEpoch {
+        group_id: String,
+        epoch: Option<i32>,
+    },
+    /// Key version 100 (Shoal): a share-partition's state, Kafka's `ShareSnapshotValue`
+    /// fields (Kafka keeps these in `__share_group_state`, keyed by topic id). Compaction
+    /// keeps the latest per `(group, topic, partition)`.
+    PartitionState {
+        group_id: String,
+        topic: String,
+        partition: i32,
+        value: Option<crate::share::ShareSnapshot>,
+    },
+}
+
+impl ShareRecord {
+    /// The group the record belongs to.
+    pub fn group_id(&self) -> &str {
+        match self {
+            ShareRecord::GroupEpoch { group_id, .. }
+            | ShareRecord::PartitionState { group_id, .. } => group_id,
+        }
+    }
 }
 
 /// A consumer-protocol member's metadata (key version 5, `ConsumerGroupMemberMetadataValue`).
@@ -183,6 +227,8 @@ pub enum RecordError {
     UnknownKeyVersion(i16),
     #[error("invalid UTF-8 in record string")]
     InvalidString,
+    #[error("invalid value in record field")]
+    InvalidValue,
 }
 
 mod codec;
