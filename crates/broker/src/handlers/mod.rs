@@ -278,6 +278,15 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         RequestKind::ShareAcknowledge(r) => {
             ResponseKind::ShareAcknowledge(share::acknowledge(broker, &ctx, r).await)
         }
+        RequestKind::DescribeShareGroupOffsets(r) => {
+            ResponseKind::DescribeShareGroupOffsets(share::describe_offsets(broker, r).await)
+        }
+        RequestKind::AlterShareGroupOffsets(r) => {
+            ResponseKind::AlterShareGroupOffsets(share::alter_offsets(broker, r).await)
+        }
+        RequestKind::DeleteShareGroupOffsets(r) => {
+            ResponseKind::DeleteShareGroupOffsets(share::delete_offsets(broker, r).await)
+        }
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     respond(api_key, version, correlation_id, &response)

@@ -401,7 +401,7 @@ pub async fn fetch(
             }
             return ShareFetchResponse::default()
                 .with_error_code(e.code())
-                .with_error_message(Some(s(e.to_string())))
+                .with_error_message(Some(s(e.to_string())));
         }
     };
     let mut ack_errors: BTreeMap<SharePartitionKey, i16> = plan
@@ -660,4 +660,164 @@ pub async fn acknowledge(
                 .with_host(s(host))
                 .with_port(port)]
         })
+}
+
+/// DescribeShareGroupOffsets (v0): each share-partition's start offset (SPSO); -1 for a
+/// partition without state. Errors per group: GROUP_ID_NOT_FOUND; per partition
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub async fn describe_offsets(
+    broker: &Broker,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as G,
+        DescribeShareGroupOffsetsResponsePartition as P,
+        DescribeShareGroupOffsetsResponseTopic as T,
+    };
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let wanted: Option<Vec<SharePartitionKey>> = g.topics.as_ref().map(|ts| {
+            ts.iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (t.topic_name.0.to_string(), *p))
+                })
+                .collect()
+        });
+        let entry = match broker
+            .groups
+            .share_offsets(g.group_id.0.to_string(), wanted)
+            .await
+        {
+            Ok(Ok(offsets)) => {
+                let mut by_topic: BTreeMap<String, Vec<P>> = BTreeMap::new();
+                for ((topic, partition), offset) in offsets {
+                    let exists = broker.topics.partition(&topic, partition).is_some();
+                    by_topic.entry(topic).or_default().push(
+                        P::default()
+                            .with_partition_index(partition)
+                            .with_start_offset(offset.unwrap_or(-1))
+                            .with_leader_epoch(0)
+                            .with_error_code(if exists {
+                                code::NONE
+                            } else {
+                                code::UNKNOWN_TOPIC_OR_PARTITION
+                            }),
+                    );
+                }
+                let topics = by_topic
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let id = broker.topics.get(&name).map(|t| t.id).unwrap_or_default();
+                        T::default()
+                            .with_topic_name(TopicName(s(name)))
+                            .with_topic_id(id)
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                G::default().with_group_id(g.group_id).with_topics(topics)
+            }
+            Ok(Err(e)) | Err(e) => G::default()
+                .with_group_id(g.group_id)
+                .with_error_code(e.code())
+                .with_error_message(Some(s(e.to_string()))),
+        };
+        groups.push(entry);
+    }
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
+/// AlterShareGroupOffsets (v0): sets share-partitions' start offsets (their in-flight
+/// windows are dropped). Errors: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP (top level);
+/// UNKNOWN_TOPIC_OR_PARTITION per partition.
+pub async fn alter_offsets(
+    broker: &Broker,
+    req: AlterShareGroupOffsetsRequest,
+) -> AlterShareGroupOffsetsResponse {
+    use alter_share_group_offsets_response::{
+        AlterShareGroupOffsetsResponsePartition as P, AlterShareGroupOffsetsResponseTopic as T,
+    };
+    let mut offsets = Vec::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.topic_name.0.to_string();
+        let id = broker.topics.get(&name).map(|t| t.id).unwrap_or_default();
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let ok = broker.topics.partition(&name, p.partition_index).is_some();
+                if ok {
+                    offsets.push(((name.clone(), p.partition_index), p.start_offset));
+                }
+                P::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(if ok {
+                        code::NONE
+                    } else {
+                        code::UNKNOWN_TOPIC_OR_PARTITION
+                    })
+            })
+            .collect();
+        topics.push(
+            T::default()
+                .with_topic_name(t.topic_name.clone())
+                .with_topic_id(id)
+                .with_partitions(partitions),
+        );
+    }
+    match broker
+        .groups
+        .alter_share_offsets(req.group_id.0.to_string(), offsets)
+        .await
+    {
+        Ok(Ok(())) => AlterShareGroupOffsetsResponse::default()
+            .with_error_code(code::NONE)
+            .with_responses(topics),
+        Ok(Err(e)) | Err(e) => AlterShareGroupOffsetsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(s(e.to_string()))),
+    }
+}
+
+/// DeleteShareGroupOffsets (v0): forgets the share-partition state of whole topics (they
+/// start again by `share.auto.offset.reset`). Errors: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP
+/// (top level); UNKNOWN_TOPIC_OR_PARTITION per topic.
+pub async fn delete_offsets(
+    broker: &Broker,
+    req: DeleteShareGroupOffsetsRequest,
+) -> DeleteShareGroupOffsetsResponse {
+    use delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as T;
+    let mut keys = Vec::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.topic_name.0.to_string();
+        let topic = broker.topics.get(&name);
+        if let Some(topic) = &topic {
+            keys.extend((0..topic.partitions.len() as i32).map(|p| (name.clone(), p)));
+        }
+        topics.push(
+            T::default()
+                .with_topic_name(t.topic_name.clone())
+                .with_topic_id(topic.as_ref().map(|t| t.id).unwrap_or_default())
+                .with_error_code(if topic.is_some() {
+                    code::NONE
+                } else {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                }),
+        );
+    }
+    match broker
+        .groups
+        .delete_share_offsets(req.group_id.0.to_string(), keys)
+        .await
+    {
+        Ok(Ok(())) => DeleteShareGroupOffsetsResponse::default()
+            .with_error_code(code::NONE)
+            .with_responses(topics),
+        Ok(Err(e)) | Err(e) => DeleteShareGroupOffsetsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(s(e.to_string()))),
+    }
 }

@@ -110,10 +110,8 @@ impl GroupCoordinator {
         if !self.groups.contains_key(&req.group_id) && !req.group_id.is_empty() {
             // Kafka's ShareFetch does not check membership: a fetch may come before the
             // group is known here (after a restart that lost nothing persisted for it).
-            self.groups.insert(
-                req.group_id.clone(),
-                Group::Share(ShareGroup::new(now_ms)),
-            );
+            self.groups
+                .insert(req.group_id.clone(), Group::Share(ShareGroup::new(now_ms)));
         }
         let Some(g) = self.share_group_mut(&req.group_id) else {
             return (Err(GroupError::GroupIdNotFound), out);
