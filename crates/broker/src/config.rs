@@ -106,6 +106,12 @@ pub struct BrokerConfig {
     /// `group.share.*`: KIP-932 share groups (names and defaults in
     /// [`shoal_group::config::ShareGroupConfig`]).
     pub group_share: shoal_group::config::ShareGroupConfig,
+    /// `errors.deadletterqueue.topic.name.prefix` (KIP-1191, default `dlq.`): share groups'
+    /// DLQ topics must start with it.
+    pub errors_deadletterqueue_topic_name_prefix: String,
+    /// `errors.deadletterqueue.auto.create.topics.enable` (KIP-1191, default false): create a
+    /// missing DLQ topic on its first record.
+    pub errors_deadletterqueue_auto_create_topics_enable: bool,
     /// `cluster.id` reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// `offsets.topic.segment.bytes` (default 104857600): segment size of
@@ -158,6 +164,8 @@ impl Default for BrokerConfig {
             group_consumer_max_size: i32::MAX,
             group_consumer_migration_policy: shoal_group::config::MigrationPolicy::Bidirectional,
             group_share: shoal_group::config::ShareGroupConfig::default(),
+            errors_deadletterqueue_topic_name_prefix: "dlq.".to_string(),
+            errors_deadletterqueue_auto_create_topics_enable: false,
             console_lag_sample_interval_ms: 10_000,
             offsets_topic_segment_bytes: 104_857_600,
             log_cleaner_delete_retention_ms: 86_400_000,
@@ -347,6 +355,12 @@ impl BrokerConfig {
             }
             "group.share.release.on.connection.close" => {
                 self.group_share.release_on_connection_close = parse(key, value)?
+            }
+            "errors.deadletterqueue.topic.name.prefix" => {
+                self.errors_deadletterqueue_topic_name_prefix = value.trim().to_string()
+            }
+            "errors.deadletterqueue.auto.create.topics.enable" => {
+                self.errors_deadletterqueue_auto_create_topics_enable = parse(key, value)?
             }
             "cluster.id" => self.cluster_id = value.to_string(),
             "offsets.topic.segment.bytes" => {

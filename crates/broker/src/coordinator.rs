@@ -163,6 +163,12 @@ enum Command {
     ConnectionClosed {
         connection_id: u64,
     },
+    DeadLettered {
+        group_id: String,
+        key: SharePartitionKey,
+        offsets: Vec<i64>,
+        tx: Tx<()>,
+    },
 }
 
 impl Command {
@@ -185,7 +191,8 @@ impl Command {
             | Command::AlterShareOffsets { .. }
             | Command::DeleteShareOffsets { .. }
             | Command::AlterGroupConfigs { .. }
-            | Command::ConnectionClosed { .. } => true,
+            | Command::ConnectionClosed { .. }
+            | Command::DeadLettered { .. } => true,
             Command::SharePlan { .. }
             | Command::ShareDescribe { .. }
             | Command::ShareGroups { .. }
@@ -495,6 +502,22 @@ impl CoordinatorHandle {
         .await
     }
 
+    /// The DLQ records of these share-group records are durable (KIP-1191).
+    pub async fn share_dead_lettered(
+        &self,
+        group_id: String,
+        key: SharePartitionKey,
+        offsets: Vec<i64>,
+    ) -> Result<(), GroupError> {
+        self.call(|tx| Command::DeadLettered {
+            group_id,
+            key,
+            offsets,
+            tx,
+        })
+        .await
+    }
+
     /// A client connection closed (share-group fast release). Never waits: when the queue
     /// is full the release happens at lock expiry instead.
     pub fn connection_closed(&self, connection_id: u64) {
@@ -549,6 +572,8 @@ struct Runtime {
     read_only: bool,
     /// See [`CoordinatorHandle::share_released`].
     share_released: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Records to dead-letter, to the writer ([`crate::dead_letter`]).
+    dead_letters: crate::dead_letter::DeadLetterTx,
 }
 
 /// Replays `__consumer_offsets` into a new coordinator and starts its task.
@@ -561,6 +586,7 @@ pub fn start(
     retention_check_ms: i64,
     metrics: Arc<crate::metrics::Metrics>,
     history: Arc<crate::history::History>,
+    dead_letters: crate::dead_letter::DeadLetterTx,
 ) -> Result<CoordinatorHandle, crate::error::BrokerError> {
     let now = now_ms();
     let end = offsets.log().log_end_offset();
@@ -581,8 +607,17 @@ pub fn start(
         fsyncs: JoinSet::new(),
         read_only: false,
         share_released: Arc::new(tokio::sync::watch::channel(0).0),
+        dead_letters,
     };
     rt.apply_timers(&start_out.timers);
+    // Records found ARCHIVING: their DLQ records are written (again).
+    rt.finish(
+        Output {
+            share_archived: start_out.share_archived,
+            ..Output::default()
+        },
+        None,
+    );
     let share_released = Arc::clone(&rt.share_released);
     tokio::spawn(rt.run(rx));
     Ok(CoordinatorHandle { tx, share_released })
@@ -952,6 +987,15 @@ impl Runtime {
                     .alter_group_configs(&group_id, &changes, validate_only);
                 self.finish(out, reply_after(tx, r));
             }
+            Command::DeadLettered {
+                group_id,
+                key,
+                offsets,
+                tx,
+            } => {
+                let out = self.core.share_dead_lettered(&group_id, &key, &offsets);
+                self.finish(out, reply_after(tx, ()));
+            }
             Command::ConnectionClosed { connection_id } => {
                 let out = self.core.share_connection_closed(connection_id, now);
                 self.finish(out, None);
@@ -971,10 +1015,35 @@ impl Runtime {
         if out.share_wakeup {
             self.share_released.send_modify(|n| *n = n.wrapping_add(1));
         }
+        let mut dead_letters = Vec::new();
         for a in &out.share_archived {
             self.metrics
                 .share_archived(&a.group_id, &a.topic, a.partition, a.record.reason);
+            if a.record.dead_letter {
+                let eff = self.core.share_settings(&a.group_id);
+                dead_letters.push(crate::dead_letter::DeadLetter {
+                    group_id: a.group_id.clone(),
+                    topic: a.topic.clone(),
+                    partition: a.partition,
+                    offset: a.record.offset,
+                    delivery_count: a.record.delivery_count,
+                    reason: a.record.reason,
+                    // A group whose DLQ was unset while records were ARCHIVING: the writer
+                    // finds "" unusable and archives them without a DLQ record.
+                    dlq_topic: eff.dead_letter_topic.unwrap_or_default(),
+                    copy_record: eff.dead_letter_copy,
+                });
+            }
         }
+        // The DLQ records are written only after this output's records are durable (the
+        // snapshots saying ARCHIVING), so a crash cannot leave a DLQ record for a record that
+        // is still AVAILABLE after the restart.
+        let dead_letters = (!dead_letters.is_empty()).then(|| {
+            let tx = self.dead_letters.clone();
+            move || {
+                let _ = tx.send(dead_letters);
+            }
+        });
         for (group, topic, _partition, count, n) in &out.share_accepted {
             self.metrics.share_accepted(group, topic, *count, *n);
         }
@@ -1000,6 +1069,9 @@ impl Runtime {
                 }
             }
             if let Some(d) = direct {
+                d();
+            }
+            if let Some(d) = dead_letters {
                 d();
             }
         };

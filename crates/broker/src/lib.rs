@@ -7,6 +7,7 @@ pub mod alloc_guard;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
+pub mod dead_letter;
 pub mod durability;
 pub mod error;
 pub mod handlers;

@@ -19,9 +19,23 @@
 //! `kafka_topic_partition_current_offset` (log end offset),
 //! `kafka_topic_partition_oldest_offset` (log start offset), plus
 //! `kafka_consumergroup_lag_seconds` (Shoal: age of the first unconsumed record, see
-//! the `lag` module) and `shoal_groups{type,state}`.
+//! the `lag` module) and `shoal_groups{type,state}` (every group: `classic`, `consumer` and
+//! `share`).
+//!
+//! Share groups (KIP-932), computed at each scrape per share-partition (labels `group`,
+//! `topic`, `partition`): `shoal_share_partition_start_offset` (SPSO),
+//! `shoal_share_partition_end_offset` (SPEO: one past the last offset ever acquired),
+//! `shoal_share_partition_records{state}` (records of the in-flight window `[SPSO, SPEO)` by
+//! state: `acquired`, `available`, `acknowledged`, `archived`), `shoal_share_partition_lag`
+//! (records between the SPSO and the high watermark not yet acknowledged or archived, as
+//! Kafka computes share lag), and `shoal_share_group_members{group}`. Counted as they happen:
+//! `shoal_share_records_archived_total{group,topic,reason}` and
+//! `shoal_share_records_acknowledged_total{group,topic,delivery_count}`; the same counts are
+//! kept per group ([`ShareTally`]) for the admin API's delivery-count histogram.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -30,6 +44,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use serde::Serialize;
+use shoal_group::share::WindowCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabel {
@@ -78,10 +94,36 @@ struct ShareArchiveLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareDlqLabel {
+    group: String,
+    dlq_topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShareAcceptLabel {
     group: String,
     topic: String,
     delivery_count: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareGroupLabel {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SharePartitionLabel {
+    group: String,
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareRecordsLabel {
+    group: String,
+    topic: String,
+    partition: String,
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +146,31 @@ fn rebalance_histogram() -> Histogram {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// What one share group's records became since the broker started (in memory; a restart
+/// starts at zero, like the Prometheus counters they mirror).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShareTally {
+    /// Records accepted, by the delivery count they were accepted at (1 = first delivery).
+    pub accepted_by_delivery_count: BTreeMap<usize, u64>,
+    /// Records archived after a Reject acknowledgement.
+    pub archived_rejected: u64,
+    /// Records archived because their delivery count reached
+    /// `group.share.delivery.count.limit`.
+    pub archived_delivery_count_limit: u64,
+    /// Offsets acknowledged as Gap (no record there).
+    pub archived_gap: u64,
+}
+
+/// A topic's traffic counters since the broker started: bytes and records appended
+/// (`in`) and fetched (`out`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicTraffic {
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+    pub records_out: u64,
+}
+
 /// The broker's metrics (cheap to update from any task).
 pub struct Metrics {
     registry: Registry,
@@ -119,8 +186,11 @@ pub struct Metrics {
     rebalance_seconds: HistogramFamily<ProtocolLabel>,
     corrupt_batches: Family<TopicPartitionLabel, Counter>,
     flush_seconds: Histogram,
+    /// The share counters again, by group, for the admin API.
+    share_tallies: Mutex<BTreeMap<String, ShareTally>>,
     share_archived: Family<ShareArchiveLabel, Counter>,
     share_accepted: Family<ShareAcceptLabel, Counter>,
+    share_dead_lettered: Family<ShareDlqLabel, Counter>,
     // Filled at scrape time.
     groups: Family<GroupStateLabel, Gauge>,
     group_current_offset: Family<GroupPartitionLabel, Gauge>,
@@ -130,6 +200,11 @@ pub struct Metrics {
     topic_partitions: Family<TopicLabel, Gauge>,
     partition_current_offset: Family<TopicPartitionLabel, Gauge>,
     partition_oldest_offset: Family<TopicPartitionLabel, Gauge>,
+    share_start_offset: Family<SharePartitionLabel, Gauge>,
+    share_end_offset: Family<SharePartitionLabel, Gauge>,
+    share_records: Family<ShareRecordsLabel, Gauge>,
+    share_lag: Family<SharePartitionLabel, Gauge>,
+    share_members: Family<ShareGroupLabel, Gauge>,
     /// One scrape at a time (scrape-time families are cleared and refilled).
     scrape: std::sync::Mutex<()>,
 }
@@ -165,8 +240,10 @@ impl Metrics {
             ),
             corrupt_batches: Family::default(),
             flush_seconds: latency_histogram(),
+            share_tallies: Mutex::new(BTreeMap::new()),
             share_archived: Family::default(),
             share_accepted: Family::default(),
+            share_dead_lettered: Family::default(),
             groups: Family::default(),
             group_current_offset: Family::default(),
             group_lag: Family::default(),
@@ -175,6 +252,11 @@ impl Metrics {
             topic_partitions: Family::default(),
             partition_current_offset: Family::default(),
             partition_oldest_offset: Family::default(),
+            share_start_offset: Family::default(),
+            share_end_offset: Family::default(),
+            share_records: Family::default(),
+            share_lag: Family::default(),
+            share_members: Family::default(),
             scrape: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
@@ -250,6 +332,11 @@ impl Metrics {
             m.share_accepted.clone(),
         );
         registry.register(
+            "shoal_share_records_dead_lettered",
+            "Share-group records written to the group's dead-letter topic (KIP-1191), by group and DLQ topic",
+            m.share_dead_lettered.clone(),
+        );
+        registry.register(
             "kafka_consumergroup_current_offset",
             "Committed offset of a consumer group, by partition",
             m.group_current_offset.clone(),
@@ -283,6 +370,31 @@ impl Metrics {
             "kafka_topic_partition_oldest_offset",
             "Log start offset of a partition",
             m.partition_oldest_offset.clone(),
+        );
+        registry.register(
+            "shoal_share_partition_start_offset",
+            "Share-partition start offset (SPSO): records before it are acknowledged or archived",
+            m.share_start_offset.clone(),
+        );
+        registry.register(
+            "shoal_share_partition_end_offset",
+            "Share-partition end offset (SPEO): one past the last offset ever acquired",
+            m.share_end_offset.clone(),
+        );
+        registry.register(
+            "shoal_share_partition_records",
+            "Records of the share-partition's in-flight window [SPSO, SPEO), by state (acquired, available, acknowledged, archived)",
+            m.share_records.clone(),
+        );
+        registry.register(
+            "shoal_share_partition_lag",
+            "Records between the SPSO and the high watermark not yet acknowledged or archived",
+            m.share_lag.clone(),
+        );
+        registry.register(
+            "shoal_share_group_members",
+            "Members of a share group",
+            m.share_members.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -379,6 +491,7 @@ impl Metrics {
             ArchiveReason::Rejected => "rejected",
             ArchiveReason::DeliveryCountLimit => "delivery_count_limit",
             ArchiveReason::Gap => "gap",
+            ArchiveReason::Recovered => return,
         };
         self.share_archived
             .get_or_create(&ShareArchiveLabel {
@@ -389,8 +502,25 @@ impl Metrics {
             .inc();
     }
 
+    /// A share-group record's DLQ record is durable.
+    pub fn share_dead_lettered(&self, group: &str, dlq_topic: &str) {
+        self.share_dead_lettered
+            .get_or_create(&ShareDlqLabel {
+                group: group.to_string(),
+                dlq_topic: dlq_topic.to_string(),
+            })
+            .inc();
+    }
+
     /// `n` share-group records were accepted at delivery count `count`.
     pub fn share_accepted(&self, group: &str, topic: &str, count: usize, n: u64) {
+        *self
+            .tallies()
+            .entry(group.to_string())
+            .or_default()
+            .accepted_by_delivery_count
+            .entry(count)
+            .or_default() += n;
         self.share_accepted
             .get_or_create(&ShareAcceptLabel {
                 group: group.to_string(),
@@ -398,6 +528,39 @@ impl Metrics {
                 delivery_count: count.to_string(),
             })
             .inc_by(n);
+    }
+
+    fn tallies(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ShareTally>> {
+        self.share_tallies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What `group`'s share records became since the broker started (zeros for a group
+    /// without any).
+    pub fn share_tally(&self, group: &str) -> ShareTally {
+        self.tallies().get(group).cloned().unwrap_or_default()
+    }
+
+    /// Forgets the tallies of share groups not in `alive` (deleted groups); the Prometheus
+    /// counters stay, as counters do.
+    pub fn retain_share_tallies(&self, alive: &BTreeSet<String>) {
+        self.tallies().retain(|g, _| alive.contains(g));
+    }
+
+    /// `topic`'s traffic counters (zeros for a topic without traffic; reading never creates
+    /// a series).
+    pub fn topic_traffic(&self, topic: &str) -> TopicTraffic {
+        let l = TopicLabel {
+            topic: topic.to_string(),
+        };
+        let get = |f: &Family<TopicLabel, Counter>| f.get(&l).map_or(0, |c| c.get());
+        TopicTraffic {
+            bytes_in: get(&self.bytes_in),
+            records_in: get(&self.records_in),
+            bytes_out: get(&self.bytes_out),
+            records_out: get(&self.records_out),
+        }
     }
 
     /// A rebalance of `group` (`classic` or `consumer` protocol) completed after `duration_ms`.
@@ -487,6 +650,46 @@ impl Metrics {
                 self.group_lag_seconds.get_or_create(&l).set(r.lag_seconds);
             }
         }
+        self.share_start_offset.clear();
+        self.share_end_offset.clear();
+        self.share_records.clear();
+        self.share_lag.clear();
+        self.share_members.clear();
+        for (group, members) in &scrape.share_members {
+            self.share_members
+                .get_or_create(&ShareGroupLabel {
+                    group: group.clone(),
+                })
+                .set(i64::try_from(*members).unwrap_or(i64::MAX));
+        }
+        for p in &scrape.share_partitions {
+            let l = SharePartitionLabel {
+                group: p.group.clone(),
+                topic: p.topic.clone(),
+                partition: p.partition.to_string(),
+            };
+            self.share_start_offset
+                .get_or_create(&l)
+                .set(p.start_offset);
+            self.share_end_offset.get_or_create(&l).set(p.end_offset);
+            self.share_lag.get_or_create(&l).set(p.lag);
+            let c = &p.records;
+            for (state, n) in [
+                ("acquired", c.acquired),
+                ("available", c.available),
+                ("acknowledged", c.acknowledged),
+                ("archived", c.archived),
+            ] {
+                self.share_records
+                    .get_or_create(&ShareRecordsLabel {
+                        group: p.group.clone(),
+                        topic: p.topic.clone(),
+                        partition: p.partition.to_string(),
+                        state: state.to_string(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 }
 
@@ -496,6 +699,25 @@ impl Metrics {
 pub struct Scrape {
     pub topics: Vec<TopicScrape>,
     pub groups: Vec<GroupScrape>,
+    /// Every share group's member count.
+    pub share_members: Vec<(String, usize)>,
+    /// Every share-partition with state.
+    pub share_partitions: Vec<SharePartitionGauge>,
+}
+
+/// One share-partition of a share group: its window, record counts and lag.
+#[derive(Debug)]
+pub struct SharePartitionGauge {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    /// SPSO and SPEO (offsets).
+    pub start_offset: i64,
+    pub end_offset: i64,
+    /// The in-flight window's records by state.
+    pub records: WindowCounts,
+    /// Records, see `lag::SharePartitionLag::lag`.
+    pub lag: i64,
 }
 
 /// One topic: `(partition, log_start_offset, log_end_offset)` per partition.
@@ -505,8 +727,8 @@ pub struct TopicScrape {
     pub partitions: Vec<(i32, i64, i64)>,
 }
 
-/// One group: its type and state, and (when its lag could be computed) its member count and
-/// lag per partition.
+/// One group: its type and state, and (when its lag could be computed; never for a share
+/// group, whose gauges are [`SharePartitionGauge`]s) its member count and lag per partition.
 #[derive(Debug)]
 pub struct GroupScrape {
     pub group_id: String,

@@ -79,6 +79,7 @@ impl Broker {
             },
             share: config.group_share.clone(),
         };
+        let (dead_letter_tx, dead_letter_rx) = tokio::sync::mpsc::unbounded_channel();
         let groups = coordinator::start(
             group_config,
             offsets,
@@ -86,9 +87,10 @@ impl Broker {
             config.offsets_retention_check_interval_ms,
             Arc::clone(&metrics),
             Arc::clone(&history),
+            dead_letter_tx,
         )?;
         let (appended, _) = watch::channel(0u64);
-        Ok(Arc::new(Self {
+        let broker = Arc::new(Self {
             config,
             topics,
             groups,
@@ -96,7 +98,9 @@ impl Broker {
             appended,
             metrics,
             history,
-        }))
+        });
+        crate::dead_letter::spawn(Arc::downgrade(&broker), dead_letter_rx);
+        Ok(broker)
     }
 }
 

@@ -35,6 +35,8 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "min.insync.replicas",
     "compression.type",
     "delete.retention.ms",
+    // KIP-1191: the topic may be a share group's dead-letter queue.
+    "errors.deadletterqueue.group.enable",
 ];
 
 impl Topic {
@@ -322,6 +324,11 @@ impl TopicManager {
                     | "max.message.bytes"
                     | "min.insync.replicas"
             );
+            if k == "errors.deadletterqueue.group.enable" && !matches!(v.trim(), "true" | "false") {
+                return Err(TopicError::InvalidConfig(format!(
+                    "errors.deadletterqueue.group.enable={v}: expected true or false"
+                )));
+            }
             if k == "cleanup.policy"
                 && !v
                     .split(',')

@@ -240,6 +240,7 @@ impl GroupCoordinator {
                 }
             }
         }
+        self.share_start(&mut out);
         out
     }
 

@@ -437,3 +437,48 @@ impl GroupCoordinator {
         }
     }
 }
+
+impl GroupCoordinator {
+    /// The dead-letter records of `offsets` of `(topic, partition)` in `group_id` are durable
+    /// (or the broker decided none is to be written: the DLQ topic is not usable): those
+    /// records go from ARCHIVING to ARCHIVED (KIP-1191).
+    pub fn share_dead_lettered(
+        &mut self,
+        group_id: &str,
+        key: &SharePartitionKey,
+        offsets: &[i64],
+    ) -> Output {
+        let mut out = Output::default();
+        if let Some(g) = self.share_group_mut(group_id) {
+            if let Some(sp) = g.partitions.get_mut(key) {
+                if sp.complete_archiving(offsets) > 0 {
+                    crate::share::persist_snapshot(group_id, key, sp, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// After recovery: the records found ARCHIVING, to dead-letter again (reported as
+    /// [`Output::share_archived`] with reason `Recovered`).
+    pub(crate) fn share_start(&self, out: &mut Output) {
+        for (id, g) in &self.groups {
+            let Group::Share(g) = g else { continue };
+            for ((topic, partition), sp) in g.partitions() {
+                for (offset, delivery_count) in sp.archiving() {
+                    out.share_archived.push(crate::types::ShareArchived {
+                        group_id: id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        record: crate::share::ArchivedRecord {
+                            offset,
+                            delivery_count,
+                            reason: crate::share::ArchiveReason::Recovered,
+                            dead_letter: true,
+                        },
+                    });
+                }
+            }
+        }
+    }
+}

@@ -95,12 +95,14 @@ fn parse_iso_duration_ms(s: &str) -> Option<i64> {
 
 /// The group-level configs Shoal serves (DescribeConfigs/IncrementalAlterConfigs on config
 /// resource type GROUP, Kafka 4.x `GroupConfig`), with what each accepts.
-pub const GROUP_CONFIGS: [&str; 5] = [
+pub const GROUP_CONFIGS: [&str; 7] = [
     "share.auto.offset.reset",
     "share.record.lock.duration.ms",
     "share.session.timeout.ms",
     "share.heartbeat.interval.ms",
     "share.delivery.count.limit",
+    "errors.deadletterqueue.topic.name",
+    "errors.deadletterqueue.copy.record.enable",
 ];
 
 /// Checks one group config against Kafka's rules (and this broker's bounds).
@@ -127,12 +129,31 @@ pub fn validate_group_config(
         "share.session.timeout.ms" => int(1, i64::from(i32::MAX)),
         "share.heartbeat.interval.ms" => int(1, i64::from(i32::MAX)),
         "share.delivery.count.limit" => int(2, 10),
+        // KIP-1191: whether the topic may be written (its prefix, its
+        // `errors.deadletterqueue.group.enable`) is decided when a record is dead-lettered.
+        "errors.deadletterqueue.topic.name" => {
+            let ok = value.len() <= 249
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} must be a valid topic name (or empty for none)"
+                ))
+            }
+        }
+        "errors.deadletterqueue.copy.record.enable" => match value.trim() {
+            "true" | "false" => Ok(()),
+            _ => Err(format!("{name} must be true or false")),
+        },
         _ => Err(format!("{name} is not a group config Shoal serves")),
     }
 }
 
 /// The settings in force for one group: broker defaults overridden by group configs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effective {
     pub offset_reset: OffsetReset,
     pub lock_ms: i64,
@@ -140,6 +161,11 @@ pub struct Effective {
     pub heartbeat_interval_ms: i32,
     pub policy: ReleasePolicy,
     pub max_record_locks: usize,
+    /// `errors.deadletterqueue.topic.name` (KIP-1191), if set and not empty.
+    pub dead_letter_topic: Option<String>,
+    /// `errors.deadletterqueue.copy.record.enable` (default false): the DLQ record carries
+    /// the original key, value and headers.
+    pub dead_letter_copy: bool,
 }
 
 impl Effective {
@@ -148,6 +174,9 @@ impl Effective {
     pub fn of(cfg: &ShareGroupConfig, configs: Option<&BTreeMap<String, String>>) -> Self {
         let get = |k: &str| configs.and_then(|c| c.get(k));
         let num = |k: &str| get(k).and_then(|v| v.trim().parse::<i64>().ok());
+        let dead_letter_topic = get("errors.deadletterqueue.topic.name")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         Self {
             offset_reset: get("share.auto.offset.reset")
                 .and_then(|v| OffsetReset::parse(v))
@@ -166,8 +195,12 @@ impl Effective {
                     .unwrap_or(cfg.delivery_count_limit),
                 backoff_ms: cfg.redelivery_backoff_ms,
                 backoff_max_ms: cfg.redelivery_backoff_max_ms,
+                dead_letter: dead_letter_topic.is_some(),
             },
             max_record_locks: cfg.partition_max_record_locks.max(1),
+            dead_letter_copy: get("errors.deadletterqueue.copy.record.enable")
+                .is_some_and(|v| v.trim() == "true"),
+            dead_letter_topic,
         }
     }
 }

@@ -5,10 +5,14 @@
 //! Record states and moves (Kafka's `RecordState`, ids as persisted):
 //! - `AVAILABLE` (0) → `ACQUIRED` (1) when a ShareFetch acquires it (delivery count + 1);
 //! - `ACQUIRED` → `ACKNOWLEDGED` (2) on Accept; → `ARCHIVED` (4) on Reject or Gap;
-//! - `ACQUIRED` → `AVAILABLE` on Release, on lock expiry, when its member leaves or its share
-//!   session closes, unless the delivery count reached `group.share.delivery.count.limit`:
-//!   then → `ARCHIVED`. A record made available again waits `redelivery backoff` before it
-//!   can be acquired again (Shoal; 0 by default, as in Kafka).
+//! - `ACQUIRED` → `AVAILABLE` on Release, on lock expiry or when its member's share session
+//!   closes, unless the delivery count reached `group.share.delivery.count.limit`: then →
+//!   `ARCHIVED`. A record made available again waits `redelivery backoff` before it can be
+//!   acquired again (Shoal; 0 by default, as in Kafka).
+//! - With a dead-letter topic (KIP-1191), a rejected record or one at the delivery-count
+//!   limit goes to `ARCHIVING` (3) instead, until the broker reports its DLQ record durable
+//!   ([`SharePartition::complete_archiving`]); then → `ARCHIVED`. `ARCHIVING` is persisted,
+//!   so a restart writes the DLQ record again (at least once) rather than lose it.
 //!
 //! Invariants:
 //! - every offset in `[spso, speo)` has exactly one entry; offsets `>= speo` are AVAILABLE
@@ -31,16 +35,19 @@ pub enum RecordState {
     Available,
     Acquired,
     Acknowledged,
+    /// Waiting for its dead-letter record to be durable (KIP-1191).
+    Archiving,
     Archived,
 }
 
 impl RecordState {
-    /// Kafka's id: AVAILABLE 0, ACQUIRED 1, ACKNOWLEDGED 2, ARCHIVED 4.
+    /// Kafka's id: AVAILABLE 0, ACQUIRED 1, ACKNOWLEDGED 2, ARCHIVING 3, ARCHIVED 4.
     pub fn id(self) -> i8 {
         match self {
             RecordState::Available => 0,
             RecordState::Acquired => 1,
             RecordState::Acknowledged => 2,
+            RecordState::Archiving => 3,
             RecordState::Archived => 4,
         }
     }
@@ -51,6 +58,7 @@ impl RecordState {
             0 => Some(RecordState::Available),
             1 => Some(RecordState::Acquired),
             2 => Some(RecordState::Acknowledged),
+            3 => Some(RecordState::Archiving),
             4 => Some(RecordState::Archived),
             _ => None,
         }
@@ -124,6 +132,8 @@ pub struct ArchivedRecord {
     pub offset: i64,
     pub delivery_count: i16,
     pub reason: ArchiveReason,
+    /// The record went to ARCHIVING: its dead-letter record is to be written.
+    pub dead_letter: bool,
 }
 
 /// Why a record was archived.
@@ -135,6 +145,9 @@ pub enum ArchiveReason {
     DeliveryCountLimit,
     /// Acknowledged as Gap (no record at the offset).
     Gap,
+    /// Found ARCHIVING after a restart, its DLQ record to be written again (the original
+    /// reason is not persisted).
+    Recovered,
 }
 
 /// A persisted state batch (Kafka's `StateBatch` in `ShareSnapshotValue`).
@@ -142,7 +155,7 @@ pub enum ArchiveReason {
 pub struct StateBatch {
     pub first_offset: i64,
     pub last_offset: i64,
-    /// AVAILABLE, ACKNOWLEDGED or ARCHIVED (ACQUIRED is persisted as AVAILABLE).
+    /// AVAILABLE, ACKNOWLEDGED, ARCHIVING or ARCHIVED (ACQUIRED is persisted as AVAILABLE).
     pub delivery_state: RecordState,
     pub delivery_count: i16,
 }
@@ -167,6 +180,9 @@ pub struct ReleasePolicy {
     pub backoff_ms: i64,
     /// `group.share.record.redelivery.backoff.max.ms` (Shoal): the cap of that wait.
     pub backoff_max_ms: i64,
+    /// The group has a dead-letter topic (`errors.deadletterqueue.topic.name`): rejected and
+    /// exhausted records go to ARCHIVING first.
+    pub dead_letter: bool,
 }
 
 impl ReleasePolicy {
@@ -208,6 +224,8 @@ pub struct WindowCounts {
     pub available: u64,
     pub acquired: u64,
     pub acknowledged: u64,
+    /// Waiting for their dead-letter records.
+    pub archiving: u64,
     pub archived: u64,
 }
 
@@ -335,6 +353,7 @@ impl SharePartition {
                 RecordState::Available => c.available += 1,
                 RecordState::Acquired => c.acquired += 1,
                 RecordState::Acknowledged => c.acknowledged += 1,
+                RecordState::Archiving => c.archiving += 1,
                 RecordState::Archived => c.archived += 1,
             }
         }
@@ -532,11 +551,9 @@ impl SharePartition {
                     continue;
                 };
                 match t {
-                    AckType::Accept => self.finish(o, RecordState::Acknowledged, None),
-                    AckType::Reject => {
-                        self.finish(o, RecordState::Archived, Some(ArchiveReason::Rejected))
-                    }
-                    AckType::Gap => self.finish(o, RecordState::Archived, Some(ArchiveReason::Gap)),
+                    AckType::Accept => self.finish(o, None, policy),
+                    AckType::Reject => self.finish(o, Some(ArchiveReason::Rejected), policy),
+                    AckType::Gap => self.finish(o, Some(ArchiveReason::Gap), policy),
                     AckType::Release => self.release(o, policy, now_ms),
                 }
             }
@@ -545,11 +562,17 @@ impl SharePartition {
         Ok(())
     }
 
-    fn finish(&mut self, offset: i64, state: RecordState, reason: Option<ArchiveReason>) {
+    /// ACQUIRED → ACKNOWLEDGED (`reason` `None`), or → ARCHIVED / ARCHIVING (dead letter).
+    fn finish(&mut self, offset: i64, reason: Option<ArchiveReason>, policy: &ReleasePolicy) {
         let Some(e) = self.entry_mut(offset) else {
             return;
         };
-        e.state = state;
+        let dead_letter = policy.dead_letter && reason.is_some_and(|r| r != ArchiveReason::Gap);
+        e.state = match reason {
+            None => RecordState::Acknowledged,
+            Some(_) if dead_letter => RecordState::Archiving,
+            Some(_) => RecordState::Archived,
+        };
         e.owner = None;
         e.deadline_ms = 0;
         let count = e.delivery_count;
@@ -558,6 +581,7 @@ impl SharePartition {
                 offset,
                 delivery_count: count,
                 reason,
+                dead_letter,
             }),
             None => {
                 let i = usize::try_from(count).unwrap_or(0).min(64);
@@ -577,11 +601,7 @@ impl SharePartition {
             return;
         };
         if e.delivery_count >= policy.delivery_count_limit {
-            self.finish(
-                offset,
-                RecordState::Archived,
-                Some(ArchiveReason::DeliveryCountLimit),
-            );
+            self.finish(offset, Some(ArchiveReason::DeliveryCountLimit), policy);
         } else {
             e.state = RecordState::Available;
             e.owner = None;
@@ -618,6 +638,33 @@ impl SharePartition {
     /// Releases the records whose lock expired by `now_ms`. Returns how many.
     pub fn expire_locks(&mut self, policy: &ReleasePolicy, now_ms: i64) -> usize {
         self.release_where(policy, now_ms, |e| e.deadline_ms <= now_ms)
+    }
+
+    /// The dead-letter records of `offsets` are durable: ARCHIVING → ARCHIVED. Other offsets
+    /// are ignored (already done, or reset meanwhile). Returns how many moved.
+    pub fn complete_archiving(&mut self, offsets: &[i64]) -> usize {
+        let mut n = 0;
+        for &o in offsets {
+            if let Some(e) = self.entry_mut(o) {
+                if e.state == RecordState::Archiving {
+                    e.state = RecordState::Archived;
+                    n += 1;
+                }
+            }
+        }
+        self.advance_start();
+        n
+    }
+
+    /// Records waiting for their dead-letter record (after a restart: to write again), with
+    /// their delivery counts.
+    pub fn archiving(&self) -> Vec<(i64, i16)> {
+        self.window
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.state == RecordState::Archiving)
+            .map(|(i, e)| (self.spso + i as i64, e.delivery_count))
+            .collect()
     }
 
     /// Moves the start offset to `offset` (AlterShareGroupOffsets, or a reset): the window is
