@@ -106,6 +106,9 @@ pub struct BrokerConfig {
     /// `group.share.*`: KIP-932 share groups (names and defaults in
     /// [`shoal_group::config::ShareGroupConfig`]).
     pub group_share: shoal_group::config::ShareGroupConfig,
+    /// `group.connection.close.session.timeout.ms` (Shoal; default -1 = off): see
+    /// [`shoal_group::CoordinatorConfig::connection_close_session_timeout_ms`].
+    pub group_connection_close_session_timeout_ms: i64,
     /// `errors.deadletterqueue.topic.name.prefix` (KIP-1191, default `dlq.`): share groups'
     /// DLQ topics must start with it.
     pub errors_deadletterqueue_topic_name_prefix: String,
@@ -164,6 +167,7 @@ impl Default for BrokerConfig {
             group_consumer_max_size: i32::MAX,
             group_consumer_migration_policy: shoal_group::config::MigrationPolicy::Bidirectional,
             group_share: shoal_group::config::ShareGroupConfig::default(),
+            group_connection_close_session_timeout_ms: -1,
             errors_deadletterqueue_topic_name_prefix: "dlq.".to_string(),
             errors_deadletterqueue_auto_create_topics_enable: false,
             console_lag_sample_interval_ms: 10_000,
@@ -355,6 +359,9 @@ impl BrokerConfig {
             }
             "group.share.release.on.connection.close" => {
                 self.group_share.release_on_connection_close = parse(key, value)?
+            }
+            "group.connection.close.session.timeout.ms" => {
+                self.group_connection_close_session_timeout_ms = parse(key, value)?
             }
             "errors.deadletterqueue.topic.name.prefix" => {
                 self.errors_deadletterqueue_topic_name_prefix = value.trim().to_string()

@@ -163,6 +163,11 @@ enum Command {
     ConnectionClosed {
         connection_id: u64,
     },
+    MemberSeen {
+        connection_id: u64,
+        group_id: String,
+        member_id: String,
+    },
     DeadLettered {
         group_id: String,
         key: SharePartitionKey,
@@ -192,7 +197,8 @@ impl Command {
             | Command::DeleteShareOffsets { .. }
             | Command::AlterGroupConfigs { .. }
             | Command::ConnectionClosed { .. }
-            | Command::DeadLettered { .. } => true,
+            | Command::DeadLettered { .. }
+            | Command::MemberSeen { .. } => true,
             Command::SharePlan { .. }
             | Command::ShareDescribe { .. }
             | Command::ShareGroups { .. }
@@ -518,6 +524,17 @@ impl CoordinatorHandle {
         .await
     }
 
+    /// A group member was heard from on `connection_id` (for
+    /// `group.connection.close.session.timeout.ms`). Never waits; dropped when the queue is
+    /// full (the member then keeps its full session timeout).
+    pub fn member_seen(&self, connection_id: u64, group_id: String, member_id: String) {
+        let _ = self.tx.try_send(Command::MemberSeen {
+            connection_id,
+            group_id,
+            member_id,
+        });
+    }
+
     /// A client connection closed (share-group fast release). Never waits: when the queue
     /// is full the release happens at lock expiry instead.
     pub fn connection_closed(&self, connection_id: u64) {
@@ -574,6 +591,10 @@ struct Runtime {
     share_released: Arc<tokio::sync::watch::Sender<u64>>,
     /// Records to dead-letter, to the writer ([`crate::dead_letter`]).
     dead_letters: crate::dead_letter::DeadLetterTx,
+    /// The connection each group member was last heard from on, and the reverse (for
+    /// `group.connection.close.session.timeout.ms`; only fed when it is on).
+    member_connection: HashMap<(String, String), u64>,
+    connection_members: HashMap<u64, BTreeSet<(String, String)>>,
 }
 
 /// Replays `__consumer_offsets` into a new coordinator and starts its task.
@@ -608,6 +629,8 @@ pub fn start(
         read_only: false,
         share_released: Arc::new(tokio::sync::watch::channel(0).0),
         dead_letters,
+        member_connection: HashMap::new(),
+        connection_members: HashMap::new(),
     };
     rt.apply_timers(&start_out.timers);
     // Records found ARCHIVING: their DLQ records are written (again).
@@ -996,9 +1019,44 @@ impl Runtime {
                 let out = self.core.share_dead_lettered(&group_id, &key, &offsets);
                 self.finish(out, reply_after(tx, ()));
             }
+            Command::MemberSeen {
+                connection_id,
+                group_id,
+                member_id,
+            } => {
+                let key = (group_id, member_id);
+                if let Some(old) = self.member_connection.insert(key.clone(), connection_id) {
+                    if old != connection_id {
+                        if let Some(set) = self.connection_members.get_mut(&old) {
+                            set.remove(&key);
+                        }
+                    }
+                }
+                self.connection_members
+                    .entry(connection_id)
+                    .or_default()
+                    .insert(key);
+            }
             Command::ConnectionClosed { connection_id } => {
                 let out = self.core.share_connection_closed(connection_id, now);
                 self.finish(out, None);
+                let grace = self.core.config().connection_close_session_timeout_ms;
+                for key in self
+                    .connection_members
+                    .remove(&connection_id)
+                    .unwrap_or_default()
+                {
+                    if self.member_connection.get(&key) != Some(&connection_id) {
+                        continue;
+                    }
+                    self.member_connection.remove(&key);
+                    if grace >= 0 {
+                        tracing::debug!(group_id = %key.0, member_id = %key.1, grace_ms = grace,
+                            "member's connection closed without LeaveGroup; shortening its session");
+                        let out = self.core.shorten_session(&key.0, &key.1, now + grace);
+                        self.finish(out, None);
+                    }
+                }
             }
         }
     }

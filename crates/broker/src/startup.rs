@@ -78,6 +78,7 @@ impl Broker {
                 migration_policy: config.group_consumer_migration_policy,
             },
             share: config.group_share.clone(),
+            connection_close_session_timeout_ms: config.group_connection_close_session_timeout_ms,
         };
         let (dead_letter_tx, dead_letter_rx) = tokio::sync::mpsc::unbounded_channel();
         let groups = coordinator::start(

@@ -26,6 +26,11 @@ pub struct CoordinatorConfig {
     pub consumer: ConsumerGroupConfig,
     /// `group.share.*`: KIP-932 share groups.
     pub share: ShareGroupConfig,
+    /// `group.connection.close.session.timeout.ms` (Shoal; default -1, off, as Kafka): when a
+    /// member's connection closes without LeaveGroup, its session ends this many ms later
+    /// instead of after its session timeout, unless it heartbeats again (a consumer that was
+    /// killed loses its partitions in about this time, not `session.timeout.ms`).
+    pub connection_close_session_timeout_ms: i64,
 }
 
 impl Default for CoordinatorConfig {
@@ -40,6 +45,7 @@ impl Default for CoordinatorConfig {
             offset_metadata_max_bytes: 4096,
             consumer: ConsumerGroupConfig::default(),
             share: ShareGroupConfig::default(),
+            connection_close_session_timeout_ms: -1,
         }
     }
 }

@@ -239,9 +239,25 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(broker, &ctx, r))
         }
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(broker, &ctx, r).await),
+        RequestKind::JoinGroup(r) => {
+            let group_id = r.group_id.0.to_string();
+            let resp = groups::join(broker, &ctx, r).await;
+            seen(
+                broker,
+                &ctx,
+                resp.error_code,
+                group_id,
+                resp.member_id.to_string(),
+            );
+            ResponseKind::JoinGroup(resp)
+        }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(broker, r).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r).await),
+        RequestKind::Heartbeat(r) => {
+            let ids = (r.group_id.0.to_string(), r.member_id.to_string());
+            let resp = groups::heartbeat(broker, r).await;
+            seen(broker, &ctx, resp.error_code, ids.0, ids.1);
+            ResponseKind::Heartbeat(resp)
+        }
         RequestKind::LeaveGroup(r) => {
             ResponseKind::LeaveGroup(groups::leave(broker, &ctx, r).await)
         }
@@ -257,7 +273,15 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::OffsetFetch(offsets::fetch(broker, &ctx, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(groups::consumer_heartbeat(broker, &ctx, r).await)
+            let group_id = r.group_id.0.to_string();
+            let resp = groups::consumer_heartbeat(broker, &ctx, r).await;
+            if resp.member_epoch >= 0 {
+                let member_id = resp.member_id.as_ref().map(|m| m.to_string());
+                if let Some(member_id) = member_id {
+                    seen(broker, &ctx, resp.error_code, group_id, member_id);
+                }
+            }
+            ResponseKind::ConsumerGroupHeartbeat(resp)
         }
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, &ctx, r).await)
@@ -290,6 +314,25 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     respond(api_key, version, correlation_id, &response)
+}
+
+/// Tells the coordinator which connection a group member uses, when
+/// `group.connection.close.session.timeout.ms` is on (nothing is sent otherwise).
+fn seen(
+    broker: &Broker,
+    ctx: &RequestContext,
+    error_code: i16,
+    group_id: String,
+    member_id: String,
+) {
+    if broker.config.group_connection_close_session_timeout_ms >= 0
+        && error_code == code::NONE
+        && !member_id.is_empty()
+    {
+        broker
+            .groups
+            .member_seen(ctx.connection_id, group_id, member_id);
+    }
 }
 
 fn respond(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Outcome {

@@ -62,6 +62,8 @@ pub(crate) mod partitions;
 mod reconciliation;
 mod records;
 
+pub(crate) use records::session_key as session_timer_key;
+
 pub(crate) use member::ConsumerMember;
 use partitions::normalize;
 
@@ -113,6 +115,11 @@ impl ConsumerGroup {
             state_timestamp_ms: now_ms,
             ..Self::default()
         }
+    }
+
+    /// Whether `member_id` is a member (of either protocol).
+    pub(crate) fn has_member(&self, member_id: &str) -> bool {
+        self.members.contains_key(member_id)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

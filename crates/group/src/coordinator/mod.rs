@@ -301,6 +301,33 @@ impl GroupCoordinator {
         }
     }
 
+    /// A member's connection closed without LeaveGroup (Shoal's
+    /// `group.connection.close.session.timeout.ms`): its session now ends at `deadline_ms`
+    /// unless it heartbeats again first (a client that reconnects keeps its membership). A
+    /// classic member parked in JoinGroup or SyncGroup counts as alive, as for any session
+    /// timeout, and is governed by the rebalance timeout.
+    pub fn shorten_session(&mut self, group_id: &str, member_id: &str, deadline_ms: i64) -> Output {
+        let mut out = Output::default();
+        match self.groups.get(group_id) {
+            Some(Group::Classic(g))
+                if g.members.contains_key(member_id) || g.pending_members.contains(member_id) =>
+            {
+                out.set_timer(
+                    crate::classic::session_key(group_id, member_id),
+                    deadline_ms,
+                );
+            }
+            Some(Group::Consumer(c)) if c.has_member(member_id) => {
+                out.set_timer(
+                    crate::consumer::session_timer_key(group_id, member_id),
+                    deadline_ms,
+                );
+            }
+            _ => {}
+        }
+        out
+    }
+
     // ----- timers --------------------------------------------------------------------------
 
     /// Fires a timer the caller scheduled from an earlier [`Output`].
