@@ -26,7 +26,8 @@
 //! `topic`, `partition`): `shoal_share_partition_start_offset` (SPSO),
 //! `shoal_share_partition_end_offset` (SPEO: one past the last offset ever acquired),
 //! `shoal_share_partition_records{state}` (records of the in-flight window `[SPSO, SPEO)` by
-//! state: `acquired`, `available`, `acknowledged`, `archived`), `shoal_share_partition_lag`
+//! state: `acquired`, `available`, `acknowledged`, `archiving` (waiting for a dead-letter
+//! record, KIP-1191), `archived`), `shoal_share_partition_lag`
 //! (records between the SPSO and the high watermark not yet acknowledged or archived, as
 //! Kafka computes share lag), and `shoal_share_group_members{group}`. Counted as they happen:
 //! `shoal_share_records_archived_total{group,topic,reason}` and
@@ -45,7 +46,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use shoal_group::share::WindowCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabel {
@@ -159,6 +159,32 @@ pub struct ShareTally {
     pub archived_delivery_count_limit: u64,
     /// Offsets acknowledged as Gap (no record there).
     pub archived_gap: u64,
+    /// Archived records whose dead-letter record (KIP-1191) is durable in the group's DLQ
+    /// topic.
+    pub dead_lettered: u64,
+}
+
+/// A share-partition's records in the in-flight window `[SPSO, SPEO)`, by state.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub acquired: u64,
+    pub available: u64,
+    pub acknowledged: u64,
+    /// Archived, waiting for their dead-letter record to be durable (KIP-1191).
+    pub archiving: u64,
+    pub archived: u64,
+}
+
+impl From<shoal_group::share::WindowCounts> for RecordCounts {
+    fn from(c: shoal_group::share::WindowCounts) -> Self {
+        Self {
+            acquired: c.acquired,
+            available: c.available,
+            acknowledged: c.acknowledged,
+            archiving: c.archiving,
+            archived: c.archived,
+        }
+    }
 }
 
 /// A topic's traffic counters since the broker started: bytes and records appended
@@ -383,7 +409,7 @@ impl Metrics {
         );
         registry.register(
             "shoal_share_partition_records",
-            "Records of the share-partition's in-flight window [SPSO, SPEO), by state (acquired, available, acknowledged, archived)",
+            "Records of the share-partition's in-flight window [SPSO, SPEO), by state (acquired, available, acknowledged, archiving, archived)",
             m.share_records.clone(),
         );
         registry.register(
@@ -493,6 +519,15 @@ impl Metrics {
             ArchiveReason::Gap => "gap",
             ArchiveReason::Recovered => return,
         };
+        {
+            let mut tallies = self.tallies();
+            let t = tallies.entry(group.to_string()).or_default();
+            match reason {
+                "rejected" => t.archived_rejected += 1,
+                "delivery_count_limit" => t.archived_delivery_count_limit += 1,
+                _ => t.archived_gap += 1,
+            }
+        }
         self.share_archived
             .get_or_create(&ShareArchiveLabel {
                 group: group.to_string(),
@@ -504,6 +539,10 @@ impl Metrics {
 
     /// A share-group record's DLQ record is durable.
     pub fn share_dead_lettered(&self, group: &str, dlq_topic: &str) {
+        self.tallies()
+            .entry(group.to_string())
+            .or_default()
+            .dead_lettered += 1;
         self.share_dead_lettered
             .get_or_create(&ShareDlqLabel {
                 group: group.to_string(),
@@ -678,6 +717,7 @@ impl Metrics {
                 ("acquired", c.acquired),
                 ("available", c.available),
                 ("acknowledged", c.acknowledged),
+                ("archiving", c.archiving),
                 ("archived", c.archived),
             ] {
                 self.share_records
@@ -715,7 +755,7 @@ pub struct SharePartitionGauge {
     pub start_offset: i64,
     pub end_offset: i64,
     /// The in-flight window's records by state.
-    pub records: WindowCounts,
+    pub records: RecordCounts,
     /// Records, see `lag::SharePartitionLag::lag`.
     pub lag: i64,
 }

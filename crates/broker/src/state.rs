@@ -36,11 +36,13 @@ impl Broker {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Lag, read through the coordinator and the topics.
+    /// Lag (and the console's samples), read through the coordinator, the topics and the
+    /// metrics.
     pub fn lag(&self) -> LagReader<'_> {
         LagReader {
             groups: &self.groups,
             topics: &self.topics,
+            metrics: &self.metrics,
         }
     }
 }

@@ -1,17 +1,18 @@
 //! The admin HTTP API on `--http-addr` (JSON), the web console (`/`, [`console`]) and
-//! Prometheus metrics. Routes (more in [`topics`]):
-//! - `GET /api/v1/groups`: every group with its type (`classic`/`consumer`), protocol type
-//!   and state.
+//! Prometheus metrics. Routes (more in [`topics`] and [`share`]):
+//! - `GET /api/v1/groups`: every group with its type (`classic`/`consumer`/`share`),
+//!   protocol type and state.
 //! - `GET /api/v1/groups/{group_id}`: the group's members and assignments. Consumer-protocol
 //!   groups (KIP-848): `{group_id, group_type: "consumer", state, group_epoch,
 //!   assignment_epoch, assignor, members: [{member_id, instance_id, client_id, client_host,
 //!   member_epoch, member_state, subscribed_topics, subscribed_topic_regex, assignment,
 //!   target_assignment}]}`; classic groups: `{group_id, group_type: "classic", state,
 //!   protocol_type, protocol, generation_id, members: [{member_id, instance_id, client_id,
-//!   client_host, assignment}]}`. Assignments are `[{topic, partitions}]`. 404 with
-//!   `GROUP_ID_NOT_FOUND` for an unknown group.
+//!   client_host, assignment}]}`; share groups: see [`share`]. Assignments are
+//!   `[{topic, partitions}]`. 404 with `GROUP_ID_NOT_FOUND` for an unknown group.
 //! - `GET /api/v1/groups/{group_id}/lag`: the group's lag per partition ([`crate::lag`]) with
-//!   totals: `{group_id, total_lag, max_lag_seconds, partitions: [...]}`.
+//!   totals: `{group_id, total_lag, max_lag_seconds, partitions: [...]}` (a share group's
+//!   `current_offset` is its SPSO, its lag Kafka's share lag).
 //!
 //! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format ([`crate::metrics`]).
 //!
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod console;
+mod share;
 mod topics;
 
 use crate::clock::now_ms;
@@ -134,6 +136,11 @@ async fn group(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) 
         }
         Err(_) => {}
     }
+    match broker.groups.share_describe(group_id.clone()).await {
+        Ok(Ok(d)) => return Json(share::describe(&broker, &d)).into_response(),
+        Ok(Err(_)) => {}
+        Err(e) => return unavailable(e),
+    }
     match broker.groups.describe(group_id.clone()).await {
         Ok(d) if d.state != shoal_group::GroupState::Dead => {
             let members: Vec<serde_json::Value> = d
@@ -220,6 +227,15 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/api/v1/groups/{group_id}/lag/history",
             get(topics::lag_history),
         )
+        .route(
+            "/api/v1/groups/{group_id}/throughput",
+            get(topics::group_throughput),
+        )
+        .route(
+            "/api/v1/topics/{topic}/throughput",
+            get(topics::topic_throughput),
+        )
+        .route("/api/v1/share-groups", get(share::share_groups))
         .route("/api/v1/rebalances", get(topics::rebalances))
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{group_id}", get(group))

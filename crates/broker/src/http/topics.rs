@@ -12,6 +12,13 @@
 //!   last hour ([`crate::history`]);
 //! - `GET /api/v1/rebalances?group=G`: completed rebalances, newest first:
 //!   `[{group_id, protocol, started_ms, ended_ms, duration_ms}]`.
+//! - `GET /api/v1/topics/{topic}/throughput`: the last hour: `{samples: [{ts_ms,
+//!   records_in_per_sec, bytes_in_per_sec, records_out_per_sec, bytes_out_per_sec}],
+//!   compression: {batches, stored_bytes, uncompressed_bytes, ratio, last_ratio}}` (`ratio`
+//!   is stored over uncompressed bytes of the batches sampled, `null` before any; see
+//!   [`crate::history`]);
+//! - `GET /api/v1/groups/{group}/throughput`: the last hour: `[{ts_ms, records_per_sec,
+//!   bytes_per_sec}]` (records the group finished per second; bytes estimated).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -194,4 +201,25 @@ pub(super) async fn rebalances(
             .rebalances(q.get("group").map(String::as_str)),
     )
     .into_response()
+}
+
+pub(super) async fn topic_throughput(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Response {
+    if broker.topics.get(&name).is_none() {
+        return not_found(format!("no topic {name}"));
+    }
+    Json(json!({
+        "samples": broker.history.topic_rates(&name),
+        "compression": broker.history.compression(&name),
+    }))
+    .into_response()
+}
+
+pub(super) async fn group_throughput(
+    State(broker): State<Arc<Broker>>,
+    Path(group): Path<String>,
+) -> Response {
+    Json(broker.history.group_rates(&group)).into_response()
 }
