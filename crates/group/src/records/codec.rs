@@ -489,7 +489,9 @@ impl Record {
                     Some(v) => {
                         let mut r = Reader(v);
                         r.i16()?;
-                        Some(r.i32()?)
+                        let epoch = r.i32()?;
+                        r.skip_tags()?;
+                        Some(epoch)
                     }
                 };
                 Ok(Record::Share(ShareRecord::GroupEpoch { group_id, epoch }))
@@ -521,6 +523,7 @@ impl Record {
                             r.skip_tags()?;
                             m.insert(key, val);
                         }
+                        r.skip_tags()?;
                         Some(m)
                     }
                 };
@@ -832,5 +835,107 @@ mod tests {
         for cut in 0..value.len() {
             assert!(Record::decode(&key, Some(&value[..cut])).is_err());
         }
+    }
+
+    fn share_records() -> Vec<Record> {
+        use crate::share::{RecordState, ShareSnapshot, StateBatch};
+        vec![
+            Record::Share(ShareRecord::GroupEpoch {
+                group_id: "q".into(),
+                epoch: Some(7),
+            }),
+            Record::Share(ShareRecord::GroupEpoch {
+                group_id: "q".into(),
+                epoch: None,
+            }),
+            Record::Share(ShareRecord::PartitionState {
+                group_id: "q".into(),
+                topic: "orders".into(),
+                partition: 3,
+                value: Some(ShareSnapshot {
+                    state_epoch: 2,
+                    start_offset: 100,
+                    state_batches: vec![
+                        StateBatch {
+                            first_offset: 100,
+                            last_offset: 104,
+                            delivery_state: RecordState::Available,
+                            delivery_count: 2,
+                        },
+                        StateBatch {
+                            first_offset: 105,
+                            last_offset: 105,
+                            delivery_state: RecordState::Archiving,
+                            delivery_count: 5,
+                        },
+                        StateBatch {
+                            first_offset: 106,
+                            last_offset: 110,
+                            delivery_state: RecordState::Acknowledged,
+                            delivery_count: 1,
+                        },
+                    ],
+                }),
+            }),
+            Record::Share(ShareRecord::PartitionState {
+                group_id: "q".into(),
+                topic: "orders".into(),
+                partition: 3,
+                value: None,
+            }),
+            Record::GroupConfig {
+                group_id: "q".into(),
+                configs: Some(BTreeMap::from([
+                    (
+                        "share.auto.offset.reset".to_string(),
+                        "earliest".to_string(),
+                    ),
+                    ("share.delivery.count.limit".to_string(), "3".to_string()),
+                ])),
+            },
+            Record::GroupConfig {
+                group_id: "q".into(),
+                configs: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn share_group_records_round_trip() {
+        for r in share_records() {
+            let back =
+                Record::decode(&r.encode_key(), r.encode_value().as_deref()).expect("decode");
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn truncated_share_group_records_error_instead_of_panicking() {
+        for r in share_records() {
+            let key = r.encode_key();
+            let Some(value) = r.encode_value() else {
+                continue;
+            };
+            for cut in 0..value.len() {
+                assert!(
+                    Record::decode(&key, Some(&value[..cut])).is_err(),
+                    "{r:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn share_snapshot_with_an_unknown_record_state_is_an_error() {
+        let r = &share_records()[2];
+        let mut value = r.encode_value().expect("value");
+        // The first batch's DeliveryState byte: version 2 + epoch 4 + start 8 + count 1 +
+        // first 8 + last 8.
+        let at = 2 + 4 + 8 + 1 + 8 + 8;
+        value[at] = 9;
+        assert_eq!(
+            Record::decode(&r.encode_key(), Some(&value)),
+            Err(RecordError::InvalidValue)
+        );
     }
 }
