@@ -182,10 +182,20 @@ enum GroupCommand {
     /// Groups with their type and state.
     List,
     /// Per partition: committed offset, log end offset, lag (records and seconds), owner.
-    Describe { group: String },
-    /// Delete a group without members (its committed offsets go with it).
+    /// Share groups: start offset (SPSO) and lag per share-partition, then the members.
+    Describe {
+        group: String,
+        /// A Shoal broker's admin HTTP API (`host:port`, its `--http-addr`): share groups
+        /// also show each share-partition's in-flight window and records by state, and LAG
+        /// is Kafka's share lag (without it, log end offset minus start offset).
+        #[arg(long, env = "SHOAL_ADMIN_API", value_name = "HOST:PORT")]
+        admin_api: Option<String>,
+    },
+    /// Delete a group without members (its committed offsets, or a share group's
+    /// share-partition state, go with it).
     Delete { group: String },
-    /// Move a stopped group's committed offsets. Dry run unless --execute.
+    /// Move a stopped group's committed offsets (a share group's start offsets, through
+    /// AlterShareGroupOffsets, while it is empty). Dry run unless --execute.
     ResetOffsets {
         group: String,
         /// Topics to reset (all partitions of each); default: every topic with offsets.
@@ -198,7 +208,12 @@ enum GroupCommand {
         /// RFC 3339 time, e.g. 2026-11-21T10:00:00Z, or ms since the epoch.
         #[arg(long, group = "to", value_name = "DATETIME")]
         to_datetime: Option<String>,
-        /// Move by N (negative: back) from the committed offset.
+        /// To the first offset produced at or after this long ago: ISO-8601 as Kafka's
+        /// tools take it (`PT1H`, `P1DT2H30M`) or humantime (`90m`, `1h 30m`).
+        #[arg(long, group = "to", value_name = "DURATION")]
+        by_duration: Option<String>,
+        /// Move by N (negative: back) from the committed offset (share group: the start
+        /// offset).
         #[arg(long, group = "to", value_name = "N", allow_negative_numbers = true)]
         shift_by: Option<i64>,
         #[arg(long, group = "to", value_name = "OFFSET")]
@@ -593,15 +608,37 @@ async fn group(args: GroupArgs) -> anyhow::Result<()> {
                 cli::table(&["GROUP", "TYPE", "PROTOCOL-TYPE", "STATE"], &rows)
             });
         }
-        GroupCommand::Describe { group: name } => {
-            let d = group::describe(&mut c, &name).await?;
-            group::print(out, &d, || group::describe_text(&d));
+        GroupCommand::Describe {
+            group: name,
+            admin_api,
+        } => {
+            let d = group::describe_any(&mut c, &name, admin_api.as_deref()).await?;
+            group::print(out, &d, || group::described_text(&d));
         }
         GroupCommand::Delete { group: name } => {
-            group::delete(&mut c, &name).await?;
-            let v = serde_json::json!({"deleted": name});
+            let kind = group::delete(&mut c, &name).await?;
+            let v = serde_json::json!({"deleted": name, "type": kind});
+            let what = if kind.as_deref() == Some("share") {
+                "share"
+            } else {
+                "consumer"
+            };
             group::print(out, &v, || {
-                format!("Deletion of requested consumer groups ('{name}') was successful.\n")
+                format!("Deletion of requested {what} groups ('{name}') was successful.\n")
+/// `--by-duration`: ISO-8601 (`PT1H`, as `kafka-consumer-groups.sh --by-duration`) or
+/// humantime (`90m`); in ms.
+fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
+    if let Some(shoal_group::share::OffsetReset::ByDuration(ms)) =
+        shoal_group::share::OffsetReset::parse(&format!("by_duration:{s}"))
+    {
+        return Ok(ms);
+    }
+    let d = humantime::parse_duration(s).with_context(|| {
+        format!("--by-duration expects an ISO-8601 duration (PT1H, P1DT2H) or 90m, got `{s}`")
+    })?;
+    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
             });
         }
         GroupCommand::ResetOffsets {
@@ -626,10 +663,15 @@ async fn group(args: GroupArgs) -> anyhow::Result<()> {
                 group::ResetTo::Offset(o)
             } else {
                 anyhow::bail!(
-                    "say where to: --to-earliest, --to-latest, --to-datetime, --shift-by or --to-offset"
+                    "say where to: --to-earliest, --to-latest, --to-datetime, --by-duration, \
+                     --shift-by or --to-offset"
                 );
             };
-            let plan = group::reset_offsets(&mut c, &name, &topics, &to, execute).await?;
+            let plan = if group::group_type(&mut c, &name).await?.as_deref() == Some("share") {
+                group::reset_share_offsets(&mut c, &name, &topics, &to, execute).await?
+            } else {
+                group::reset_offsets(&mut c, &name, &topics, &to, execute).await?
+            };
             let rows: Vec<Vec<String>> = plan
                 .iter()
                 .map(|r| {
@@ -652,6 +694,7 @@ async fn group(args: GroupArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+            by_duration,
 
 fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let opts = cli::produce::ProduceOptions {
@@ -662,6 +705,11 @@ fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         properties: pairs(&args.property, "--property")?,
     };
     let report = cli::produce::run(&opts, std::io::stdin().lock())?;
+            } else if let Some(d) = by_duration {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                group::ResetTo::Datetime(now.saturating_sub(parse_duration_ms(&d)?))
     match args.client.output {
         cli::OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
         cli::OutputFormat::Text => eprintln!(
