@@ -418,8 +418,14 @@ pub async fn fetch(
     if req.share_session_epoch != -1 {
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0).min(60_000));
-        let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
         let max_records = usize::try_from(req.max_records).unwrap_or(0).max(1);
+        // What is read is trimmed to the acquired offsets, so reading all of `MaxBytes`
+        // (librdkafka asks for 50 MiB) would copy far more than is sent: read about 2 KiB
+        // per record wanted (500 records: 1 MiB), at most 8 MiB, never more than MaxBytes.
+        let max_bytes = usize::try_from(req.max_bytes)
+            .unwrap_or(0)
+            .max(1)
+            .min(max_records.saturating_mul(2048).clamp(64 << 10, 8 << 20));
         let mut appended = broker.appended.subscribe();
         let mut released = broker.groups.share_released.subscribe();
         let mut planned = plan.partitions;
