@@ -1,7 +1,12 @@
 """The web console, in Debian's headless Chromium (playwright-core): a live 3-member group of
 real confluent-kafka consumers shows on the group page with its state, members, a partition
 ownership map (one owner per partition), lag per partition in records and seconds, the lag
-chart and the rebalance timeline; the topic page's message browser shows records."""
+chart, the throughput chart and the rebalance timeline; the topic page's message browser shows
+records, with the topic's throughput chart and compression ratio. A live share group (a
+confluent-kafka ShareConsumer holding acquired records, having accepted and rejected others)
+shows in the share-groups section and on its own page with the member, each share-partition's
+in-flight window and records by state as the admin API reports them, and the delivery-count
+histogram; its lz4-compressed topic shows a compression ratio below 1."""
 import json
 import os
 import pathlib
@@ -13,11 +18,13 @@ import urllib.request
 import confluent_kafka
 import confluent_kafka.admin
 
-from test_metrics import start_broker
+from test_metrics import SHARE_LOCK_SETTINGS, HeldShareConsumer, set_group_config, start_broker
 
 HERE = pathlib.Path(__file__).resolve().parent
 GROUP = "console-demo"
 TOPIC = "console-topic"
+SHARE_GROUP = "console-queue"
+SHARE_TOPIC = "console-jobs"
 
 
 def get(http, path):
@@ -47,9 +54,11 @@ def member(bootstrap, stop, committed_per_member):
 
 
 def test_console_shows_a_live_group_with_members_ownership_lag_and_messages():
-    proc, bootstrap, http = start_broker(["--set", "console.lag.sample.interval.ms=300"])
+    proc, bootstrap, http = start_broker(["--set", "console.lag.sample.interval.ms=300",
+                                          *SHARE_LOCK_SETTINGS])
     stop = threading.Event()
     threads = []
+    share = None
     try:
         admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([confluent_kafka.admin.NewTopic(TOPIC, 3, 1)])[TOPIC].result(10)
@@ -78,8 +87,26 @@ def test_console_shows_a_live_group_with_members_ownership_lag_and_messages():
         expected_lag = get(http, f"/api/v1/groups/{GROUP}/lag")["total_lag"]
         assert 0 < expected_lag <= 90 - 15
 
+        # The share group: 40 lz4-compressed records of 2 partitions; the consumer rejects
+        # one, accepts ten and holds the rest.
+        admin.create_topics([confluent_kafka.admin.NewTopic(SHARE_TOPIC, 2, 1)])[SHARE_TOPIC] \
+            .result(10)
+        lz4 = confluent_kafka.Producer({"bootstrap.servers": bootstrap,
+                                        "compression.type": "lz4", "linger.ms": 50})
+        for i in range(40):
+            lz4.produce(SHARE_TOPIC, value=f"job {i} ".encode() + b"payload " * 20,
+                        partition=i % 2)
+        assert lz4.flush(10) == 0
+        set_group_config(bootstrap, SHARE_GROUP, "share.auto.offset.reset", "earliest")
+        share = HeldShareConsumer(bootstrap, SHARE_GROUP, SHARE_TOPIC, accept=10)
+        assert share.ready.wait(40)
+        assert not share.errors, share.errors
+        api_share = get(http, f"/api/v1/groups/{SHARE_GROUP}")
+        assert api_share["group_type"] == "share" and len(api_share["members"]) == 1
+
         env = dict(os.environ)
-        r = subprocess.run(["node", str(HERE / "console" / "check.mjs"), http, GROUP, TOPIC],
+        r = subprocess.run(["node", str(HERE / "console" / "check.mjs"), http, GROUP, TOPIC,
+                            SHARE_GROUP, SHARE_TOPIC],
                            capture_output=True, text=True, timeout=120, env=env)
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout.strip().splitlines()[-1])
@@ -100,7 +127,32 @@ def test_console_shows_a_live_group_with_members_ownership_lag_and_messages():
         assert report["rebalances"] >= 1
         assert any(GROUP in row and "Stable" in row for row in report["group_rows"])
         assert report["messages"] >= 1
+        assert report["group_throughput_samples"] >= 1
+        assert report["topic_throughput_samples"] >= 1
+        assert float(report["topic_compression_ratio"]) == 1.0, "uncompressed batches"
+
+        # The share group, on the groups page and its own: what the admin API reports.
+        api_share = get(http, f"/api/v1/groups/{SHARE_GROUP}")
+        member_ids = [m["member_id"] for m in api_share["members"]]
+        expected = [dict(topic=p["topic"], partition=p["partition"],
+                         start_offset=p["start_offset"], end_offset=p["end_offset"],
+                         lag=p["lag"], **p["records"]) for p in api_share["partitions"]]
+        for shown in (report["share_list"], report["share_detail"]):
+            assert shown["members"] == member_ids
+            assert shown["partitions"] == expected
+        assert report["share_detail"]["state"] == "Stable"
+        rows = report["share_detail"]["partitions"]
+        assert sum(p["acquired"] for p in rows) == share.held() > 0
+        assert sum(p["start_offset"] + p["acknowledged"] + p["archived"] for p in rows) == \
+            share.accepted + share.rejected
+        assert report["share_detail"]["total_lag"] == 40 - share.accepted - share.rejected
+        assert report["share_detail"]["histogram"] == [dict(delivery_count=1,
+                                                             records=share.accepted)]
+        assert report["share_detail"]["rejected"] == 1
+        assert 0 < report["share_topic_compression_ratio"] < 1, "lz4 saved space"
     finally:
+        if share is not None:
+            share.stop()
         stop.set()
         for t in threads:
             t.join(timeout=10)
