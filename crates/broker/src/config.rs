@@ -332,6 +332,18 @@ impl BrokerConfig {
             "group.share.heartbeat.interval.ms" => {
                 self.group_share.heartbeat_interval_ms = parse(key, value)?
             }
+            "group.share.min.session.timeout.ms" => {
+                self.group_share.min_session_timeout_ms = parse(key, value)?
+            }
+            "group.share.max.session.timeout.ms" => {
+                self.group_share.max_session_timeout_ms = parse(key, value)?
+            }
+            "group.share.min.heartbeat.interval.ms" => {
+                self.group_share.min_heartbeat_interval_ms = parse(key, value)?
+            }
+            "group.share.max.heartbeat.interval.ms" => {
+                self.group_share.max_heartbeat_interval_ms = parse(key, value)?
+            }
             "group.share.record.lock.duration.ms" => {
                 self.group_share.record_lock_duration_ms = parse(key, value)?
             }

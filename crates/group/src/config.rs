@@ -125,6 +125,14 @@ pub struct ShareGroupConfig {
     pub session_timeout_ms: i32,
     /// `group.share.heartbeat.interval.ms` (Kafka default 5000).
     pub heartbeat_interval_ms: i32,
+    /// `group.share.min.session.timeout.ms` / `group.share.max.session.timeout.ms` (Kafka
+    /// defaults 45000 / 60000): bounds of the group config `share.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.share.min.heartbeat.interval.ms` / `group.share.max.heartbeat.interval.ms`
+    /// (Kafka defaults 5000 / 15000): bounds of `share.heartbeat.interval.ms`.
+    pub min_heartbeat_interval_ms: i32,
+    pub max_heartbeat_interval_ms: i32,
     /// `group.share.record.lock.duration.ms` (Kafka default 30000): how long an acquired
     /// record stays locked to its consumer.
     pub record_lock_duration_ms: i32,
@@ -159,6 +167,10 @@ impl Default for ShareGroupConfig {
         Self {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
+            min_session_timeout_ms: 45_000,
+            max_session_timeout_ms: 60_000,
+            min_heartbeat_interval_ms: 5_000,
+            max_heartbeat_interval_ms: 15_000,
             record_lock_duration_ms: 30_000,
             min_record_lock_duration_ms: 15_000,
             max_record_lock_duration_ms: 60_000,

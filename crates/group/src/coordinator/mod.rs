@@ -261,6 +261,8 @@ impl GroupCoordinator {
                         s.classic_groups.insert(id.clone(), v.clone());
                     }
                 }
+                // A share group a ShareFetch created in memory, with nothing written yet.
+                Group::Share(g) if g.group_epoch() == 0 && g.partitions().next().is_none() => {}
                 Group::Share(g) => {
                     let parts = g
                         .partitions()

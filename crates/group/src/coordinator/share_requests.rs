@@ -107,7 +107,8 @@ impl GroupCoordinator {
         let eff = self.share_settings(&req.group_id);
         let elsewhere = self.share_sessions_except(&req.group_id);
         let max = self.config.share.max_share_sessions;
-        if !self.groups.contains_key(&req.group_id) && !req.group_id.is_empty() {
+        let created = !self.groups.contains_key(&req.group_id) && !req.group_id.is_empty();
+        if created {
             // Kafka's ShareFetch does not check membership: a fetch may come before the
             // group is known here (after a restart that lost nothing persisted for it).
             self.groups
@@ -122,6 +123,10 @@ impl GroupCoordinator {
                     ack_errors,
                     partitions,
                 });
+        if created && result.is_err() {
+            // A refused request does not leave a group behind.
+            self.groups.remove(&req.group_id);
+        }
         (result, out)
     }
 
@@ -246,6 +251,15 @@ impl GroupCoordinator {
                 None => configs.remove(k),
             };
         }
+        // Kafka's GroupConfig: the session must outlast the heartbeat interval.
+        let eff = Effective::of(&self.config.share, Some(&configs));
+        if eff.session_timeout_ms <= eff.heartbeat_interval_ms {
+            let e = format!(
+                "share.session.timeout.ms ({}) must be greater than share.heartbeat.interval.ms ({})",
+                eff.session_timeout_ms, eff.heartbeat_interval_ms
+            );
+            return (Err(e), out);
+        }
         if validate_only {
             return (Ok(()), out);
         }
@@ -310,6 +324,7 @@ impl GroupCoordinator {
                 .or_insert_with(|| SharePartition::new(*offset));
             sp.reset_to(*offset);
             crate::share::persist_snapshot(group_id, k, sp, &mut out);
+            out.cancel_timer(crate::share::lock_timer(group_id, k));
         }
         (Ok(()), out)
     }
@@ -330,6 +345,7 @@ impl GroupCoordinator {
         }
         for k in partitions {
             if g.partitions.remove(k).is_some() {
+                out.cancel_timer(crate::share::lock_timer(group_id, k));
                 out.records.push(Record::Share(ShareRecord::PartitionState {
                     group_id: group_id.to_string(),
                     topic: k.0.clone(),

@@ -126,8 +126,14 @@ pub fn validate_group_config(
             i64::from(cfg.min_record_lock_duration_ms),
             i64::from(cfg.max_record_lock_duration_ms),
         ),
-        "share.session.timeout.ms" => int(1, i64::from(i32::MAX)),
-        "share.heartbeat.interval.ms" => int(1, i64::from(i32::MAX)),
+        "share.session.timeout.ms" => int(
+            i64::from(cfg.min_session_timeout_ms),
+            i64::from(cfg.max_session_timeout_ms),
+        ),
+        "share.heartbeat.interval.ms" => int(
+            i64::from(cfg.min_heartbeat_interval_ms),
+            i64::from(cfg.max_heartbeat_interval_ms),
+        ),
         "share.delivery.count.limit" => int(2, 10),
         // KIP-1191: whether the topic may be written (its prefix, its
         // `errors.deadletterqueue.group.enable`) is decided when a record is dead-lettered.

@@ -23,8 +23,9 @@
 //!   hold fewer ACQUIRED records, never more entries).
 //!
 //! The persisted projection is [`SharePartition::snapshot`] (Kafka's `ShareSnapshotValue`):
-//! ACQUIRED records are persisted as AVAILABLE with their delivery count, so after a restart
-//! nothing acquired is lost and nothing acknowledged comes back.
+//! acquisitions are not written, so ACQUIRED records are persisted as they were before the
+//! delivery (AVAILABLE, one delivery fewer); after a restart nothing acquired is lost and
+//! nothing acknowledged comes back.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -289,18 +290,21 @@ impl SharePartition {
         let mut batches: Vec<StateBatch> = Vec::new();
         for (i, e) in self.window.iter().enumerate() {
             let offset = self.spso + i as i64;
-            let state = match e.state {
-                RecordState::Acquired => RecordState::Available,
-                s => s,
+            // An acquisition is not written (KIP-932): an ACQUIRED record is persisted as it
+            // was before this delivery, AVAILABLE with one delivery fewer, so what a snapshot
+            // says never depends on acquisitions since the last write.
+            let (state, count) = match e.state {
+                RecordState::Acquired => (RecordState::Available, e.delivery_count - 1),
+                s => (s, e.delivery_count),
             };
-            if state == RecordState::Available && e.delivery_count == 0 {
+            if state == RecordState::Available && count <= 0 {
                 continue;
             }
             match batches.last_mut() {
                 Some(b)
                     if b.last_offset + 1 == offset
                         && b.delivery_state == state
-                        && b.delivery_count == e.delivery_count =>
+                        && b.delivery_count == count =>
                 {
                     b.last_offset = offset;
                 }
@@ -308,7 +312,7 @@ impl SharePartition {
                     first_offset: offset,
                     last_offset: offset,
                     delivery_state: state,
-                    delivery_count: e.delivery_count,
+                    delivery_count: count,
                 }),
             }
         }
@@ -460,6 +464,10 @@ impl SharePartition {
         let mut out: Vec<AcquiredRange> = Vec::new();
         let mut taken = 0usize;
         let mut offset = from.max(self.spso);
+        if offset > self.end_offset() {
+            // A read past the SPEO would leave offsets never read in the window.
+            return out;
+        }
         while offset < to && taken < max_records {
             if offset >= self.end_offset() {
                 if self.window.len() >= max_record_locks {
