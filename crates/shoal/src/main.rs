@@ -575,6 +575,20 @@ async fn topic(args: TopicArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--by-duration`: ISO-8601 (`PT1H`, as `kafka-consumer-groups.sh --by-duration`) or
+/// humantime (`90m`); in ms.
+fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
+    if let Some(shoal_group::share::OffsetReset::ByDuration(ms)) =
+        shoal_group::share::OffsetReset::parse(&format!("by_duration:{s}"))
+    {
+        return Ok(ms);
+    }
+    let d = humantime::parse_duration(s).with_context(|| {
+        format!("--by-duration expects an ISO-8601 duration (PT1H, P1DT2H) or 90m, got `{s}`")
+    })?;
+    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// `--to-datetime`: RFC 3339 (`2026-11-21T10:00:00Z`, `+01:00` offsets) or ms since the epoch.
 fn parse_datetime(s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
@@ -625,20 +639,6 @@ async fn group(args: GroupArgs) -> anyhow::Result<()> {
             };
             group::print(out, &v, || {
                 format!("Deletion of requested {what} groups ('{name}') was successful.\n")
-/// `--by-duration`: ISO-8601 (`PT1H`, as `kafka-consumer-groups.sh --by-duration`) or
-/// humantime (`90m`); in ms.
-fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
-    if let Some(shoal_group::share::OffsetReset::ByDuration(ms)) =
-        shoal_group::share::OffsetReset::parse(&format!("by_duration:{s}"))
-    {
-        return Ok(ms);
-    }
-    let d = humantime::parse_duration(s).with_context(|| {
-        format!("--by-duration expects an ISO-8601 duration (PT1H, P1DT2H) or 90m, got `{s}`")
-    })?;
-    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
             });
         }
         GroupCommand::ResetOffsets {
@@ -647,6 +647,7 @@ fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
             to_earliest,
             to_latest,
             to_datetime,
+            by_duration,
             shift_by,
             to_offset,
             execute,
@@ -657,6 +658,11 @@ fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
                 group::ResetTo::Latest
             } else if let Some(d) = to_datetime {
                 group::ResetTo::Datetime(parse_datetime(&d)?)
+            } else if let Some(d) = by_duration {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                group::ResetTo::Datetime(now.saturating_sub(parse_duration_ms(&d)?))
             } else if let Some(n) = shift_by {
                 group::ResetTo::ShiftBy(n)
             } else if let Some(o) = to_offset {
@@ -694,7 +700,6 @@ fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
     }
     Ok(())
 }
-            by_duration,
 
 fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let opts = cli::produce::ProduceOptions {
@@ -705,11 +710,6 @@ fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         properties: pairs(&args.property, "--property")?,
     };
     let report = cli::produce::run(&opts, std::io::stdin().lock())?;
-            } else if let Some(d) = by_duration {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                group::ResetTo::Datetime(now.saturating_sub(parse_duration_ms(&d)?))
     match args.client.output {
         cli::OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
         cli::OutputFormat::Text => eprintln!(
