@@ -753,17 +753,18 @@ pub async fn alter_offsets(
             .partitions
             .iter()
             .map(|p| {
-                let ok = broker.topics.partition(&name, p.partition_index).is_some();
-                if ok {
+                let exists = broker.topics.partition(&name, p.partition_index).is_some();
+                let error = if !exists {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                } else if p.start_offset < 0 {
+                    code::INVALID_REQUEST
+                } else {
                     offsets.push(((name.clone(), p.partition_index), p.start_offset));
-                }
+                    code::NONE
+                };
                 P::default()
                     .with_partition_index(p.partition_index)
-                    .with_error_code(if ok {
-                        code::NONE
-                    } else {
-                        code::UNKNOWN_TOPIC_OR_PARTITION
-                    })
+                    .with_error_code(error)
             })
             .collect();
         topics.push(

@@ -318,11 +318,17 @@ impl GroupCoordinator {
             return (Err(GroupError::NonEmptyGroup), out);
         }
         for (k, offset) in offsets {
-            let sp = g
-                .partitions
-                .entry(k.clone())
-                .or_insert_with(|| SharePartition::new(*offset));
-            sp.reset_to(*offset);
+            let sp = match g.partitions.entry(k.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    let sp = e.into_mut();
+                    sp.reset_to(*offset);
+                    sp
+                }
+                // A share-partition without state starts there, at state epoch 0.
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(SharePartition::new(*offset))
+                }
+            };
             crate::share::persist_snapshot(group_id, k, sp, &mut out);
             out.cancel_timer(crate::share::lock_timer(group_id, k));
         }
