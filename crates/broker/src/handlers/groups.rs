@@ -383,14 +383,7 @@ pub async fn consumer_describe(
                     Assignment::default().with_topic_partitions(
                         a.iter()
                             .map(|(tid, ps)| {
-                                let name = d
-                                    .topic_names
-                                    .get(tid)
-                                    .cloned()
-                                    .or_else(|| {
-                                        broker.topics.get_by_id(*tid).map(|t| t.name.clone())
-                                    })
-                                    .unwrap_or_default();
+                                let name = topic_name(broker, &d.topic_names, tid);
                                 TopicPartitions::default()
                                     .with_topic_id(*tid)
                                     .with_topic_name(TopicName(s(name)))
@@ -445,6 +438,20 @@ pub async fn consumer_describe(
         out.push(entry);
     }
     ConsumerGroupDescribeResponse::default().with_groups(out)
+}
+
+/// A topic id's name: as the group's assignment metadata has it, else as the broker knows it
+/// now, else "".
+pub(crate) fn topic_name(
+    broker: &Broker,
+    names: &std::collections::BTreeMap<uuid::Uuid, String>,
+    id: &uuid::Uuid,
+) -> String {
+    names
+        .get(id)
+        .cloned()
+        .or_else(|| broker.topics.get_by_id(*id).map(|t| t.name.clone()))
+        .unwrap_or_default()
 }
 
 /// The broker's non-internal topics, for the coordinator to resolve names to ids.

@@ -105,14 +105,7 @@ pub async fn describe(
                             .assignment
                             .iter()
                             .map(|(tid, ps)| {
-                                let name = d
-                                    .topic_names
-                                    .get(tid)
-                                    .cloned()
-                                    .or_else(|| {
-                                        broker.topics.get_by_id(*tid).map(|t| t.name.clone())
-                                    })
-                                    .unwrap_or_default();
+                                let name = super::groups::topic_name(broker, &d.topic_names, tid);
                                 TopicPartitions::default()
                                     .with_topic_id(*tid)
                                     .with_topic_name(TopicName(s(name)))

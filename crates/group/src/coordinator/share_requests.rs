@@ -12,6 +12,16 @@ use crate::api::{
 use crate::records::ShareRecord;
 use crate::share::{validate_group_config, AcquiredRange, Effective, ShareGroup, SharePartition};
 
+/// The tombstone of a share-partition's state.
+fn partition_tombstone(group_id: &str, key: &SharePartitionKey) -> Record {
+    Record::Share(ShareRecord::PartitionState {
+        group_id: group_id.to_string(),
+        topic: key.0.clone(),
+        partition: key.1,
+        value: None,
+    })
+}
+
 impl GroupCoordinator {
     /// The share-group settings in force for `group_id` (broker defaults and its configs).
     pub fn share_settings(&self, group_id: &str) -> Effective {
@@ -352,12 +362,7 @@ impl GroupCoordinator {
         for k in partitions {
             if g.partitions.remove(k).is_some() {
                 out.cancel_timer(crate::share::lock_timer(group_id, k));
-                out.records.push(Record::Share(ShareRecord::PartitionState {
-                    group_id: group_id.to_string(),
-                    topic: k.0.clone(),
-                    partition: k.1,
-                    value: None,
-                }));
+                out.records.push(partition_tombstone(group_id, k));
             }
         }
         (Ok(()), out)
@@ -400,12 +405,7 @@ impl GroupCoordinator {
             for k in keys {
                 g.partitions.remove(&k);
                 out.cancel_timer(crate::share::lock_timer(id, &k));
-                out.records.push(Record::Share(ShareRecord::PartitionState {
-                    group_id: id.clone(),
-                    topic: k.0.clone(),
-                    partition: k.1,
-                    value: None,
-                }));
+                out.records.push(partition_tombstone(id, &k));
             }
             for s in g.sessions.values_mut() {
                 s.partitions.retain(|(t, _)| t != topic);
