@@ -8,9 +8,12 @@
 //!   and the disk and loopback limits they are read against.
 //! - [`native`]: a lean Kafka-protocol producer (no client library) for the broker's own
 //!   produce capacity when client and broker share a small machine.
+//! - [`share`]: share-group (KIP-932) consumer throughput with per-record acknowledgements,
+//!   next to the consumer-group throughput of the same records (lean native clients).
 
 pub mod convergence;
 pub mod native;
+pub mod share;
 pub mod throughput;
 
 /// Runs `f` to completion on a fresh current-thread tokio runtime (rdkafka's admin calls are

@@ -69,7 +69,7 @@ pub struct Outcome {
     pub request_latency: Percentiles,
 }
 
-fn frame<R: Encodable>(
+pub(crate) fn frame<R: Encodable>(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
@@ -93,7 +93,7 @@ fn frame<R: Encodable>(
 }
 
 /// Reads one response frame; returns its correlation id and body.
-fn read_response(
+pub(crate) fn read_response(
     stream: &mut TcpStream,
     key: ApiKey,
     version: i16,

@@ -235,6 +235,51 @@ enum BenchCommand {
     /// Produce throughput with a lean Kafka-protocol producer (no client library), next to
     /// the disk limit measured in the same run (see docs/benchmarks.md).
     NativeProduce(NativeProduceArgs),
+    /// Share-group (KIP-932) consumer throughput with per-record acknowledgements, next to
+    /// the consumer-group throughput of the same records (see docs/benchmarks.md).
+    Share(ShareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ShareArgs {
+    /// Kafka bootstrap server (it must lead the topics' partitions; any KIP-932 broker).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    /// Record sizes (bytes); each gets a fresh 1-partition topic.
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    sizes: Vec<usize>,
+    /// Records per size, in the order of --sizes (the last one repeats).
+    #[arg(long, value_delimiter = ',', default_value = "500000,200000")]
+    records: Vec<u64>,
+    /// Share-group sizes (consumers, each its own connection and member).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    consumers: Vec<usize>,
+    /// Acknowledgement encodings: `ranges` (one batch per contiguous run, as Kafka's
+    /// clients) and/or `per-record` (one batch per record, the worst case).
+    #[arg(long, value_delimiter = ',', default_value = "ranges,per-record")]
+    ack_modes: Vec<String>,
+    /// ShareFetch MaxRecords (Kafka's share consumer: max.poll.records, default 500).
+    #[arg(long, default_value_t = 500)]
+    max_records: i32,
+    /// ShareFetch and Fetch MaxWaitMs (fetch.max.wait.ms).
+    #[arg(long, default_value_t = 500)]
+    max_wait_ms: i32,
+    /// ShareFetch and Fetch MaxBytes (fetch.max.bytes; the consumer group's per-partition
+    /// limit stays at max.partition.fetch.bytes' default, 1 MiB).
+    #[arg(long, default_value_t = 52_428_800)]
+    max_bytes: i32,
+    /// The producer's most bytes per batch (librdkafka's batch.size; Java's is 16384).
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_bytes: usize,
+    /// Skip the librdkafka consumer-group baseline.
+    #[arg(long)]
+    no_librdkafka: bool,
+    /// Give up on any one run (produce, or one group reading) after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+    /// `text` (a table) or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    output: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -424,6 +469,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Convergence(args)) => convergence(args),
         Command::Bench(BenchCommand::Throughput(args)) => throughput(args),
         Command::Bench(BenchCommand::NativeProduce(args)) => native_produce(args),
+        Command::Bench(BenchCommand::Share(args)) => share(args),
         Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
         Command::Produce(args) => produce(args),
@@ -805,6 +851,58 @@ fn native_produce(args: NativeProduceArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn share(args: ShareArgs) -> anyhow::Result<()> {
+    use shoal_bench::share;
+    let ack_modes = args
+        .ack_modes
+        .iter()
+        .map(|m| {
+            share::AckMode::parse(m)
+                .with_context(|| format!("--ack-modes: `ranges` or `per-record`, got `{m}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sizes = args
+        .sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let n = args
+                .records
+                .get(i)
+                .or(args.records.last())
+                .copied()
+                .unwrap_or(100_000);
+            (size, n)
+        })
+        .collect();
+    let opts = share::Options {
+        bootstrap: args.bootstrap_server.clone(),
+        sizes,
+        consumers: args.consumers.clone(),
+        ack_modes,
+        max_records: args.max_records,
+        max_wait_ms: args.max_wait_ms,
+        max_bytes: args.max_bytes,
+        batch_bytes: args.batch_bytes,
+        librdkafka: !args.no_librdkafka,
+        timeout: std::time::Duration::from_secs(args.timeout_s),
+    };
+    let json = args.output == "json";
+    if !json {
+        println!("{}", share::table_header());
+    }
+    share::run(&opts, |o| {
+        if json {
+            if let Ok(line) = serde_json::to_string(o) {
+                println!("{line}");
+            }
+        } else {
+            println!("{}", share::table_row(o));
+        }
+    })?;
     Ok(())
 }
 
