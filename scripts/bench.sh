@@ -5,10 +5,13 @@
 # partitions, next to the disk and loopback limits of the same run) and
 # `shoal bench convergence` (N = 2, 10, 50 members; classic and consumer protocols), plus
 # `shoal bench native-produce` (the broker's produce capacity with a lean producer) and
-# librdkafka's rdkafka_performance, each next to the disk limit of the same run.
+# librdkafka's rdkafka_performance, each next to the disk limit of the same run, and
+# `shoal bench share` (share-group consumers with per-record acknowledgements, 1 and 4
+# members, next to a consumer group reading the same records).
 #   bash scripts/bench.sh [ARGS]               # all (ARGS go to convergence)
 #   bash scripts/bench.sh throughput [ARGS]    # one of them, ARGS to that subcommand
 #   bash scripts/bench.sh convergence [ARGS]   # e.g. --runs 5, --client k=v
+#   bash scripts/bench.sh share [ARGS]         # e.g. --records 1000000,400000
 #   bash scripts/bench.sh log                  # criterion benches of the log (cargo bench)
 # To measure another broker instead: shoal bench ... --bootstrap-server HOST:PORT
 set -euo pipefail
@@ -17,7 +20,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
 cargo build --release -p shoal >/dev/null
 BIN="$CARGO_TARGET_DIR/release/shoal"
 WHAT=all
-case "${1:-}" in throughput|convergence) WHAT="$1"; shift ;; esac
+case "${1:-}" in throughput|convergence|share) WHAT="$1"; shift ;; esac
 if [ "${1:-}" = log ]; then
   exec cargo bench -p shoal-log --bench log
 fi
@@ -76,4 +79,9 @@ elif [ "$WHAT" = all ]; then
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = convergence ]; then
   "$BIN" bench convergence --bootstrap-server "127.0.0.1:$PORT" "$@"
+fi
+if [ "$WHAT" = share ]; then
+  "$BIN" bench share --bootstrap-server "127.0.0.1:$PORT" "$@"
+elif [ "$WHAT" = all ]; then
+  "$BIN" bench share --bootstrap-server "127.0.0.1:$PORT"
 fi
