@@ -30,7 +30,9 @@
 //! ShareFetch which then long-polled were applied before the broker started waiting (a
 //! ShareFetch applies its acknowledgements first), so that wait is not counted; after the
 //! run DescribeShareGroupOffsets must show the share-partition start offset at the log end
-//! (everything acknowledged). MB is 10^6 bytes of record values.
+//! (everything acknowledged). Each configuration runs several times, each with a fresh group
+//! on the same topic, and the median run is reported with the range. MB is 10^6 bytes of
+//! record values.
 //!
 //! Works against any KIP-932 broker (Kafka 4.1+ with share groups enabled) whose partition
 //! leaders are the bootstrap broker: it opens connections to the bootstrap address only.
@@ -437,6 +439,8 @@ pub struct MemberStats {
     /// Acknowledgement batches sent (share) or offset commits (consumer group).
     pub ack_batches: u64,
     pub heartbeats: u64,
+    /// Bytes of record batches received (what the broker sent, whole batches).
+    pub batch_bytes: u64,
 }
 
 /// One share-group run.
@@ -621,6 +625,7 @@ fn share_member(o: &ShareOptions, sh: &Shared, deadline: Instant) -> anyhow::Res
                 present.clear();
                 let mut r = 0usize;
                 let records = p.records.clone().unwrap_or_default();
+                st.batch_bytes += records.len() as u64;
                 for_each_record(&records, |offset, len| {
                     while ranges.get(r).is_some_and(|&(_, last)| last < offset) {
                         r += 1;
@@ -728,6 +733,11 @@ pub struct Outcome {
     /// Share groups: the share-partition start offsets after the run (all acknowledged:
     /// the log end offset).
     pub start_offsets_after: Vec<(i32, i64)>,
+    /// Share groups: every start offset was at the log end after the run (after every
+    /// run, when this is the median of several).
+    pub all_acked: Option<bool>,
+    /// records/s of every run of this configuration, ascending (the row is the median's).
+    pub runs_records_per_s: Vec<f64>,
     /// records/s over the native consumer group's of the same size and run.
     pub ratio_to_native_group: Option<f64>,
     /// records/s over the librdkafka consumer group's of the same size and run.
@@ -760,6 +770,8 @@ fn outcome(
         mb_per_s: sh.bytes.load(Ordering::Relaxed) as f64 / secs / 1e6,
         members,
         start_offsets_after: Vec::new(),
+        all_acked: None,
+        runs_records_per_s: Vec::new(),
         ratio_to_native_group: None,
         ratio_to_librdkafka_group: None,
     }
@@ -840,6 +852,15 @@ pub fn share_consume(o: &ShareOptions, record_size: usize) -> anyhow::Result<Out
         members,
     );
     out.start_offsets_after = share_start_offsets(&o.bootstrap, &o.group, &o.topic)?;
+    out.all_acked = Some(
+        o.topic.partitions.len() == out.start_offsets_after.len()
+            && out.start_offsets_after.iter().all(|&(p, start)| {
+                usize::try_from(p)
+                    .ok()
+                    .and_then(|p| o.records_per_partition.get(p))
+                    .is_some_and(|&n| i64::try_from(n).is_ok_and(|n| n == start))
+            }),
+    );
     Ok(out)
 }
 
@@ -1030,6 +1051,7 @@ fn group_member(o: &GroupOptions, sh: &Shared, deadline: Instant) -> anyhow::Res
                 }
                 let from = pos.1;
                 let records = p.records.clone().unwrap_or_default();
+                st.batch_bytes += records.len() as u64;
                 let next = for_each_record(&records, |offset, len| {
                     if offset >= from && sh.received(p.partition_index, offset, len) {
                         got += 1;
@@ -1151,8 +1173,39 @@ pub struct Options {
     pub batch_bytes: usize,
     /// Also the librdkafka consumer-group baseline.
     pub librdkafka: bool,
+    /// Runs of every configuration (each a fresh group); the median is reported.
+    pub runs: usize,
     /// Per run (produce, each consumer run).
     pub timeout: Duration,
+}
+
+/// Runs `run(i)` for `i` in `0..runs` (at least once) and returns the median outcome by
+/// records/s, with every run's rate, the most duplicates of any run, and `all_acked` only
+/// if every run acknowledged everything.
+fn median_of(
+    runs: usize,
+    mut run: impl FnMut(usize) -> anyhow::Result<Outcome>,
+) -> anyhow::Result<Outcome> {
+    let mut outs = (0..runs.max(1))
+        .map(&mut run)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    outs.sort_by(|a, b| a.records_per_s.total_cmp(&b.records_per_s));
+    let rates: Vec<f64> = outs.iter().map(|o| o.records_per_s).collect();
+    let duplicates = outs.iter().map(|o| o.duplicates).max().unwrap_or(0);
+    let all_acked = outs
+        .iter()
+        .map(|o| o.all_acked)
+        .reduce(|a, b| match (a, b) {
+            (Some(a), Some(b)) => Some(a && b),
+            _ => None,
+        })
+        .flatten();
+    let mid = outs.len() / 2;
+    let mut m = outs.swap_remove(mid);
+    m.runs_records_per_s = rates;
+    m.duplicates = duplicates;
+    m.all_acked = all_acked;
+    Ok(m)
 }
 
 /// Runs [`Options`], calling `report` after each run (the ratios are filled in once the
@@ -1188,17 +1241,31 @@ pub fn run(o: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Result<Vec<
             commit_interval: Duration::from_secs(5),
             timeout: o.timeout,
         };
-        let native_group = group_consume_native(&group, size).context("native consumer group")?;
+        let native_group = median_of(o.runs, |i| {
+            group_consume_native(
+                &GroupOptions {
+                    group: format!("{topic}-group-native-{i}"),
+                    ..group.clone()
+                },
+                size,
+            )
+        })
+        .context("native consumer group")?;
         report(&native_group);
         let base = native_group.records_per_s;
         all.push(native_group);
         let mut rd_base = None;
         if o.librdkafka {
-            let g = GroupOptions {
-                group: format!("{topic}-group-librdkafka"),
-                ..group.clone()
-            };
-            let mut r = group_consume_librdkafka(&g, size).context("librdkafka consumer group")?;
+            let mut r = median_of(o.runs, |i| {
+                group_consume_librdkafka(
+                    &GroupOptions {
+                        group: format!("{topic}-group-librdkafka-{i}"),
+                        ..group.clone()
+                    },
+                    size,
+                )
+            })
+            .context("librdkafka consumer group")?;
             r.ratio_to_native_group = Some(r.records_per_s / base.max(1e-9));
             rd_base = Some(r.records_per_s);
             report(&r);
@@ -1210,7 +1277,7 @@ pub fn run(o: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Result<Vec<
                     bootstrap: o.bootstrap.clone(),
                     topic: info.clone(),
                     records_per_partition: per_partition.clone(),
-                    group: format!("{topic}-share-{n}-{}", mode.label()),
+                    group: String::new(),
                     consumers: n,
                     ack_mode: mode,
                     max_records: o.max_records,
@@ -1218,9 +1285,16 @@ pub fn run(o: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Result<Vec<
                     max_bytes: o.max_bytes,
                     timeout: o.timeout,
                 };
-                let mut r = share_consume(&share, size).with_context(|| {
-                    format!("share group, {n} consumer(s), {} acks", mode.label())
-                })?;
+                let mut r = median_of(o.runs, |i| {
+                    share_consume(
+                        &ShareOptions {
+                            group: format!("{topic}-share-{n}-{}-{i}", mode.label()),
+                            ..share.clone()
+                        },
+                        size,
+                    )
+                })
+                .with_context(|| format!("share group, {n} consumer(s), {} acks", mode.label()))?;
                 r.ratio_to_native_group = Some(r.records_per_s / base.max(1e-9));
                 r.ratio_to_librdkafka_group = rd_base.map(|b| r.records_per_s / b.max(1e-9));
                 report(&r);
@@ -1238,28 +1312,38 @@ pub fn table_row(o: &Outcome) -> String {
         (_, client) => format!("consumer group ({client})"),
     };
     let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
-    let spso = if o.kind == "share" {
-        let ok = o
-            .start_offsets_after
-            .iter()
-            .all(|&(_, s)| s == o.records as i64);
-        if ok {
-            " all acked".to_string()
-        } else {
-            format!(" start offsets after: {:?}", o.start_offsets_after)
+    let spso = match o.all_acked {
+        Some(true) => " all acked".to_string(),
+        Some(false) => format!(
+            " NOT ALL ACKED: start offsets after: {:?}",
+            o.start_offsets_after
+        ),
+        None => String::new(),
+    };
+    let k = |r: f64| format!("{:.0}k", r / 1000.0);
+    let range = match (o.runs_records_per_s.first(), o.runs_records_per_s.last()) {
+        (Some(&lo), Some(&hi)) if o.runs_records_per_s.len() > 1 => {
+            format!("{}-{}", k(lo), k(hi))
         }
-    } else {
-        String::new()
+        _ => "-".to_string(),
     };
     let fetches: u64 = o.members.iter().map(|m| m.fetches).sum();
     let empty: u64 = o.members.iter().map(|m| m.empty_fetches).sum();
     let per: Vec<String> = o.members.iter().map(|m| m.records.to_string()).collect();
+    let batch_bytes: u64 = o.members.iter().map(|m| m.batch_bytes).sum();
+    let values = o.received as f64 * o.record_size as f64;
+    let wire = if batch_bytes > 0 && values > 0.0 {
+        format!("{:.1}", batch_bytes as f64 / values)
+    } else {
+        "-".to_string()
+    };
     format!(
-        "{:>5} {:<32} {:>3} {:>11.0} {:>8.1} {:>8} {:>8} {:>4} {:>8} {:>6}  {}{}",
+        "{:>5} {:<32} {:>3} {:>11.0} {:>13} {:>8.1} {:>8} {:>9} {:>4} {:>8} {:>6} {:>6}  {}{}",
         o.record_size,
         reader,
         o.consumers,
         o.records_per_s,
+        range,
         o.mb_per_s,
         if o.kind == "share" || o.client == "librdkafka" {
             ratio(o.ratio_to_native_group)
@@ -1270,25 +1354,32 @@ pub fn table_row(o: &Outcome) -> String {
         o.duplicates,
         fetches,
         empty,
+        wire,
         per.join("/"),
         spso
     )
 }
 
-/// The header of the text table.
+/// The header of the text table: records/s is the median run's (`runs min-max` the
+/// range), `x native` and `x rdkafka` are records/s over the
+/// consumer group's (native, librdkafka) of the same size and run; `sent/v` is the bytes of
+/// record batches the broker sent over the bytes of record values counted (whole batches
+/// are sent, and a share consumer counts only its acquired records).
 pub fn table_header() -> String {
     format!(
-        "{:>5} {:<32} {:>3} {:>11} {:>8} {:>8} {:>8} {:>4} {:>8} {:>6}  {}",
+        "{:>5} {:<32} {:>3} {:>11} {:>13} {:>8} {:>8} {:>9} {:>4} {:>8} {:>6} {:>6}  {}",
         "size",
         "reader",
         "n",
         "records/s",
+        "runs min-max",
         "MB/s",
         "x native",
         "x rdkafka",
         "dup",
         "fetches",
         "empty",
+        "sent/v",
         "records per member"
     )
 }

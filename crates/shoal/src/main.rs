@@ -274,6 +274,9 @@ struct ShareArgs {
     /// Skip the librdkafka consumer-group baseline.
     #[arg(long)]
     no_librdkafka: bool,
+    /// Runs of every configuration (each a fresh group); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Give up on any one run (produce, or one group reading) after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
@@ -888,6 +891,7 @@ fn share(args: ShareArgs) -> anyhow::Result<()> {
         max_bytes: args.max_bytes,
         batch_bytes: args.batch_bytes,
         librdkafka: !args.no_librdkafka,
+        runs: args.runs,
         timeout: std::time::Duration::from_secs(args.timeout_s),
     };
     let json = args.output == "json";
