@@ -1408,6 +1408,35 @@ mod tests {
     }
 
     #[test]
+    fn median_of_runs() {
+        let one = |rate: f64, dup: u64, acked: bool| Outcome {
+            record_size: 100,
+            kind: "share",
+            client: "native",
+            consumers: 1,
+            acks: "ranges".into(),
+            records: 10,
+            received: 10,
+            duplicates: dup,
+            seconds: 1.0,
+            records_per_s: rate,
+            mb_per_s: 0.0,
+            members: Vec::new(),
+            start_offsets_after: Vec::new(),
+            all_acked: Some(acked),
+            runs_records_per_s: Vec::new(),
+            ratio_to_native_group: None,
+            ratio_to_librdkafka_group: None,
+        };
+        let runs = [one(3.0, 0, true), one(1.0, 2, true), one(2.0, 0, false)];
+        let m = median_of(3, |i| Ok(runs[i].clone())).unwrap_or_else(|_| one(0.0, 0, true));
+        assert_eq!(m.records_per_s, 2.0);
+        assert_eq!(m.runs_records_per_s, vec![1.0, 2.0, 3.0]);
+        assert_eq!(m.duplicates, 2);
+        assert_eq!(m.all_acked, Some(false));
+    }
+
+    #[test]
     fn seen_counts_duplicates_and_outside() {
         let s = Seen::new(vec![3, 2]);
         assert!(s.mark(0, 0));
