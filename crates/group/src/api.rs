@@ -349,6 +349,11 @@ pub struct PartitionRead {
     pub key: SharePartitionKey,
     pub from: i64,
     pub to: i64,
+    /// The exclusive end offsets (last offset + 1) of the stored batches read, ascending:
+    /// acquisition finishes a batch it started (see
+    /// [`crate::share::SharePartition::acquire_batches`]). Empty: offsets are acquired one by
+    /// one, the limits exact.
+    pub batch_ends: Vec<i64>,
     pub log_start_offset: i64,
     /// The resolved `share.auto.offset.reset` offset for a partition planned with
     /// [`FetchStart::Initialize`].

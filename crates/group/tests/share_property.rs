@@ -776,6 +776,7 @@ impl World {
             };
             let to = short.map_or(end, |n| (from + n).min(end)).max(from);
             reads.push(PartitionRead {
+                batch_ends: Vec::new(),
                 key: k.clone(),
                 from,
                 to,
@@ -896,6 +897,7 @@ impl World {
             if let Some(p) = (0..self.parts).find(|p| !self.model.sessions[&m].parts.contains(p)) {
                 let end = self.log_end[p as usize];
                 reads.push(PartitionRead {
+                    batch_ends: Vec::new(),
                     key: key(p),
                     from: 0,
                     to: end,

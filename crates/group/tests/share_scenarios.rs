@@ -373,6 +373,7 @@ impl Harness {
                 FetchStart::Full => continue,
             };
             reads.push(PartitionRead {
+                batch_ends: Vec::new(),
                 key: k.clone(),
                 from,
                 to: end,
@@ -2009,4 +2010,45 @@ fn archiving_records_are_dead_lettered_again_after_a_restart() {
     h.archived.clear();
     h.restart();
     assert!(h.archived.is_empty(), "nothing left to dead-letter");
+}
+
+#[test]
+fn acquisition_finishes_the_stored_batch_it_started_like_kafka() {
+    let a: Arc<str> = Arc::from("a");
+    // Batches [0, 3) and [3, 10): MaxRecords 2 stops inside the first, which is finished.
+    let mut sp = SharePartition::new(0);
+    let got = sp.acquire_batches(&a, 0, 10, &[3, 10], 2, 100, 1_000, 0, 0);
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.first_offset, r.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(0, 2)]
+    );
+    let got = sp.acquire_batches(&a, 3, 10, &[3, 10], 1, 100, 1_000, 0, 0);
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.first_offset, r.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(3, 9)]
+    );
+    // The window limit is soft the same way: a batch begun is acquired to its end.
+    let mut sp = SharePartition::new(0);
+    let got = sp.acquire_batches(&a, 0, 10, &[10], 500, 4, 1_000, 0, 0);
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.first_offset, r.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(0, 9)]
+    );
+    // ... and once the window is past the limit, nothing new is acquired.
+    assert_eq!(sp.next_fetch_offset(0, 4), None);
+    // Without batch boundaries the limits are exact.
+    let mut sp = SharePartition::new(0);
+    let got = sp.acquire_batches(&a, 0, 10, &[], 2, 100, 1_000, 0, 0);
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.first_offset, r.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(0, 1)]
+    );
 }

@@ -172,12 +172,12 @@ fn ack_batches(
         .collect()
 }
 
-/// The offset range `[first, end)` the whole batches in `records` cover (base offset of the
-/// first, last offset + 1 of the last), walking batch headers only; `None` if empty.
-fn covered(records: &[u8]) -> Option<(i64, i64)> {
+/// The whole batches in `records`, walking batch headers only: the base offset of the first
+/// and the exclusive end offset (last offset + 1) of each; `None` if there is none.
+fn batch_ends(records: &[u8]) -> Option<(i64, Vec<i64>)> {
     let mut at = 0usize;
     let mut first = None;
-    let mut end = None;
+    let mut ends = Vec::new();
     while let Some(header) = records.get(at..at + 27) {
         let base = i64::from_be_bytes(header.get(0..8)?.try_into().ok()?);
         let len = i32::from_be_bytes(header.get(8..12)?.try_into().ok()?);
@@ -187,10 +187,10 @@ fn covered(records: &[u8]) -> Option<(i64, i64)> {
             break;
         }
         first.get_or_insert(base);
-        end = Some(base + i64::from(delta) + 1);
+        ends.push(base + i64::from(delta) + 1);
         at += size;
     }
-    Some((first?, end?))
+    Some((first?, ends))
 }
 
 /// The batches of `records` that hold an offset in `first..=last`.
@@ -291,7 +291,8 @@ fn read_planned(
             }
         };
         remaining = remaining.saturating_sub(records.len());
-        let (from, to) = covered(&records).unwrap_or((0, 0));
+        let (from, ends) = batch_ends(&records).unwrap_or((0, Vec::new()));
+        let to = ends.last().copied().unwrap_or(0);
         let from = match start {
             FetchStart::At(o) => from.max(*o),
             _ => from,
@@ -300,6 +301,7 @@ fn read_planned(
             key: key.clone(),
             from,
             to: to.max(from),
+            batch_ends: ends,
             log_start_offset: log_start,
             initial_offset: initial,
         });

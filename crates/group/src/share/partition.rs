@@ -460,6 +460,39 @@ impl SharePartition {
         log_start_offset: i64,
         now_ms: i64,
     ) -> Vec<AcquiredRange> {
+        self.acquire_batches(
+            member,
+            from,
+            to,
+            &[],
+            max_records,
+            max_record_locks,
+            lock_ms,
+            log_start_offset,
+            now_ms,
+        )
+    }
+
+    /// [`SharePartition::acquire`] over stored batches: `batch_ends` are the exclusive end
+    /// offsets (last offset + 1) of the batches read, ascending. `max_records` and
+    /// `max_record_locks` are then soft, as in Kafka (`SharePartition.acquire`): once one is
+    /// reached inside a batch, acquisition goes on to that batch's end, so a response never
+    /// carries a stored batch only part of which it acquired (and the next fetch does not
+    /// send it again). The window may so pass `max_record_locks` by less than a batch.
+    /// With no `batch_ends`, every offset is its own batch (the limits are exact).
+    #[allow(clippy::too_many_arguments)]
+    pub fn acquire_batches(
+        &mut self,
+        member: &Arc<str>,
+        from: i64,
+        to: i64,
+        batch_ends: &[i64],
+        max_records: usize,
+        max_record_locks: usize,
+        lock_ms: i64,
+        log_start_offset: i64,
+        now_ms: i64,
+    ) -> Vec<AcquiredRange> {
         self.skip_to(log_start_offset);
         let mut out: Vec<AcquiredRange> = Vec::new();
         let mut taken = 0usize;
@@ -468,11 +501,27 @@ impl SharePartition {
             // A read past the SPEO would leave offsets never read in the window.
             return out;
         }
-        while offset < to && taken < max_records {
-            if offset >= self.end_offset() {
-                if self.window.len() >= max_record_locks {
+        // Once a limit is reached inside a batch: the end of that batch.
+        let mut finish_batch: Option<i64> = None;
+        while offset < to {
+            let full = offset >= self.end_offset() && self.window.len() >= max_record_locks;
+            if taken >= max_records || full {
+                let end = *finish_batch.get_or_insert_with(|| {
+                    // The batch holding the previous offset, if this call acquired in it.
+                    match out.last() {
+                        Some(_) => batch_ends
+                            .iter()
+                            .copied()
+                            .find(|&e| e >= offset)
+                            .unwrap_or(offset),
+                        None => offset,
+                    }
+                });
+                if offset >= end {
                     break;
                 }
+            }
+            if offset >= self.end_offset() {
                 self.extend_to(offset + 1);
             }
             let Some(e) = self.entry_mut(offset) else {

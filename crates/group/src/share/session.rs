@@ -199,12 +199,15 @@ impl ShareGroup {
         let Some(sp) = self.partitions.get_mut(&acks.key) else {
             return Err(GroupError::UnknownTopicOrPartition);
         };
+        let start = sp.start_offset();
         match sp.acknowledge(member, &acks.batches, &eff.policy, now_ms) {
             Ok(()) => {
-                if acks
-                    .batches
-                    .iter()
-                    .any(|b| b.types.contains(&AckType::Release))
+                // Released records, or room in a full window: waiting fetches look again.
+                if sp.start_offset() != start
+                    || acks
+                        .batches
+                        .iter()
+                        .any(|b| b.types.contains(&AckType::Release))
                 {
                     out.share_wakeup = true;
                 }
@@ -259,10 +262,11 @@ impl ShareGroup {
             if left == 0 || r.from >= r.to {
                 continue;
             }
-            let ranges = sp.acquire(
+            let ranges = sp.acquire_batches(
                 &owner,
                 r.from,
                 r.to,
+                &r.batch_ends,
                 left,
                 eff.max_record_locks,
                 eff.lock_ms,
