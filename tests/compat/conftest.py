@@ -1,8 +1,9 @@
 """Fixtures for the real-client compatibility suite.
 
-A fresh `shoal serve` runs on 127.0.0.1:9092 (the address the seeds' snippets hard-code) with a
-temporary data directory for the whole session. `SHOAL_BIN` names the binary (default: the
-release build under CARGO_TARGET_DIR or ./target).
+A fresh `shoal serve` runs on 127.0.0.1:9092 (the address the seeds' snippets hard-code), with
+AMQP 0-9-1 on 127.0.0.1:5672 (where the pika snippets connect), and a temporary data directory
+for the whole session. `SHOAL_BIN` names the binary (default: the release build under
+CARGO_TARGET_DIR or ./target).
 """
 import os
 import pathlib
@@ -16,6 +17,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BOOTSTRAP = "127.0.0.1:9092"
+AMQP_ADDR = "127.0.0.1:5672"     # AMQP 0-9-1 (the pika seed snippets' default localhost:5672)
 
 
 def shoal_bin():
@@ -46,11 +48,12 @@ def broker():
     log = open(os.path.join(data, "broker.log"), "w")
     proc = subprocess.Popen(
         [shoal_bin(), "serve", "--kafka-addr", BOOTSTRAP, "--http-addr", "127.0.0.1:0",
-         "--data-dir", os.path.join(data, "data"),
+         "--data-dir", os.path.join(data, "data"), "--amqp-addr", AMQP_ADDR,
          "--set", "group.initial.rebalance.delay.ms=0"],
         stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_port("127.0.0.1", 9092)
+        wait_port("127.0.0.1", 5672)
         yield BOOTSTRAP
     finally:
         proc.terminate()

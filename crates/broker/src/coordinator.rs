@@ -126,6 +126,7 @@ enum Command {
         member_id: String,
         reads: Vec<PartitionRead>,
         max_records: usize,
+        lock_ms: Option<i64>,
         tx: Tx<Acquired>,
     },
     ShareDescribe {
@@ -418,11 +419,26 @@ impl CoordinatorHandle {
         reads: Vec<PartitionRead>,
         max_records: usize,
     ) -> Result<Acquired, GroupError> {
+        self.share_acquire_locked(group_id, member_id, reads, max_records, None)
+            .await
+    }
+
+    /// [`CoordinatorHandle::share_acquire`] with the lock lasting `lock_ms` (ms) when given
+    /// (see [`shoal_group::GroupCoordinator::share_acquire_locked`]).
+    pub async fn share_acquire_locked(
+        &self,
+        group_id: String,
+        member_id: String,
+        reads: Vec<PartitionRead>,
+        max_records: usize,
+        lock_ms: Option<i64>,
+    ) -> Result<Acquired, GroupError> {
         self.call(|tx| Command::ShareAcquire {
             group_id,
             member_id,
             reads,
             max_records,
+            lock_ms,
             tx,
         })
         .await
@@ -955,12 +971,19 @@ impl Runtime {
                 member_id,
                 reads,
                 max_records,
+                lock_ms,
                 tx,
             } => {
-                let lock_ms = self.core.share_settings(&group_id).lock_ms;
-                let (acquired, out) =
-                    self.core
-                        .share_acquire(&group_id, &member_id, &reads, max_records, now);
+                let lock = lock_ms.unwrap_or(self.core.share_settings(&group_id).lock_ms);
+                let (acquired, out) = self.core.share_acquire_locked(
+                    &group_id,
+                    &member_id,
+                    &reads,
+                    max_records,
+                    lock_ms,
+                    now,
+                );
+                let lock_ms = lock;
                 self.finish(out, reply_after(tx, (acquired, lock_ms)));
             }
             Command::ShareDescribe { group_id, tx } => {

@@ -23,5 +23,5 @@ pub mod topics;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
-pub use startup::run;
+pub use startup::{run, run_with};
 pub use state::Broker;

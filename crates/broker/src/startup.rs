@@ -116,6 +116,18 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<(), BrokerError> {
+    run_with(config, shutdown, |_, _| {}, on_ready).await
+}
+
+/// [`run`] with `on_start` called once the broker is built, before `on_ready`, with the
+/// broker and the shutdown signal: where the binary starts other front ends (AMQP) on the
+/// same broker. Errors: as [`run`].
+pub async fn run_with(
+    config: BrokerConfig,
+    shutdown: watch::Receiver<bool>,
+    on_start: impl FnOnce(&Arc<Broker>, watch::Receiver<bool>),
+    on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
+) -> Result<(), BrokerError> {
     let bind_error = |addr, flag| move |source| BrokerError::Bind { addr, flag, source };
     let listener = TcpListener::bind(config.kafka_addr)
         .await
@@ -134,6 +146,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(sample_lag(Arc::clone(&broker), shutdown.clone()));
+    on_start(&broker, shutdown.clone());
     on_ready(broker.config.kafka_addr, broker.config.http_addr);
     // Retention and periodic flush run in the background.
     let bg = Arc::clone(&broker);

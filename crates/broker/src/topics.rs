@@ -150,7 +150,14 @@ pub struct TopicManager {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     meta: Mutex<Log>,
     next_producer_id: Mutex<(i64, i64)>,
+    /// Other front ends' metadata (keys starting with [`EXTENSION_PREFIX`]), as replayed
+    /// and as written since.
+    extensions: Mutex<BTreeMap<String, Vec<u8>>>,
 }
+
+/// Keys of `__shoal_metadata` records that belong to another front end (the AMQP
+/// exchanges, queues and bindings), never to a topic.
+pub const EXTENSION_PREFIX: &str = "ext/";
 
 fn now_ms() -> i64 {
     crate::clock::now_ms()
@@ -170,6 +177,7 @@ impl TopicManager {
             },
         )?;
         let mut records: BTreeMap<String, TopicRecord> = BTreeMap::new();
+        let mut extensions: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut next_pid = 0i64;
         let mut offset = meta.log_start_offset();
         while offset < meta.log_end_offset() {
@@ -183,6 +191,13 @@ impl TopicManager {
                 offset = off + 1;
                 let Some(key) = key else { continue };
                 let key = String::from_utf8_lossy(&key).to_string();
+                if key.starts_with(EXTENSION_PREFIX) {
+                    match value {
+                        Some(v) => extensions.insert(key, v.to_vec()),
+                        None => extensions.remove(&key),
+                    };
+                    continue;
+                }
                 if key == "producer_id_block" {
                     if let Some(v) =
                         value.and_then(|v| serde_json::from_slice::<ProducerIdRecord>(&v).ok())
@@ -206,6 +221,7 @@ impl TopicManager {
             topics: RwLock::new(HashMap::new()),
             meta: Mutex::new(meta),
             next_producer_id: Mutex::new((next_pid, next_pid)),
+            extensions: Mutex::new(extensions),
         };
         for rec in records.into_values() {
             let topic = mgr.open_topic(&rec)?;
@@ -280,6 +296,35 @@ impl TopicManager {
             meta.sync_done(target.upto_offset, target.upto_bytes, res)?;
         }
         Ok(())
+    }
+
+    /// Writes (or with `None` deletes) another front end's metadata record `key` (which
+    /// must start with [`EXTENSION_PREFIX`]) durably in `__shoal_metadata`.
+    ///
+    /// Errors: `InvalidName` for a key without the prefix; storage (the record is then not
+    /// written).
+    pub fn put_extension(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), TopicError> {
+        if !key.starts_with(EXTENSION_PREFIX) {
+            return Err(TopicError::InvalidName(format!(
+                "{key}: extension keys start with {EXTENSION_PREFIX}"
+            )));
+        }
+        let mut ext = self.extensions.lock().unwrap_or_else(|e| e.into_inner());
+        self.persist(key, value.clone())?;
+        match value {
+            Some(v) => ext.insert(key.to_string(), v),
+            None => ext.remove(key),
+        };
+        Ok(())
+    }
+
+    /// Every extension record whose key starts with `prefix`, in key order.
+    pub fn extensions(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let ext = self.extensions.lock().unwrap_or_else(|e| e.into_inner());
+        ext.range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Looks a topic up by name.

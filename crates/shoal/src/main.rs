@@ -394,6 +394,10 @@ struct ServeArgs {
     /// HTTP address (admin API, metrics).
     #[arg(long, env = "SHOAL_HTTP_ADDR")]
     http_addr: Option<SocketAddr>,
+    /// AMQP 0-9-1 listener address (`127.0.0.1:0` for a free port; an empty value turns
+    /// AMQP off).
+    #[arg(long, env = "SHOAL_AMQP_ADDR", default_value = "127.0.0.1:5672")]
+    amqp_addr: String,
     /// Data directory.
     #[arg(long, env = "SHOAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -499,12 +503,40 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("shutdown signal received");
             let _ = tx.send(true);
         });
-        shoal_broker::run(config, rx, |addr, http| {
-            // Machine-readable readiness lines (tests and scripts wait for them); the http
-            // line comes first so a reader of the kafka line already knows both.
-            println!("shoal: http listening on {http}");
-            println!("shoal: kafka listening on {addr}");
-        })
+        // Bound before the broker starts, so a taken port (a local RabbitMQ) stops start-up
+        // with one line naming the flag.
+        let amqp_listener = match args.amqp_addr.trim() {
+            "" => None,
+            a => {
+                let addr: std::net::SocketAddr = a
+                    .parse()
+                    .with_context(|| format!("--amqp-addr: `{a}` is not an address"))?;
+                Some(shoal_amqp::bind(addr).await?)
+            }
+        };
+        let amqp_addr = amqp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        shoal_broker::run_with(
+            config,
+            rx,
+            move |broker, shutdown| {
+                if let Some(listener) = amqp_listener {
+                    let amqp = shoal_amqp::Amqp::new(
+                        std::sync::Arc::clone(broker),
+                        shoal_amqp::AmqpConfig::default(),
+                    );
+                    tokio::spawn(shoal_amqp::serve(amqp, listener, shutdown));
+                }
+            },
+            |addr, http| {
+                // Machine-readable readiness lines (tests and scripts wait for them); the
+                // kafka line comes last so a reader of it already knows the others.
+                println!("shoal: http listening on {http}");
+                if let Some(a) = amqp_addr {
+                    println!("shoal: amqp listening on {a}");
+                }
+                println!("shoal: kafka listening on {addr}");
+            },
+        )
         .await?;
         Ok(())
     })

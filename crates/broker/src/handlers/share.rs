@@ -174,7 +174,7 @@ fn ack_batches(
 
 /// The whole batches in `records`, walking batch headers only: the base offset of the first
 /// and the exclusive end offset (last offset + 1) of each; `None` if there is none.
-fn batch_ends(records: &[u8]) -> Option<(i64, Vec<i64>)> {
+pub fn batch_ends(records: &[u8]) -> Option<(i64, Vec<i64>)> {
     let mut at = 0usize;
     let mut first = None;
     let mut ends = Vec::new();
@@ -194,7 +194,7 @@ fn batch_ends(records: &[u8]) -> Option<(i64, Vec<i64>)> {
 }
 
 /// The batches of `records` that hold an offset in `first..=last`.
-fn trim(records: &Bytes, first: i64, last: i64) -> Bytes {
+pub fn trim(records: &Bytes, first: i64, last: i64) -> Bytes {
     let mut at = 0usize;
     let (mut from, mut to) = (None, 0usize);
     while let Some(header) = records.get(at..at + 27) {
@@ -240,16 +240,19 @@ fn initial_offset(broker: &Broker, key: &SharePartitionKey, reset: OffsetReset) 
     })
 }
 
-/// One partition's read for a ShareFetch.
-struct Read {
-    key: SharePartitionKey,
-    records: Bytes,
-    error: i16,
+/// One partition's read for a ShareFetch (or an AMQP delivery): the whole batches read
+/// (`records`) and the Kafka error code of the read (`NONE`, `UNKNOWN_TOPIC_OR_PARTITION`,
+/// `KAFKA_STORAGE_ERROR`).
+pub struct Read {
+    pub key: SharePartitionKey,
+    pub records: Bytes,
+    pub error: i16,
 }
 
-/// Reads every planned partition: at most `max_bytes` in all, `partition_max_bytes` each
-/// (at least one whole batch for the first partition with data).
-fn read_planned(
+/// Reads every planned partition: at most `max_bytes` in all (at least one whole batch for
+/// the first partition with data). Returns what the coordinator's acquisition step needs
+/// ([`PartitionRead`]: offsets and batch ends) and the bytes read, per partition.
+pub fn read_planned(
     broker: &Broker,
     plan: &[(SharePartitionKey, FetchStart)],
     max_bytes: usize,

@@ -165,8 +165,27 @@ impl GroupCoordinator {
         max_records: usize,
         now_ms: i64,
     ) -> (Vec<(SharePartitionKey, Vec<AcquiredRange>)>, Output) {
+        self.share_acquire_locked(group_id, member_id, reads, max_records, None, now_ms)
+    }
+
+    /// [`GroupCoordinator::share_acquire`] with the acquisition lock lasting `lock_ms`
+    /// (ms) instead of the group's `share.record.lock.duration.ms` when given: the AMQP
+    /// front end holds a delivery until it is acknowledged or its channel closes, as
+    /// RabbitMQ does (bounded by its `consumer_timeout`).
+    pub fn share_acquire_locked(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        reads: &[PartitionRead],
+        max_records: usize,
+        lock_ms: Option<i64>,
+        now_ms: i64,
+    ) -> (Vec<(SharePartitionKey, Vec<AcquiredRange>)>, Output) {
         let mut out = Output::default();
-        let eff = self.share_settings(group_id);
+        let mut eff = self.share_settings(group_id);
+        if let Some(ms) = lock_ms {
+            eff.lock_ms = ms.max(1);
+        }
         let acquired = match self.share_group_mut(group_id) {
             Some(g) => g.acquire(
                 group_id,

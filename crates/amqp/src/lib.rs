@@ -1,0 +1,364 @@
+//! Shoal's AMQP 0-9-1 front end (RabbitMQ's dialect): the seeds' pika programs, and what
+//! people write against RabbitMQ, run against the same broker that serves Kafka clients.
+//!
+//! Layers: [`frame`] (bounded framing over `amq-protocol`'s codec) → [`connection`]
+//! (negotiation, heartbeats, channels and their methods) → [`model`] (exchanges, queues,
+//! bindings, routing) and [`queues`] (a queue's topic, appends, counts, acquisition through
+//! the share group named after the queue) → the broker (`shoal-broker`: topics, the
+//! share-group coordinator, group-commit durability). [`session`] keeps the share sessions of
+//! a channel in order; [`message`] maps messages to records and back.
+//!
+//! Invariants: a delivery is an acquisition in the queue's share-partition (KIP-932 states),
+//! so AMQP consumers and Kafka share consumers of one queue compete for the same records;
+//! a publisher confirm is sent only once the message is on disk (the flusher's fsync); a
+//! channel or connection that closes releases every delivery it has not settled.
+
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod message;
+pub mod model;
+pub mod queues;
+pub mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use shoal_broker::topics::Partition;
+use shoal_broker::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::message::Message;
+use crate::model::{Queue, Registry, Store};
+
+/// Settings of the AMQP listener (RabbitMQ's names and defaults where it has them).
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// The user and password that `connection.start-ok` must present (PLAIN or AMQPLAIN).
+    pub default_user: String,
+    pub default_pass: String,
+    /// `loopback_users`: the default user may connect only from a loopback address.
+    pub loopback_only: bool,
+    /// Offered in `connection.tune` (`channel_max`, 2047 as RabbitMQ).
+    pub channel_max: u16,
+    /// Offered in `connection.tune` (`frame_max`, bytes; 131072 as RabbitMQ).
+    pub frame_max: u32,
+    /// Offered in `connection.tune` (`heartbeat`, seconds; 60 as RabbitMQ).
+    pub heartbeat_s: u16,
+    /// `consumer_timeout` (ms): how long a delivery stays locked to its consumer without a
+    /// settlement before it is released (RabbitMQ closes the channel instead).
+    pub consumer_timeout_ms: i64,
+    /// `max_message_size` (bytes).
+    pub max_message_size: u64,
+    /// The largest number of connections served at once (more are refused).
+    pub max_connections: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            loopback_only: true,
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat_s: 60,
+            consumer_timeout_ms: 1_800_000,
+            max_message_size: 16 << 20,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// A consumer as the registry knows it, so that deleting its queue can cancel it on its own
+/// connection (`basic.cancel` from the server).
+#[derive(Debug, Clone)]
+pub struct ConsumerRef {
+    pub connection_id: u64,
+    pub channel: u16,
+    pub consumer_tag: String,
+    pub events: mpsc::UnboundedSender<connection::Event>,
+}
+
+/// The front end's shared state: the broker, the registry, the consumers by queue.
+pub struct Amqp {
+    pub broker: Arc<Broker>,
+    pub config: AmqpConfig,
+    registry: Mutex<Registry>,
+    consumers: Mutex<HashMap<String, Vec<ConsumerRef>>>,
+    next_connection: AtomicU64,
+}
+
+impl std::fmt::Debug for Amqp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Amqp").finish_non_exhaustive()
+    }
+}
+
+/// The registry's store: `__shoal_metadata` extension records.
+struct MetadataStore<'a>(&'a Broker);
+
+impl Store for MetadataStore<'_> {
+    fn put(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), String> {
+        self.0
+            .topics
+            .put_extension(key, value)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Amqp {
+    /// Replays the registry from the broker's metadata; transient queues of the last run are
+    /// deleted with their topics (RabbitMQ drops non-durable queues on restart).
+    pub fn new(broker: Arc<Broker>, config: AmqpConfig) -> Arc<Self> {
+        let (registry, transient) = Registry::replay(broker.topics.extensions("ext/amqp/"));
+        for q in transient {
+            if broker.topics.get(&q.topic).is_some() {
+                if let Err(e) = broker.topics.delete(&q.topic) {
+                    tracing::warn!(queue = %q.name, error = %e, "cannot delete a transient queue's topic");
+                }
+            }
+            let _ = Registry::forget_queue(&MetadataStore(&broker), &q.name);
+        }
+        Arc::new(Self {
+            broker,
+            config,
+            registry: Mutex::new(registry),
+            consumers: Mutex::new(HashMap::new()),
+            // Apart from the Kafka listener's connection ids (counted from 1).
+            next_connection: AtomicU64::new(1 << 48),
+        })
+    }
+
+    /// The registry (short critical sections only: never held across an await).
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store(&self) -> MetadataStore<'_> {
+        MetadataStore(&self.broker)
+    }
+
+    fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A copy of queue `name`.
+    pub fn queue(&self, name: &str) -> Option<Queue> {
+        self.registry().queues.get(name).cloned()
+    }
+
+    /// Every queue, with its counts (ready, unacknowledged) and consumers, for the
+    /// operator surface.
+    pub async fn queue_stats(&self) -> Vec<(Queue, u64, u64)> {
+        let queues: Vec<Queue> = self.registry().queues.values().cloned().collect();
+        let mut out = Vec::with_capacity(queues.len());
+        for q in queues {
+            let (ready, unacked) = queues::counts(&self.broker, &q).await;
+            out.push((q, ready, unacked));
+        }
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        out
+    }
+
+    fn add_consumer(&self, queue: &str, c: ConsumerRef) {
+        let mut m = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(queue.to_string()).or_default().push(c);
+        drop(m);
+        if let Some(q) = self.registry().queues.get_mut(queue) {
+            q.consumers += 1;
+            q.had_consumer = true;
+        }
+    }
+
+    /// Forgets a consumer; returns whether its queue is now an auto-delete queue without
+    /// consumers (to be deleted).
+    fn remove_consumer(&self, queue: &str, connection_id: u64, channel: u16, tag: &str) -> bool {
+        let mut m = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = m.get_mut(queue) {
+            list.retain(|c| {
+                !(c.connection_id == connection_id && c.channel == channel && c.consumer_tag == tag)
+            });
+        }
+        drop(m);
+        let mut reg = self.registry();
+        match reg.queues.get_mut(queue) {
+            Some(q) => {
+                q.consumers = q.consumers.saturating_sub(1);
+                q.last_used_ms = shoal_broker::clock::now_ms();
+                q.auto_delete && q.had_consumer && q.consumers == 0
+            }
+            None => false,
+        }
+    }
+
+    fn take_consumers(&self, queue: &str) -> Vec<ConsumerRef> {
+        let mut m = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(queue).unwrap_or_default()
+    }
+
+    /// Deletes queue `name`: its consumers are cancelled (server-sent `basic.cancel`), its
+    /// bindings, record, share group state and topic go. Returns the messages it held.
+    /// Errors: 404 NOT_FOUND; 406 PRECONDITION_FAILED for `if_unused`/`if_empty` unmet.
+    pub async fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> error::AmqpResult<u64> {
+        let Some(q) = self.queue(name) else {
+            return Err(error::AmqpError::not_found(format!(
+                "no queue '{name}' in vhost '/'"
+            )));
+        };
+        let (ready, unacked) = queues::counts(&self.broker, &q).await;
+        if if_unused && q.consumers > 0 {
+            return Err(error::AmqpError::precondition_failed(format!(
+                "queue '{name}' in vhost '/' in use"
+            )));
+        }
+        if if_empty && ready + unacked > 0 {
+            return Err(error::AmqpError::precondition_failed(format!(
+                "queue '{name}' in vhost '/' is not empty"
+            )));
+        }
+        for c in self.take_consumers(name) {
+            let _ = c.events.send(connection::Event::CancelConsumer {
+                channel: c.channel,
+                consumer_tag: c.consumer_tag,
+            });
+        }
+        {
+            let mut reg = self.registry();
+            reg.unbind_all(&self.store(), name, false)?;
+            reg.queues.remove(name);
+        }
+        Registry::forget_queue(&self.store(), name)?;
+        if self.broker.topics.get(&q.topic).is_some() {
+            if let Err(e) = self.broker.topics.delete(&q.topic) {
+                tracing::warn!(queue = name, error = %e, "cannot delete the queue's topic");
+            }
+            let _ = self.broker.groups.topic_deleted(q.topic.clone()).await;
+        }
+        let _ = self.broker.groups.delete_group(name.to_string()).await;
+        tracing::info!(queue = name, "deleted queue");
+        Ok(ready)
+    }
+
+    /// Routes and appends `messages` (`(exchange, routing key, message)`), one batch per
+    /// partition. Returns the partitions written (to sync for durability) and, per message,
+    /// whether it reached a queue. Errors: the first routing error (unknown exchange) or
+    /// storage failure; nothing after it is appended.
+    pub fn route_and_append(
+        &self,
+        messages: Vec<(String, String, Message)>,
+    ) -> error::AmqpResult<(Vec<Arc<Partition>>, Vec<bool>)> {
+        let mut by_partition: Vec<(Arc<Partition>, Vec<Message>)> = Vec::new();
+        let mut routed = Vec::with_capacity(messages.len());
+        {
+            let reg = self.registry();
+            for (exchange, key, m) in messages {
+                let qs = reg.route(&exchange, &key, m.properties.headers().as_ref())?;
+                routed.push(!qs.is_empty());
+                for qname in qs {
+                    let Some(q) = reg.queues.get(&qname) else {
+                        continue;
+                    };
+                    let Some(p) = queues::partition_for(&self.broker, q, &key) else {
+                        continue;
+                    };
+                    match by_partition.iter_mut().find(|(x, _)| Arc::ptr_eq(x, &p)) {
+                        Some((_, list)) => list.push(m.clone()),
+                        None => by_partition.push((p, vec![m.clone()])),
+                    }
+                }
+            }
+        }
+        let mut parts = Vec::with_capacity(by_partition.len());
+        for (p, list) in by_partition {
+            queues::append(&self.broker, &p, &list)?;
+            parts.push(p);
+        }
+        Ok((parts, routed))
+    }
+
+    /// Publishes dead-letter copies (`(index, (exchange, routing key, message))`) and waits
+    /// until they are durable. Returns the indexes that could not be written.
+    pub async fn publish_dead_letters(
+        &self,
+        from: &Queue,
+        copies: Vec<(usize, (String, String, Message))>,
+    ) -> Vec<usize> {
+        let idx: Vec<usize> = copies.iter().map(|(i, _)| *i).collect();
+        let msgs = copies.into_iter().map(|(_, c)| c).collect();
+        match self.route_and_append(msgs) {
+            Ok((parts, _)) => match self.broker.flusher.sync(parts).await {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(queue = %from.name, error = %e, "dead-letter copies not durable");
+                    idx
+                }
+            },
+            Err(e) => {
+                // RabbitMQ drops a dead letter whose exchange is missing.
+                tracing::warn!(queue = %from.name, error = %e, "dead-letter exchange unusable; messages dropped");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Binds the AMQP listener. Errors: the address cannot be bound (the message names the
+/// `--amqp-addr` flag, so a port taken by a local RabbitMQ is plain).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (--amqp-addr): {e}"),
+        )
+    })
+}
+
+/// Serves AMQP connections on `listener` until `shutdown` turns true; then open
+/// connections get `connection.close` 320 CONNECTION_FORCED.
+pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(connection::expiry_loop(Arc::clone(&amqp), shutdown.clone()));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "AMQP accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if open.load(Ordering::Relaxed) >= amqp.config.max_connections {
+                    tracing::warn!(%peer, "AMQP connection refused: max connections reached");
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let id = amqp.next_connection_id();
+                let a = Arc::clone(&amqp);
+                let open = Arc::clone(&open);
+                let sd = shutdown.clone();
+                open.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    connection::run(a, stream, peer, id, sd).await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+}
