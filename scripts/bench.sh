@@ -26,7 +26,7 @@ if [ "${1:-}" = log ]; then
 fi
 DATA="$(mktemp -d -p /var/tmp)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$BIN" serve --kafka-addr "127.0.0.1:$PORT" --http-addr 127.0.0.1:0 --data-dir "$DATA/data" \
+"$BIN" serve --kafka-addr "127.0.0.1:$PORT" --http-addr 127.0.0.1:0 --amqp-addr 127.0.0.1:0 --data-dir "$DATA/data" \
   --set group.initial.rebalance.delay.ms=0 >"$DATA/broker.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT

@@ -46,7 +46,7 @@ def start_broker(shoal, settings):
     port = free_port()
     sets = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
     proc = subprocess.Popen([shoal, "serve", "--kafka-addr", f"127.0.0.1:{port}",
-                             "--http-addr", "127.0.0.1:0", "--data-dir",
+                             "--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0", "--data-dir",
                              os.path.join(root, "data"), *sets],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30

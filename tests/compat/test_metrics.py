@@ -32,7 +32,7 @@ def start_broker(extra=()):
     data = tempfile.mkdtemp(prefix="shoal-metrics-")
     port = free_port()
     proc = subprocess.Popen(
-        [shoal_bin(), "serve", "--kafka-addr", f"127.0.0.1:{port}", "--http-addr", "127.0.0.1:0",
+        [shoal_bin(), "serve", "--kafka-addr", f"127.0.0.1:{port}", "--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0",
          "--data-dir", os.path.join(data, "data"), "--set", "num.partitions=3",
          "--set", "group.initial.rebalance.delay.ms=0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

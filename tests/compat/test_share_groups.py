@@ -112,7 +112,8 @@ class Broker:
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [shoal_bin(), "serve", "--kafka-addr", self.bootstrap,
-                 "--http-addr", "127.0.0.1:0", "--data-dir", self.data_dir, *sets],
+                 "--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0",
+                 "--data-dir", self.data_dir, *sets],
                 stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

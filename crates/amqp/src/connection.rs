@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::dispatch::{Dispatcher, Shared, Subscriber, Unacked};
 use crate::error::{AmqpError, AmqpResult, Scope};
 use crate::frame::{self, FrameError, PROTOCOL_HEADER};
 use crate::message::{self, Message};
@@ -53,12 +54,10 @@ pub enum Event {
 /// How long the client has for each step of the handshake (RabbitMQ's
 /// `handshake_timeout`, 10 s).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages a consumer without a prefetch limit (or with `no_ack`) takes per round.
-const UNLIMITED_ROUND: usize = 256;
 
-fn ss(s: impl Into<String>) -> ShortString {
-    let s: String = s.into();
-    ShortString::try_new(s.clone()).unwrap_or_else(|_| {
+/// A short string from `s`, cut at 255 bytes (on a character boundary) if longer.
+pub(crate) fn short(s: &str) -> ShortString {
+    ShortString::try_new(s.to_string()).unwrap_or_else(|_| {
         let mut cut = 255.min(s.len());
         while !s.is_char_boundary(cut) {
             cut -= 1;
@@ -67,37 +66,17 @@ fn ss(s: impl Into<String>) -> ShortString {
     })
 }
 
+fn ss(s: impl Into<String>) -> ShortString {
+    short(&s.into())
+}
+
 fn method_ids(m: &AMQPClass) -> (u16, u16) {
     (m.get_amqp_class_id(), m.get_amqp_method_id())
 }
 
-/// A delivery not yet settled.
-#[derive(Debug, Clone)]
-struct Unacked {
-    consumer_tag: Option<String>,
-    member: String,
-    queue: String,
-    key: (String, i32),
-    offset: i64,
-}
-
-/// What a channel shares with its consumers' delivery tasks.
-#[derive(Debug, Default)]
-struct Shared {
-    next_tag: u64,
-    unacked: BTreeMap<u64, Unacked>,
-    per_consumer: HashMap<String, u32>,
-    /// `channel.flow`: false pauses deliveries.
-    paused: bool,
-    /// `basic.qos` with `global=true` (0 = none).
-    channel_prefetch: u32,
-}
-
 struct Consumer {
     queue: String,
-    member: String,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    dispatcher: Dispatcher,
 }
 
 /// A publish being assembled from its method, header and body frames.
@@ -144,7 +123,6 @@ struct Channel {
     /// `basic.qos` with `global=false`: the limit of consumers started after it.
     consumer_prefetch: u32,
     shared: Arc<Mutex<Shared>>,
-    credit: Arc<Notify>,
     consumers: HashMap<String, Consumer>,
     /// Share members opened on this channel: `(member, queue)`, closed with the channel.
     members: Vec<(String, String)>,
@@ -170,11 +148,16 @@ impl Channel {
                 next_tag: 1,
                 ..Shared::default()
             })),
-            credit: Arc::new(Notify::new()),
             consumers: HashMap::new(),
             members: Vec::new(),
             get_members: HashMap::new(),
             last_queue: None,
+        }
+    }
+
+    fn wake_dispatchers(&self) {
+        for c in self.consumers.values() {
+            c.dispatcher.wake.notify_one();
         }
     }
 
@@ -202,7 +185,6 @@ struct Conn {
     events: mpsc::UnboundedSender<Event>,
     sessions: Sessions,
     exclusive_queues: Vec<String>,
-    next_ctag: u64,
 }
 
 /// Serves one connection until it ends; always cleans up after it.
@@ -251,7 +233,6 @@ pub async fn run(
         events: events_tx,
         sessions,
         exclusive_queues: Vec::new(),
-        next_ctag: 1,
     };
     tracing::debug!(%peer, connection = id, "AMQP connection open");
     let end = conn
@@ -1026,7 +1007,7 @@ impl Conn {
             channel::AMQPMethod::Flow(f) => {
                 if let Some(c) = self.channels.get(&ch) {
                     c.shared().paused = !f.active;
-                    c.credit.notify_waiters();
+                    c.wake_dispatchers();
                 }
                 self.send(
                     ch,
@@ -1648,7 +1629,7 @@ impl Conn {
                     } else {
                         c.consumer_prefetch = u32::from(q.prefetch_count);
                     }
-                    c.credit.notify_waiters();
+                    c.wake_dispatchers();
                 }
                 self.send(
                     ch,
@@ -1780,8 +1761,8 @@ impl Conn {
             }
             out
         };
-        c.credit.notify_waiters();
-        let mut by_member: BTreeMap<(String, String), Vec<Settle>> = BTreeMap::new();
+        type Group = (Sessions, Option<Arc<Notify>>, Vec<Settle>);
+        let mut by_member: BTreeMap<(String, String), Group> = BTreeMap::new();
         for u in taken {
             let outcome = match o {
                 Outcome::Reject => {
@@ -1798,23 +1779,33 @@ impl Conn {
             };
             by_member
                 .entry((u.member, u.queue))
-                .or_default()
+                .or_insert_with(|| (u.sessions.clone(), u.wake.clone(), Vec::new()))
+                .2
                 .push(Settle {
                     key: u.key,
                     offset: u.offset,
                     outcome,
                 });
         }
-        for ((member, qname), items) in by_member {
+        for ((member, qname), (sessions, wake, items)) in by_member {
             let Some(queue) = self.amqp.queue(&qname) else {
                 continue;
             };
-            let _ = self.sessions.send(SessionOp::Settle {
-                member,
-                queue,
-                items,
-                done: None,
-            });
+            let op = match wake {
+                Some(wake) => SessionOp::SettleAndWake {
+                    member,
+                    queue,
+                    items,
+                    wake,
+                },
+                None => SessionOp::Settle {
+                    member,
+                    queue,
+                    items,
+                    done: None,
+                },
+            };
+            let _ = sessions.send(op);
         }
         Ok(())
     }
@@ -1839,12 +1830,9 @@ impl Conn {
                 "queue '{qname}' in vhost '/' in exclusive use"
             )));
         }
-        let member = format!("amqp/{}/{}/{}", self.id, ch, self.next_ctag);
-        self.next_ctag += 1;
-        let plan = self.open_member(&member, &q).await?;
         let prefetch = chan.consumer_prefetch;
         let shared = Arc::clone(&chan.shared);
-        let credit = Arc::clone(&chan.credit);
+        let dispatcher = self.amqp.dispatcher(&q).await?;
         if !c.nowait {
             self.send(
                 ch,
@@ -1868,40 +1856,30 @@ impl Conn {
             .unwrap_or_else(|e| e.into_inner())
             .per_consumer
             .insert(tag.clone(), 0);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(deliver_loop(Delivery {
-            amqp: Arc::clone(&self.amqp),
-            queue: q,
-            member: member.clone(),
-            tag: tag.clone(),
+        dispatcher.add(Subscriber {
+            connection_id: self.id,
             channel: ch,
+            tag: tag.clone(),
             no_ack: c.no_ack,
             prefetch,
             shared,
-            credit,
             out: self.out.clone(),
-            sessions: self.sessions.clone(),
-            stop: stop_rx,
             frame_max: self.frame_max,
-            first_plan: Some(plan),
-        }));
+        });
         if let Some(chan) = self.channels.get_mut(&ch) {
-            chan.members.push((member.clone(), qname.clone()));
             chan.consumers.insert(
                 tag,
                 Consumer {
                     queue: qname,
-                    member,
-                    stop: stop_tx,
-                    task,
+                    dispatcher,
                 },
             );
         }
         Ok(())
     }
 
-    /// Stops consumer `tag` (its deliveries stay settleable); an auto-delete queue left
-    /// without consumers is deleted.
+    /// Stops consumer `tag` (its deliveries stay settleable on the channel); an
+    /// auto-delete queue left without consumers is deleted.
     async fn cancel(&mut self, ch: u16, tag: &str) {
         let Some(chan) = self.channels.get_mut(&ch) else {
             return;
@@ -1909,24 +1887,7 @@ impl Conn {
         let Some(consumer) = chan.consumers.remove(tag) else {
             return;
         };
-        let _ = consumer.stop.send(true);
-        chan.credit.notify_waiters();
-        let _ = consumer.task.await;
-        let outstanding = chan
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .per_consumer
-            .remove(tag)
-            .unwrap_or(0);
-        if outstanding == 0 {
-            chan.members.retain(|(m, _)| m != &consumer.member);
-            let _ = self.sessions.send(SessionOp::Close {
-                member: consumer.member.clone(),
-                queue: consumer.queue.clone(),
-                done: None,
-            });
-        }
+        consumer.dispatcher.remove(self.id, ch, tag).await;
         if self.amqp.remove_consumer(&consumer.queue, self.id, ch, tag) {
             let _ = self.amqp.delete_queue(&consumer.queue, false, false).await;
         }
@@ -1940,9 +1901,7 @@ impl Conn {
         let Some(consumer) = chan.consumers.remove(tag) else {
             return;
         };
-        let _ = consumer.stop.send(true);
-        chan.credit.notify_waiters();
-        let _ = consumer.task.await;
+        consumer.dispatcher.remove(self.id, ch, tag).await;
         self.send(
             ch,
             AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
@@ -1976,6 +1935,11 @@ impl Conn {
             rec.last_used_ms = shoal_broker::clock::now_ms();
         }
         let lock = self.amqp.config.consumer_timeout_ms;
+        // Settlements sent before this basic.get are applied first (a requeued message is
+        // there to get again).
+        let (tx, rx) = oneshot::channel();
+        let _ = self.sessions.send(SessionOp::Barrier { done: tx });
+        let _ = rx.await;
         loop {
             let got = match &plan {
                 Some(p) => {
@@ -2043,6 +2007,8 @@ impl Conn {
                             queue: qname.clone(),
                             key: a.key.clone(),
                             offset: a.offset,
+                            sessions: self.sessions.clone(),
+                            wake: None,
                         },
                     );
                 }
@@ -2080,32 +2046,58 @@ impl Conn {
         }
     }
 
-    /// Stops a channel's consumers and releases everything it has not settled.
+    /// Stops a channel's consumers and releases everything it has not settled (each
+    /// delivery back to its queue at once, redelivered with `redelivered=true`).
     async fn release_channel(&mut self, ch: u16) {
         let Some(chan) = self.channels.get_mut(&ch) else {
             return;
         };
         let consumers: Vec<(String, Consumer)> = chan.consumers.drain().collect();
-        for (_, c) in &consumers {
-            let _ = c.stop.send(true);
-        }
-        chan.credit.notify_waiters();
         let members = std::mem::take(&mut chan.members);
         chan.get_members.clear();
-        {
-            let mut s = chan.shared.lock().unwrap_or_else(|e| e.into_inner());
-            s.unacked.clear();
-            s.per_consumer.clear();
-        }
         chan.confirms = None;
+        let shared = Arc::clone(&chan.shared);
         let mut auto_delete = Vec::new();
         for (tag, c) in consumers {
-            let _ = c.task.await;
+            c.dispatcher.remove(self.id, ch, &tag).await;
             if self.amqp.remove_consumer(&c.queue, self.id, ch, &tag) {
                 auto_delete.push(c.queue.clone());
             }
         }
+        let unacked: Vec<Unacked> = {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.per_consumer.clear();
+            std::mem::take(&mut s.unacked).into_values().collect()
+        };
+        let mut by_member: BTreeMap<(String, String), (Sessions, Vec<Settle>)> = BTreeMap::new();
+        for u in unacked {
+            if let Some(w) = &u.wake {
+                w.notify_one();
+            }
+            by_member
+                .entry((u.member, u.queue))
+                .or_insert_with(|| (u.sessions.clone(), Vec::new()))
+                .1
+                .push(Settle {
+                    key: u.key,
+                    offset: u.offset,
+                    outcome: Outcome::Release,
+                });
+        }
         let mut waits = Vec::new();
+        for ((member, qname), (sessions, items)) in by_member {
+            let Some(queue) = self.amqp.queue(&qname) else {
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            let _ = sessions.send(SessionOp::Settle {
+                member,
+                queue,
+                items,
+                done: Some(tx),
+            });
+            waits.push(rx);
+        }
         for (member, queue) in members {
             let (tx, rx) = oneshot::channel();
             let _ = self.sessions.send(SessionOp::Close {
@@ -2263,185 +2255,6 @@ fn spawn_confirms(
         }
     });
     tx
-}
-
-/// A consumer's delivery task.
-struct Delivery {
-    amqp: Arc<Amqp>,
-    queue: Queue,
-    member: String,
-    tag: String,
-    channel: u16,
-    no_ack: bool,
-    /// `basic.qos` per consumer (0 = none).
-    prefetch: u32,
-    shared: Arc<Mutex<Shared>>,
-    credit: Arc<Notify>,
-    out: mpsc::Sender<Vec<u8>>,
-    sessions: Sessions,
-    stop: watch::Receiver<bool>,
-    frame_max: usize,
-    first_plan: Option<
-        Vec<(
-            shoal_group::api::SharePartitionKey,
-            shoal_group::api::FetchStart,
-        )>,
-    >,
-}
-
-impl Delivery {
-    /// How many more messages the consumer may hold now.
-    fn room(&self) -> usize {
-        if self.no_ack {
-            return UNLIMITED_ROUND;
-        }
-        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        if s.paused {
-            return 0;
-        }
-        let mine = s.per_consumer.get(&self.tag).copied().unwrap_or(0);
-        let own = if self.prefetch == 0 {
-            UNLIMITED_ROUND
-        } else {
-            self.prefetch.saturating_sub(mine) as usize
-        };
-        let channel = if s.channel_prefetch == 0 {
-            UNLIMITED_ROUND
-        } else {
-            s.channel_prefetch.saturating_sub(s.unacked.len() as u32) as usize
-        };
-        own.min(channel)
-    }
-}
-
-async fn deliver_loop(mut d: Delivery) {
-    let broker = Arc::clone(&d.amqp.broker);
-    let mut appended = broker.appended.subscribe();
-    let mut released = broker.groups.share_released.subscribe();
-    let lock = d.amqp.config.consumer_timeout_ms;
-    let ttl = d.queue.int_arg("x-message-ttl");
-    let dlx = d
-        .queue
-        .arguments
-        .inner()
-        .contains_key("x-dead-letter-exchange");
-    loop {
-        if *d.stop.borrow() {
-            return;
-        }
-        let room = d.room();
-        if room == 0 {
-            let credit = Arc::clone(&d.credit);
-            tokio::select! {
-                () = credit.notified() => {}
-                _ = d.stop.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            continue;
-        }
-        appended.mark_unchanged();
-        released.mark_unchanged();
-        let got = match d.first_plan.take() {
-            Some(plan) => {
-                queues::acquire_planned(&broker, &d.queue, &d.member, plan, room, lock, None).await
-            }
-            None => queues::acquire(&broker, &d.queue, &d.member, room, lock).await,
-        };
-        let got = match got {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(queue = %d.queue.name, error = %e.text, "AMQP delivery failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if got.is_empty() {
-            tokio::select! {
-                _ = appended.changed() => {}
-                _ = released.changed() => {}
-                _ = d.stop.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            continue;
-        }
-        let now = shoal_broker::clock::now_ms();
-        let mut frames = Vec::with_capacity(got.len() * 128);
-        let mut settles = Vec::new();
-        for a in got {
-            if a.message.timestamp_ms < 0 {
-                settles.push(Settle {
-                    key: a.key,
-                    offset: a.offset,
-                    outcome: Outcome::Gap,
-                });
-                continue;
-            }
-            if message::expires_at(&a.message, ttl).is_some_and(|t| t <= now) {
-                let outcome = if dlx {
-                    Outcome::DeadLetter("expired")
-                } else {
-                    Outcome::Reject
-                };
-                settles.push(Settle {
-                    key: a.key,
-                    offset: a.offset,
-                    outcome,
-                });
-                continue;
-            }
-            let tag = {
-                let mut s = d.shared.lock().unwrap_or_else(|e| e.into_inner());
-                let t = s.next_tag;
-                s.next_tag += 1;
-                if !d.no_ack {
-                    s.unacked.insert(
-                        t,
-                        Unacked {
-                            consumer_tag: Some(d.tag.clone()),
-                            member: d.member.clone(),
-                            queue: d.queue.name.clone(),
-                            key: a.key.clone(),
-                            offset: a.offset,
-                        },
-                    );
-                    *s.per_consumer.entry(d.tag.clone()).or_insert(0) += 1;
-                }
-                t
-            };
-            frame::write_message(
-                &mut frames,
-                d.channel,
-                AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
-                    consumer_tag: ss(d.tag.clone()),
-                    delivery_tag: tag,
-                    redelivered: a.delivery_count > 1,
-                    exchange: ss(a.message.exchange.clone()),
-                    routing_key: ss(a.message.routing_key.clone()),
-                })),
-                a.message.properties.clone(),
-                &a.message.body,
-                d.frame_max,
-            );
-            if d.no_ack {
-                settles.push(Settle {
-                    key: a.key,
-                    offset: a.offset,
-                    outcome: Outcome::Accept,
-                });
-            }
-        }
-        if !frames.is_empty() && d.out.send(frames).await.is_err() {
-            return;
-        }
-        if !settles.is_empty() {
-            let _ = d.sessions.send(SessionOp::Settle {
-                member: d.member.clone(),
-                queue: d.queue.clone(),
-                items: settles,
-                done: None,
-            });
-        }
-    }
 }
 
 /// Expires messages at the head of queues with `x-message-ttl` or a dead-letter exchange

@@ -14,6 +14,7 @@
 //! channel or connection that closes releases every delivery it has not settled.
 
 pub mod connection;
+pub mod dispatch;
 pub mod error;
 pub mod frame;
 pub mod message;
@@ -89,6 +90,7 @@ pub struct Amqp {
     pub config: AmqpConfig,
     registry: Mutex<Registry>,
     consumers: Mutex<HashMap<String, Vec<ConsumerRef>>>,
+    dispatchers: tokio::sync::Mutex<HashMap<String, dispatch::Dispatcher>>,
     next_connection: AtomicU64,
 }
 
@@ -128,6 +130,7 @@ impl Amqp {
             config,
             registry: Mutex::new(registry),
             consumers: Mutex::new(HashMap::new()),
+            dispatchers: tokio::sync::Mutex::new(HashMap::new()),
             // Apart from the Kafka listener's connection ids (counted from 1).
             next_connection: AtomicU64::new(1 << 48),
         })
@@ -140,6 +143,21 @@ impl Amqp {
 
     fn store(&self) -> MetadataStore<'_> {
         MetadataStore(&self.broker)
+    }
+
+    /// The dispatcher of queue `q`, started on first use. Errors: 541 INTERNAL_ERROR if
+    /// its share session cannot be opened.
+    pub async fn dispatcher(
+        self: &Arc<Self>,
+        q: &Queue,
+    ) -> error::AmqpResult<dispatch::Dispatcher> {
+        let mut map = self.dispatchers.lock().await;
+        if let Some(d) = map.get(&q.name) {
+            return Ok(d.clone());
+        }
+        let d = dispatch::Dispatcher::start(Arc::clone(self), q.clone()).await?;
+        map.insert(q.name.clone(), d.clone());
+        Ok(d)
     }
 
     fn next_connection_id(&self) -> u64 {
@@ -236,6 +254,7 @@ impl Amqp {
             reg.unbind_all(&self.store(), name, false)?;
             reg.queues.remove(name);
         }
+        self.dispatchers.lock().await.remove(name);
         Registry::forget_queue(&self.store(), name)?;
         if self.broker.topics.get(&q.topic).is_some() {
             if let Err(e) = self.broker.topics.delete(&q.topic) {

@@ -1,7 +1,8 @@
 //! How an AMQP message is stored as a Kafka record, and back (docs/compatibility.md, "AMQP
 //! messages as Kafka records").
 //!
-//! AMQP → record: value = body; key = the publish routing key (none if empty); timestamp =
+//! AMQP → record: value = body; key = the publish routing key (empty bytes for an empty
+//! key); timestamp =
 //! the publish time (ms); headers:
 //! - `amqp.properties`: the content header's property list as AMQP encodes it (the exact
 //!   round trip for AMQP consumers: typed header values, every property);
@@ -122,11 +123,7 @@ pub fn to_record(m: &Message, offset: i64) -> Record {
         offset,
         sequence: offset as i32 - 1,
         timestamp: m.timestamp_ms,
-        key: if m.routing_key.is_empty() {
-            None
-        } else {
-            Some(Bytes::from(m.routing_key.clone()))
-        },
+        key: Some(Bytes::from(m.routing_key.clone())),
         value: Some(m.body.clone()),
         headers,
     }

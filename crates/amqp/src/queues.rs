@@ -248,6 +248,7 @@ pub async fn acquire_planned(
             read.to = stop.max(read.from);
         }
     }
+    let initialized = reads.iter().any(|r| r.initial_offset.is_some());
     let (got, _) = broker
         .groups
         .share_acquire_locked(
@@ -259,6 +260,24 @@ pub async fn acquire_planned(
         )
         .await
         .map_err(|e| AmqpError::internal(e.to_string()))?;
+    if got.is_empty() && initialized {
+        // The first acquisition only set the share-partition's start (nothing was read for
+        // it): read again from there.
+        let plan = broker
+            .groups
+            .share_plan(q.name.clone(), member.to_string())
+            .await
+            .map_err(|e| AmqpError::internal(e.to_string()))?;
+        if plan
+            .iter()
+            .all(|(_, s)| !matches!(s, FetchStart::Initialize(_)))
+        {
+            return Box::pin(acquire_planned(
+                broker, q, member, plan, max, lock_ms, until,
+            ))
+            .await;
+        }
+    }
     let mut out = Vec::new();
     for (key, ranges) in got {
         let records = decoded.get(&key);

@@ -58,11 +58,21 @@ pub enum SessionOp {
         items: Vec<Settle>,
         done: Option<oneshot::Sender<()>>,
     },
+    /// [`SessionOp::Settle`] that wakes `wake` (a dispatcher) once applied, so what it
+    /// released is there to deliver again.
+    SettleAndWake {
+        member: String,
+        queue: Queue,
+        items: Vec<Settle>,
+        wake: Arc<tokio::sync::Notify>,
+    },
     Close {
         member: String,
         queue: String,
         done: Option<oneshot::Sender<()>>,
     },
+    /// Answered once every op sent before it is done.
+    Barrier { done: oneshot::Sender<()> },
 }
 
 /// Sends to a session task.
@@ -111,6 +121,18 @@ pub fn spawn(amqp: Arc<Amqp>, connection_id: u64) -> Sessions {
                     if let Some(d) = done {
                         let _ = d.send(());
                     }
+                }
+                SessionOp::SettleAndWake {
+                    member,
+                    queue,
+                    items,
+                    wake,
+                } => {
+                    settle(&amqp, &mut epochs, connection_id, &member, &queue, items).await;
+                    wake.notify_one();
+                }
+                SessionOp::Barrier { done } => {
+                    let _ = done.send(());
                 }
                 SessionOp::Close {
                     member,

@@ -454,7 +454,13 @@ fn log_format_json_writes_one_json_object_per_line() {
             "--kafka-addr",
             "127.0.0.1:0",
         ])
-        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--amqp-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
@@ -1026,4 +1032,31 @@ fn share_group_verbs_list_describe_reset_offsets_and_delete_a_live_share_group()
     );
     let (_, out, _) = shoal(&broker, &["group", "list"]);
     assert!(!out.contains("workers"), "{out}");
+}
+
+#[test]
+fn a_taken_amqp_port_stops_start_up_with_one_line_naming_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "serve",
+            "--kafka-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--amqp-addr", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run shoal");
+    assert!(!out.status.success(), "shoal started on a taken AMQP port");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("--amqp-addr") && lines[0].contains(&addr),
+        "{err}"
+    );
 }

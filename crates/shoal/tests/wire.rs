@@ -409,7 +409,14 @@ fn segment_bytes_outside_kafkas_int_range_is_refused_with_invalid_config() {
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.path().join("other"))
-        .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args([
+            "--kafka-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--amqp-addr",
+            "127.0.0.1:0",
+        ])
         .args(["--set", "log.segment.bytes=4294967296"])
         .output()
         .expect("run shoal");

@@ -87,7 +87,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 for mode in $MODES; do
   data="$(mktemp -d)"
   port="$(free_port)"
-  "$SHOAL_BIN" serve --kafka-addr "127.0.0.1:$port" --http-addr 127.0.0.1:0 \
+  "$SHOAL_BIN" serve --kafka-addr "127.0.0.1:$port" --http-addr 127.0.0.1:0 --amqp-addr 127.0.0.1:0 \
     --data-dir "$data/data" --set num.partitions=4 \
     >"$RESULTS/shoal-$mode.log" 2>&1 &
   shoal_pid=$!

@@ -39,6 +39,8 @@ impl Shoal {
         cmd.arg("serve")
             .arg("--kafka-addr")
             .arg(addr)
+            .arg("--amqp-addr")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--http-addr")
