@@ -457,3 +457,53 @@ def test_share_consumer_and_amqp_consumer_compete_exactly_once(amqp, conn, ch):
     assert set(seen) == sent | warm
     assert max(seen.values()) == 1, [b for b, k in seen.items() if k > 1][:10]
     assert by["amqp"] > 0 and by["kafka"] > 0, by
+
+
+# --- x-max-length ----------------------------------------------------------------------------
+
+def test_max_length_drops_the_oldest_ready_messages(amqp, ch):
+    """x-max-length with the default overflow (drop-head): the queue keeps the newest."""
+    q = unique("maxlen")
+    ch.queue_declare(q, arguments={"x-max-length": 3})
+    ch.confirm_delivery()
+    for i in range(6):
+        ch.basic_publish("", q, f"m{i}".encode())
+    wait_until(lambda: queue_counts(ch, q)[0] == 3, what="3 messages left")
+    got = [get_one(ch, q, auto_ack=True)[2] for _ in range(3)]
+    assert got == [b"m3", b"m4", b"m5"]
+    ch.queue_delete(q)
+
+
+def test_max_length_drop_head_dead_letters_with_reason_maxlen(amqp, ch):
+    q, dlq = unique("maxlen-src"), unique("maxlen-dlq")
+    ch.queue_declare(dlq)
+    ch.queue_declare(q, arguments={"x-max-length": 1, "x-dead-letter-exchange": "",
+                                   "x-dead-letter-routing-key": dlq})
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"old")
+    ch.basic_publish("", q, b"new")
+    m, p, b = get_one(ch, dlq, auto_ack=True)
+    assert b == b"old"
+    assert p.headers["x-death"][0]["reason"] == "maxlen"
+    wait_until(lambda: queue_counts(ch, q)[0] == 1, what="1 message left")
+    assert get_one(ch, q, auto_ack=True)[2] == b"new"
+    ch.queue_delete(q)
+    ch.queue_delete(dlq)
+
+
+def test_max_length_reject_publish_nacks_what_a_full_queue_refuses(amqp, ch):
+    q = unique("maxlen-reject")
+    ch.queue_declare(q, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"a")
+    ch.basic_publish("", q, b"b")
+    try:
+        ch.basic_publish("", q, b"c")
+        raise AssertionError("the third publish was confirmed")
+    except pika.exceptions.NackError:
+        pass
+    assert queue_counts(ch, q)[0] == 2
+    assert get_one(ch, q, auto_ack=True)[2] == b"a"
+    ch.basic_publish("", q, b"d")                 # room again
+    assert [get_one(ch, q, auto_ack=True)[2] for _ in range(2)] == [b"b", b"d"]
+    ch.queue_delete(q)

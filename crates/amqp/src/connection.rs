@@ -90,11 +90,11 @@ struct Content {
 }
 
 /// A complete publish waiting for the end of the burst.
-struct Publish {
-    exchange: String,
-    routing_key: String,
+pub(crate) struct Publish {
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
     mandatory: bool,
-    message: Message,
+    pub(crate) message: Message,
     /// Its publisher-confirm sequence number.
     seq: Option<u64>,
 }
@@ -816,12 +816,9 @@ impl Conn {
         if publishes.is_empty() {
             return Ok(());
         }
-        let first = publishes.iter().find_map(|p| p.seq);
-        let last = publishes.iter().rev().find_map(|p| p.seq);
         // Publishes to an exchange that is gone fail the channel, as RabbitMQ; those before
         // it are kept.
         let mut error = None;
-        let mut batch = Vec::with_capacity(publishes.len());
         let mut kept = Vec::with_capacity(publishes.len());
         {
             let reg = self.amqp.registry();
@@ -830,13 +827,29 @@ impl Conn {
                     error = Some(e.on(60, 40));
                     break;
                 }
-                batch.push((p.exchange.clone(), p.routing_key.clone(), p.message.clone()));
                 kept.push(p);
             }
         }
+        let first = kept.iter().find_map(|p| p.seq);
+        let last = kept.iter().rev().find_map(|p| p.seq);
+        // `x-overflow=reject-publish`: what a full queue refuses is nacked.
+        let refused = self.amqp.overflow_refusals(&kept).await;
+        let batch: Vec<_> = kept
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| !**r)
+            .map(|(p, _)| (p.exchange.clone(), p.routing_key.clone(), p.message.clone()))
+            .collect();
         let result = self.amqp.route_and_append(batch);
         let (parts, routed, failed) = match result {
-            Ok((parts, routed)) => (parts, routed, false),
+            Ok((parts, routed_kept)) => {
+                let mut it = routed_kept.into_iter();
+                let routed: Vec<bool> = refused
+                    .iter()
+                    .map(|r| if *r { true } else { it.next().unwrap_or(false) })
+                    .collect();
+                (parts, routed, false)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "AMQP publish failed");
                 (Vec::new(), vec![false; kept.len()], true)
@@ -867,7 +880,11 @@ impl Conn {
             let nacks = if failed {
                 (first..=last).collect()
             } else {
-                Vec::new()
+                kept.iter()
+                    .zip(&refused)
+                    .filter(|(_, r)| **r)
+                    .filter_map(|(p, _)| p.seq)
+                    .collect()
             };
             let _ = tx.send(ConfirmItem {
                 first,
@@ -2257,9 +2274,10 @@ fn spawn_confirms(
     tx
 }
 
-/// Expires messages at the head of queues with `x-message-ttl` or a dead-letter exchange
-/// (dead-lettered with reason `expired`, or dropped), and deletes queues unused for their
-/// `x-expires`, every 100 ms until `shutdown`.
+/// Every 100 ms until `shutdown`: expires messages at the head of queues with
+/// `x-message-ttl` or a dead-letter exchange (dead-lettered with reason `expired`, or
+/// dropped), drops the oldest ready messages of queues over `x-max-length` (drop-head;
+/// reason `maxlen`), and deletes queues unused for their `x-expires`.
 pub async fn expiry_loop(amqp: Arc<Amqp>, mut shutdown: watch::Receiver<bool>) {
     let sessions = session::spawn(Arc::clone(&amqp), 0);
     let mut opened: HashMap<String, String> = HashMap::new();
@@ -2285,7 +2303,11 @@ pub async fn expiry_loop(amqp: Arc<Amqp>, mut shutdown: watch::Receiver<bool>) {
             }
             let ttl = q.int_arg("x-message-ttl");
             let dlx = q.arguments.inner().contains_key("x-dead-letter-exchange");
-            if ttl.is_none() && !dlx {
+            let drop_head = match q.str_arg("x-overflow").as_deref() {
+                None | Some("drop-head") => q.int_arg("x-max-length"),
+                _ => None,
+            };
+            if ttl.is_none() && !dlx && drop_head.is_none() {
                 continue;
             }
             let member = match opened.get(&q.name) {
@@ -2305,6 +2327,42 @@ pub async fn expiry_loop(amqp: Arc<Amqp>, mut shutdown: watch::Receiver<bool>) {
                     m
                 }
             };
+            if let Some(max) = drop_head {
+                // `x-max-length` (drop-head): the oldest ready messages over the limit go,
+                // dead-lettered with reason `maxlen` when the queue has a dead-letter exchange.
+                let (ready, _) = queues::counts(&amqp.broker, &q).await;
+                let excess = i64::try_from(ready).unwrap_or(i64::MAX) - max;
+                if excess > 0 {
+                    let n = usize::try_from(excess).unwrap_or(0).min(10_000);
+                    if let Ok(got) = queues::acquire(&amqp.broker, &q, &member, n, 60_000).await {
+                        let items: Vec<Settle> = got
+                            .into_iter()
+                            .map(|a| Settle {
+                                key: a.key,
+                                offset: a.offset,
+                                outcome: if dlx {
+                                    Outcome::DeadLetter("maxlen")
+                                } else {
+                                    Outcome::Reject
+                                },
+                            })
+                            .collect();
+                        if !items.is_empty() {
+                            let (tx, rx) = oneshot::channel();
+                            let _ = sessions.send(SessionOp::Settle {
+                                member: member.clone(),
+                                queue: q.clone(),
+                                items,
+                                done: Some(tx),
+                            });
+                            let _ = rx.await;
+                        }
+                    }
+                }
+                if ttl.is_none() && !dlx {
+                    continue;
+                }
+            }
             let plan = match amqp
                 .broker
                 .groups

@@ -304,6 +304,61 @@ impl Amqp {
         Ok((parts, routed))
     }
 
+    /// Which of `publishes` a full queue refuses (`x-max-length` with `x-overflow` =
+    /// `reject-publish` or `reject-publish-dlx`): a message is refused when any queue it
+    /// routes to already holds `x-max-length` ready messages (counting those accepted
+    /// earlier in the same burst), as RabbitMQ.
+    pub(crate) async fn overflow_refusals(&self, publishes: &[connection::Publish]) -> Vec<bool> {
+        let mut limited: HashMap<String, (Queue, i64)> = HashMap::new();
+        let mut routes: Vec<Vec<String>> = Vec::with_capacity(publishes.len());
+        {
+            let reg = self.registry();
+            for p in publishes {
+                let qs = reg
+                    .route(
+                        &p.exchange,
+                        &p.routing_key,
+                        p.message.properties.headers().as_ref(),
+                    )
+                    .unwrap_or_default();
+                for q in &qs {
+                    if let Some(rec) = reg.queues.get(q) {
+                        let reject = matches!(
+                            rec.str_arg("x-overflow").as_deref(),
+                            Some("reject-publish") | Some("reject-publish-dlx")
+                        );
+                        if let (true, Some(max)) = (reject, rec.int_arg("x-max-length")) {
+                            limited.entry(q.clone()).or_insert((rec.clone(), max));
+                        }
+                    }
+                }
+                routes.push(qs);
+            }
+        }
+        if limited.is_empty() {
+            return vec![false; publishes.len()];
+        }
+        let mut room: HashMap<String, i64> = HashMap::new();
+        for (name, (q, max)) in &limited {
+            let (ready, _) = queues::counts(&self.broker, q).await;
+            room.insert(name.clone(), max - i64::try_from(ready).unwrap_or(i64::MAX));
+        }
+        routes
+            .iter()
+            .map(|qs| {
+                let full = qs.iter().any(|q| room.get(q).is_some_and(|r| *r <= 0));
+                if !full {
+                    for q in qs {
+                        if let Some(r) = room.get_mut(q) {
+                            *r -= 1;
+                        }
+                    }
+                }
+                full
+            })
+            .collect()
+    }
+
     /// Publishes dead-letter copies (`(index, (exchange, routing key, message))`) and waits
     /// until they are durable. Returns the indexes that could not be written.
     pub async fn publish_dead_letters(

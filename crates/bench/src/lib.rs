@@ -8,9 +8,12 @@
 //!   and the disk and loopback limits they are read against.
 //! - [`native`]: a lean Kafka-protocol producer (no client library) for the broker's own
 //!   produce capacity when client and broker share a small machine.
+//! - [`amqp`]: AMQP 0-9-1 queue throughput (publisher confirms, manual acks, prefetch) and
+//!   publish-to-deliver latency, against Shoal or RabbitMQ.
 //! - [`share`]: share-group (KIP-932) consumer throughput with per-record acknowledgements,
 //!   next to the consumer-group throughput of the same records (lean native clients).
 
+pub mod amqp;
 pub mod convergence;
 pub mod native;
 pub mod share;
