@@ -265,6 +265,7 @@ async fn run(
         let mut rooms = rooms;
         let mut frames: Vec<Vec<u8>> = subs.iter().map(|_| Vec::new()).collect();
         let mut settles = Vec::new();
+        let mut delivered = 0u64;
         for a in got {
             if a.message.timestamp_ms < 0 {
                 settles.push(Settle {
@@ -335,13 +336,17 @@ async fn run(
                 &a.message.body,
                 s.frame_max,
             );
+            delivered += 1;
             if s.no_ack {
                 settles.push(Settle {
                     key: a.key,
                     offset: a.offset,
-                    outcome: Outcome::Accept,
+                    outcome: Outcome::AutoAccept,
                 });
             }
+        }
+        if delivered > 0 {
+            amqp.stats.queue(&q.name).delivered(delivered);
         }
         for (s, f) in subs.iter().zip(frames) {
             // A consumer whose connection is gone: its channel's cleanup releases what it

@@ -12,7 +12,13 @@
 //! so AMQP consumers and Kafka share consumers of one queue compete for the same records;
 //! a publisher confirm is sent only once the message is on disk (the flusher's fsync); a
 //! channel or connection that closes releases every delivery it has not settled.
+//!
+//! Operator surface: [`admin`] serves `/api/v1/queues` and `/api/v1/exchanges` and the
+//! `rabbitmq_*` metrics on the broker's admin HTTP port (through the broker's
+//! `http::Extension` seam, registered by [`admin::register`]); [`stats`] counts messages
+//! published, delivered and acknowledged per queue and turns the counts into rates.
 
+pub mod admin;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
@@ -21,10 +27,11 @@ pub mod message;
 pub mod model;
 pub mod queues;
 pub mod session;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use shoal_broker::topics::Partition;
@@ -92,6 +99,10 @@ pub struct Amqp {
     consumers: Mutex<HashMap<String, Vec<ConsumerRef>>>,
     dispatchers: tokio::sync::Mutex<HashMap<String, dispatch::Dispatcher>>,
     next_connection: AtomicU64,
+    /// Messages published, delivered and acknowledged per queue (the admin API's rates).
+    pub stats: stats::Stats,
+    /// AMQP connections open now (`rabbitmq_connections`).
+    open_connections: AtomicUsize,
 }
 
 impl std::fmt::Debug for Amqp {
@@ -133,6 +144,8 @@ impl Amqp {
             dispatchers: tokio::sync::Mutex::new(HashMap::new()),
             // Apart from the Kafka listener's connection ids (counted from 1).
             next_connection: AtomicU64::new(1 << 48),
+            stats: stats::Stats::default(),
+            open_connections: AtomicUsize::new(0),
         })
     }
 
@@ -255,6 +268,7 @@ impl Amqp {
             reg.queues.remove(name);
         }
         self.dispatchers.lock().await.remove(name);
+        self.stats.forget(name);
         Registry::forget_queue(&self.store(), name)?;
         if self.broker.topics.get(&q.topic).is_some() {
             if let Err(e) = self.broker.topics.delete(&q.topic) {
@@ -277,6 +291,8 @@ impl Amqp {
     ) -> error::AmqpResult<(Vec<Arc<Partition>>, Vec<bool>)> {
         let mut by_partition: Vec<(Arc<Partition>, Vec<Message>)> = Vec::new();
         let mut routed = Vec::with_capacity(messages.len());
+        // Messages per queue, counted as published once the burst is appended.
+        let mut published: Vec<(String, u64)> = Vec::new();
         {
             let reg = self.registry();
             for (exchange, key, m) in messages {
@@ -289,6 +305,10 @@ impl Amqp {
                     let Some(p) = queues::partition_for(&self.broker, q, &key) else {
                         continue;
                     };
+                    match published.iter_mut().find(|(n, _)| *n == qname) {
+                        Some((_, c)) => *c += 1,
+                        None => published.push((qname.clone(), 1)),
+                    }
                     match by_partition.iter_mut().find(|(x, _)| Arc::ptr_eq(x, &p)) {
                         Some((_, list)) => list.push(m.clone()),
                         None => by_partition.push((p, vec![m.clone()])),
@@ -300,6 +320,9 @@ impl Amqp {
         for (p, list) in by_partition {
             queues::append(&self.broker, &p, &list)?;
             parts.push(p);
+        }
+        for (q, n) in published {
+            self.stats.queue(&q).published(n);
         }
         Ok((parts, routed))
     }
@@ -399,8 +422,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves AMQP connections on `listener` until `shutdown` turns true; then open
 /// connections get `connection.close` 320 CONNECTION_FORCED.
 pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(connection::expiry_loop(Arc::clone(&amqp), shutdown.clone()));
+    tokio::spawn(stats::sample_loop(Arc::clone(&amqp), shutdown.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -412,7 +435,7 @@ pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::
                         continue;
                     }
                 };
-                if open.load(Ordering::Relaxed) >= amqp.config.max_connections {
+                if amqp.open_connections.load(Ordering::Relaxed) >= amqp.config.max_connections {
                     tracing::warn!(%peer, "AMQP connection refused: max connections reached");
                     drop(stream);
                     continue;
@@ -420,12 +443,11 @@ pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::
                 let _ = stream.set_nodelay(true);
                 let id = amqp.next_connection_id();
                 let a = Arc::clone(&amqp);
-                let open = Arc::clone(&open);
                 let sd = shutdown.clone();
-                open.fetch_add(1, Ordering::Relaxed);
+                amqp.open_connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    connection::run(a, stream, peer, id, sd).await;
-                    open.fetch_sub(1, Ordering::Relaxed);
+                    connection::run(Arc::clone(&a), stream, peer, id, sd).await;
+                    a.open_connections.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             _ = shutdown.changed() => {

@@ -25,8 +25,11 @@ use crate::Amqp;
 /// How a delivered message is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// `basic.ack` (or auto-ack): done.
+    /// `basic.ack`: done (counted as an acknowledgement, [`crate::stats`]).
     Accept,
+    /// Done without a client's acknowledgement (a delivery to a `no_ack` consumer, a
+    /// purged message): as [`Outcome::Accept`] for the share-partition, not counted.
+    AutoAccept,
     /// `basic.nack`/`basic.reject` with `requeue=true`, `basic.recover`: delivered again.
     Release,
     /// `requeue=false` without a dead-letter exchange, or expired: dropped.
@@ -162,7 +165,7 @@ pub fn spawn(amqp: Arc<Amqp>, connection_id: u64) -> Sessions {
 
 fn ack_type(o: Outcome) -> AckType {
     match o {
-        Outcome::Accept | Outcome::DeadLetter(_) => AckType::Accept,
+        Outcome::Accept | Outcome::AutoAccept | Outcome::DeadLetter(_) => AckType::Accept,
         Outcome::Release => AckType::Release,
         Outcome::Reject => AckType::Reject,
         Outcome::Gap => AckType::Gap,
@@ -225,6 +228,10 @@ async fn settle(
             items[i].outcome = Outcome::Release;
         }
     }
+    let accepted = items
+        .iter()
+        .filter(|s| s.outcome == Outcome::Accept)
+        .count() as u64;
     let mut by_key: BTreeMap<SharePartitionKey, Vec<(i64, AckType)>> = BTreeMap::new();
     for s in &items {
         by_key
@@ -251,6 +258,9 @@ async fn settle(
     match amqp.broker.groups.share_open(req).await {
         Ok(Ok(plan)) => {
             epochs.insert(member.to_string(), next_epoch(epoch));
+            if accepted > 0 {
+                amqp.stats.queue(&queue.name).acked(accepted);
+            }
             for (key, e) in plan.ack_errors {
                 if let Some(e) = e {
                     tracing::debug!(queue = %queue.name, topic = %key.0, partition = key.1, error = %e, "acknowledgement refused");

@@ -99,6 +99,7 @@ impl Broker {
             appended,
             metrics,
             history,
+            http_extension: std::sync::OnceLock::new(),
         });
         crate::dead_letter::spawn(Arc::downgrade(&broker), dead_letter_rx);
         Ok(broker)
@@ -121,7 +122,9 @@ pub async fn run(
 
 /// [`run`] with `on_start` called once the broker is built, before `on_ready`, with the
 /// broker and the shutdown signal: where the binary starts other front ends (AMQP) on the
-/// same broker. Errors: as [`run`].
+/// same broker, and registers their admin routes and metrics
+/// ([`Broker::http_extension`]; the HTTP server starts after `on_start` returns). Errors: as
+/// [`run`].
 pub async fn run_with(
     config: BrokerConfig,
     shutdown: watch::Receiver<bool>,
@@ -140,13 +143,14 @@ pub async fn run_with(
     config.http_addr = http_listener.local_addr()?;
     let broker = Broker::start(config)?;
     tracing::info!(kafka_addr = %broker.config.kafka_addr, http_addr = %broker.config.http_addr, data_dir = %broker.config.data_dir.display(), "shoal broker listening");
+    tokio::spawn(sample_lag(Arc::clone(&broker), shutdown.clone()));
+    // Before the HTTP server builds its router: `on_start` may register an extension.
+    on_start(&broker, shutdown.clone());
     tokio::spawn(crate::http::serve(
         Arc::clone(&broker),
         http_listener,
         shutdown.clone(),
     ));
-    tokio::spawn(sample_lag(Arc::clone(&broker), shutdown.clone()));
-    on_start(&broker, shutdown.clone());
     on_ready(broker.config.kafka_addr, broker.config.http_addr);
     // Retention and periodic flush run in the background.
     let bg = Arc::clone(&broker);

@@ -3,7 +3,7 @@
 //! connection and every HTTP request. Built and wired by `startup`; this module only
 //! holds it, so every layer above can name it without importing the wiring.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
 
@@ -28,6 +28,10 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// The console's lag samples and rebalance timeline.
     pub history: Arc<History>,
+    /// Routes and metrics another front end adds to the admin HTTP port (the AMQP front
+    /// end's queues): set at most once, from `run_with`'s `on_start`, before the HTTP server
+    /// builds its router ([`crate::http::Extension`]).
+    pub http_extension: OnceLock<Arc<dyn crate::http::Extension>>,
 }
 
 impl Broker {

@@ -1,7 +1,8 @@
 //! The `shoal` binary. `shoal serve` runs the broker (embedded local log under `./data`,
 //! Kafka protocol on 127.0.0.1:9092). Every flag has a `SHOAL_*` environment variable, and any
 //! broker setting can be given by its Kafka name with `--set key=value` or in a TOML file.
-//! `shoal topic ...` and `shoal group ...` are Kafka-protocol clients ([`cli`]).
+//! `shoal topic ...` and `shoal group ...` are Kafka-protocol clients, `shoal queue ...` a
+//! client of the admin HTTP API ([`cli`]).
 
 mod cli;
 
@@ -56,6 +57,8 @@ enum Command {
     Produce(ProduceArgs),
     /// Print records, as a group member or from one partition.
     Consume(ConsumeArgs),
+    /// AMQP queues: list, declare, purge, delete (through a Shoal broker's admin HTTP API).
+    Queue(cli::queue::QueueArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -481,6 +484,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
         Command::Produce(args) => produce(args),
         Command::Consume(args) => consume(args),
+        Command::Queue(args) => client_runtime().and_then(|rt| rt.block_on(cli::queue::run(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -524,6 +528,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         std::sync::Arc::clone(broker),
                         shoal_amqp::AmqpConfig::default(),
                     );
+                    // Queues and exchanges on the admin HTTP port, `rabbitmq_*` on /metrics.
+                    shoal_amqp::admin::register(&amqp);
                     tokio::spawn(shoal_amqp::serve(amqp, listener, shutdown));
                 }
             },

@@ -16,9 +16,17 @@
 //!
 //! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format ([`crate::metrics`]).
 //!
+//! Extension seam: a front end built on the broker (the AMQP front end, which this crate
+//! must not depend on) implements [`Extension`] and sets it once on
+//! [`Broker::http_extension`] from `run_with`'s `on_start`; the router then merges its
+//! routes (`/api/v1/queues`, `/api/v1/exchanges`) and `GET /metrics` appends its metric
+//! families before the closing `# EOF`, so one page stays one valid OpenMetrics exposition.
+//!
 //! Errors are JSON `{error, message}` with HTTP 503 when the coordinator is unavailable.
 //! docs/operations.md documents the shapes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -37,6 +45,21 @@ mod topics;
 use crate::clock::now_ms;
 use crate::lag::PartitionLag;
 use crate::state::Broker;
+
+/// A boxed future (what [`Extension::metrics`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Routes and metrics another front end serves on the admin HTTP port (see the module docs).
+pub trait Extension: Send + Sync + std::fmt::Debug {
+    /// Routes merged into the admin router, their state already applied. Their paths must
+    /// not be the broker's own (axum panics on a clash when the router is built).
+    fn routes(&self) -> Router;
+
+    /// Metric families in the OpenMetrics text format, each line ending in `\n`, without
+    /// the closing `# EOF`; appended to `GET /metrics` at every scrape. Names must not clash
+    /// with the broker's (`shoal_*`, `kafka_*`).
+    fn metrics(&self) -> BoxFuture<'_, String>;
+}
 
 #[derive(Serialize)]
 struct GroupRow {
@@ -202,7 +225,20 @@ async fn lag(State(broker): State<Arc<Broker>>, Path(group_id): Path<String>) ->
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
     let scrape = broker.lag().scrape(now_ms()).await;
-    let body = broker.metrics.render(&scrape);
+    let mut body = broker.metrics.render(&scrape);
+    if let Some(ext) = broker.http_extension.get() {
+        let extra = ext.metrics().await;
+        if !extra.is_empty() {
+            // One exposition: the extension's families go before the closing `# EOF`.
+            let end = body.rfind("# EOF").unwrap_or(body.len());
+            body.truncate(end);
+            body.push_str(&extra);
+            if !extra.ends_with('\n') {
+                body.push('\n');
+            }
+            body.push_str("# EOF\n");
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -213,9 +249,11 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
         .into_response()
 }
 
-/// The router (exposed for tests).
+/// The router (exposed for tests), with the routes of [`Broker::http_extension`] if one is
+/// set.
 pub fn router(broker: Arc<Broker>) -> Router {
-    Router::new()
+    let extension = broker.http_extension.get().map(|e| e.routes());
+    let app = Router::new()
         .route("/", get(console::page))
         .route("/console", get(console::page))
         .route("/metrics", get(metrics))
@@ -240,7 +278,11 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{group_id}", get(group))
         .route("/api/v1/groups/{group_id}/lag", get(lag))
-        .with_state(broker)
+        .with_state(broker);
+    match extension {
+        Some(routes) => app.merge(routes),
+        None => app,
+    }
 }
 
 /// Serves the admin API on `listener` until `shutdown` turns true.

@@ -2,7 +2,8 @@
 //! Kafka-protocol clients (produce and consume through librdkafka), so they
 //! work against Kafka and Redpanda as well as Shoal. Every verb takes `--bootstrap-server`
 //! and `--output text|json`. Text output follows Kafka's own tools (`kafka-topics.sh`,
-//! `kafka-consumer-groups.sh`); JSON output is one document per command.
+//! `kafka-consumer-groups.sh`); JSON output is one document per command. `queue` is the
+//! exception: AMQP queues through a Shoal broker's admin HTTP API (`--admin-api`).
 //!
 //! Errors are printed as one line saying what failed and what to do (the binary's `main`
 //! prints the `anyhow` chain without a backtrace).
@@ -12,6 +13,7 @@ pub(crate) mod consume;
 pub(crate) mod group;
 pub(crate) mod offsets;
 pub(crate) mod produce;
+pub(crate) mod queue;
 pub(crate) mod topic;
 
 use clap::ValueEnum;
