@@ -499,14 +499,22 @@ impl Conn {
         let mut tick = tokio::time::interval(beat);
         tick.tick().await;
         let mut last_heard = tokio::time::Instant::now();
+        let mut buffered = !buf.is_empty();
         loop {
             tokio::select! {
-                read = reader.read_buf(buf) => {
+                biased;
+                read = reader.read_buf(buf), if !buffered => {
                     match read {
                         Ok(0) | Err(_) => return End::Closed,
                         Ok(_) => {}
                     }
                     last_heard = tokio::time::Instant::now();
+                    buffered = true;
+                }
+                () = std::future::ready(()), if buffered => {
+                    // Frames already in the buffer (a client may send its first channel
+                    // methods with connection.open): handled before reading more.
+                    buffered = false;
                     loop {
                         let frame = match frame::take_frame(buf, self.frame_max) {
                             Ok(Some(f)) => f,
@@ -1422,7 +1430,7 @@ impl Conn {
                 .map(|a| Settle {
                     key: a.key,
                     offset: a.offset,
-                    outcome: Outcome::Accept,
+                    outcome: Outcome::AutoAccept,
                 })
                 .collect();
             let (tx, rx) = oneshot::channel();
@@ -2047,6 +2055,7 @@ impl Conn {
                 self.frame_max,
             );
             let _ = self.out.send(b).await;
+            self.amqp.stats.queue(&q.name).delivered(1);
             if g.no_ack {
                 let _ = self.sessions.send(SessionOp::Settle {
                     member,
@@ -2054,7 +2063,7 @@ impl Conn {
                     items: vec![Settle {
                         key: a.key,
                         offset: a.offset,
-                        outcome: Outcome::Accept,
+                        outcome: Outcome::AutoAccept,
                     }],
                     done: None,
                 });

@@ -86,7 +86,53 @@ pub fn spawn(amqp: Arc<Amqp>, connection_id: u64) -> Sessions {
     let (tx, mut rx) = mpsc::unbounded_channel::<SessionOp>();
     tokio::spawn(async move {
         let mut epochs: HashMap<String, i32> = HashMap::new();
-        while let Some(op) = rx.recv().await {
+        let mut held: Option<SessionOp> = None;
+        loop {
+            let op = match held.take() {
+                Some(op) => op,
+                None => match rx.recv().await {
+                    Some(op) => op,
+                    None => break,
+                },
+            };
+            // Settlements queued behind this one for the same member and queue join it: one
+            // acknowledgement round (and one fsync) for all that arrived meanwhile.
+            let op = match split_settle(op) {
+                Ok((member, queue, mut items, mut dones, mut wakes)) => {
+                    while items.len() < 100_000 {
+                        match rx.try_recv().map(split_settle) {
+                            Ok(Ok((m, q, i, d, w))) => {
+                                if m == member && q.name == queue.name {
+                                    items.extend(i);
+                                    dones.extend(d);
+                                    wakes.extend(w);
+                                } else {
+                                    held = Some(join_settle(m, q, i, d, w));
+                                    break;
+                                }
+                            }
+                            Ok(Err(other)) => {
+                                held = Some(*other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    settle(&amqp, &mut epochs, connection_id, &member, &queue, items).await;
+                    for d in dones {
+                        let _ = d.send(());
+                    }
+                    let mut woken: Vec<Arc<tokio::sync::Notify>> = Vec::new();
+                    for w in wakes {
+                        if !woken.iter().any(|x| Arc::ptr_eq(x, &w)) {
+                            w.notify_one();
+                            woken.push(w);
+                        }
+                    }
+                    continue;
+                }
+                Err(op) => *op,
+            };
             match op {
                 SessionOp::Open {
                     member,
@@ -161,6 +207,63 @@ pub fn spawn(amqp: Arc<Amqp>, connection_id: u64) -> Sessions {
         }
     });
     tx
+}
+
+/// A settlement op's parts: member, queue, items, completion senders, dispatchers to wake.
+type SettleParts = (
+    String,
+    Queue,
+    Vec<Settle>,
+    Vec<oneshot::Sender<()>>,
+    Vec<Arc<tokio::sync::Notify>>,
+);
+
+fn split_settle(op: SessionOp) -> Result<SettleParts, Box<SessionOp>> {
+    Ok(match op {
+        SessionOp::Settle {
+            member,
+            queue,
+            items,
+            done,
+        } => (member, queue, items, done.into_iter().collect(), Vec::new()),
+        SessionOp::SettleAndWake {
+            member,
+            queue,
+            items,
+            wake,
+        } => (member, queue, items, Vec::new(), vec![wake]),
+        other => return Err(Box::new(other)),
+    })
+}
+
+/// Back into one op (the parts of a settlement that could not join the one before it).
+fn join_settle(
+    member: String,
+    queue: Queue,
+    items: Vec<Settle>,
+    mut dones: Vec<oneshot::Sender<()>>,
+    mut wakes: Vec<Arc<tokio::sync::Notify>>,
+) -> SessionOp {
+    match (dones.pop(), wakes.pop()) {
+        (Some(done), _) => SessionOp::Settle {
+            member,
+            queue,
+            items,
+            done: Some(done),
+        },
+        (None, Some(wake)) => SessionOp::SettleAndWake {
+            member,
+            queue,
+            items,
+            wake,
+        },
+        (None, None) => SessionOp::Settle {
+            member,
+            queue,
+            items,
+            done: None,
+        },
+    }
 }
 
 fn ack_type(o: Outcome) -> AckType {

@@ -199,7 +199,7 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(tokio::time::timeout(o.timeout, run_async(o)))
+    rt.block_on(async { tokio::time::timeout(o.timeout, run_async(o)).await })
         .context("benchmark timed out")?
 }
 
@@ -258,7 +258,9 @@ async fn run_async(o: &Options) -> anyhow::Result<Outcome> {
     call(
         &mut r,
         &mut wr,
-        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false })),
+        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+            nowait: false,
+        })),
     )
     .await?;
     let confirmed = Arc::new(AtomicU64::new(0));
@@ -294,7 +296,9 @@ async fn run_async(o: &Options) -> anyhow::Result<Outcome> {
             notify.notified().await;
             continue;
         }
-        let n = (o.confirm_window - unconfirmed).min(o.messages - sent).min(256);
+        let n = (o.confirm_window - unconfirmed)
+            .min(o.messages - sent)
+            .min(256);
         let mut out = Vec::with_capacity(n as usize * (o.size + 64));
         for _ in 0..n {
             let t = start.elapsed().as_nanos() as u64;

@@ -241,6 +241,45 @@ enum BenchCommand {
     /// Share-group (KIP-932) consumer throughput with per-record acknowledgements, next to
     /// the consumer-group throughput of the same records (see docs/benchmarks.md).
     Share(ShareArgs),
+    /// AMQP 0-9-1 queue throughput (persistent messages, publisher confirms, manual acks,
+    /// prefetch) and publish-to-deliver latency; works against RabbitMQ too (see
+    /// docs/benchmarks.md).
+    Amqp(AmqpBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AmqpBenchArgs {
+    /// The broker's AMQP address.
+    #[arg(long, default_value = "127.0.0.1:5672")]
+    addr: std::net::SocketAddr,
+    #[arg(long, default_value = "guest")]
+    user: String,
+    #[arg(long, default_value = "guest")]
+    pass: String,
+    /// Message body sizes (bytes, at least 8).
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    sizes: Vec<usize>,
+    /// Consumer counts (each its own connection).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    consumers: Vec<usize>,
+    /// Messages per run.
+    #[arg(long, default_value_t = 50_000)]
+    messages: u64,
+    /// `basic.qos` prefetch per consumer.
+    #[arg(long, default_value_t = 100)]
+    prefetch: u16,
+    /// Unconfirmed messages the publisher allows itself.
+    #[arg(long, default_value_t = 1000)]
+    confirm_window: u64,
+    /// Runs of every configuration; the median rate is reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+    /// `text` (a table) or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    output: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -480,6 +519,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Throughput(args)) => throughput(args),
         Command::Bench(BenchCommand::NativeProduce(args)) => native_produce(args),
         Command::Bench(BenchCommand::Share(args)) => share(args),
+        Command::Bench(BenchCommand::Amqp(args)) => amqp_bench(args),
         Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
         Command::Produce(args) => produce(args),
@@ -546,6 +586,40 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
         Ok(())
     })
+}
+
+fn amqp_bench(args: AmqpBenchArgs) -> anyhow::Result<()> {
+    use shoal_bench::amqp;
+    if args.output == "text" {
+        println!("{}", amqp::table_header());
+    }
+    for &size in &args.sizes {
+        for &consumers in &args.consumers {
+            let opts = amqp::Options {
+                addr: args.addr,
+                user: args.user.clone(),
+                pass: args.pass.clone(),
+                messages: args.messages,
+                size,
+                consumers,
+                prefetch: args.prefetch,
+                confirm_window: args.confirm_window,
+                timeout: std::time::Duration::from_secs(args.timeout_s),
+            };
+            let mut runs = Vec::new();
+            for _ in 0..args.runs.max(1) {
+                runs.push(amqp::run(&opts)?);
+            }
+            runs.sort_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
+            let median = runs.swap_remove(runs.len() / 2);
+            if args.output == "json" {
+                println!("{}", serde_json::to_string(&median)?);
+            } else {
+                println!("{}", amqp::table_row(&median));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
