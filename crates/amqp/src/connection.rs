@@ -1816,7 +1816,19 @@ impl Conn {
             let Some(queue) = self.amqp.queue(&qname) else {
                 continue;
             };
+            // A release wakes the dispatcher once applied (the message is there to deliver
+            // again, at its place); other settlements return credit at once.
+            let releases = items.iter().any(|i| i.outcome == Outcome::Release);
             let op = match wake {
+                Some(wake) if !releases => {
+                    wake.notify_one();
+                    SessionOp::Settle {
+                        member,
+                        queue,
+                        items,
+                        done: None,
+                    }
+                }
                 Some(wake) => SessionOp::SettleAndWake {
                     member,
                     queue,
