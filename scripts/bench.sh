@@ -12,6 +12,7 @@
 #   bash scripts/bench.sh throughput [ARGS]    # one of them, ARGS to that subcommand
 #   bash scripts/bench.sh convergence [ARGS]   # e.g. --runs 5, --client k=v
 #   bash scripts/bench.sh share [ARGS]         # e.g. --records 1000000,400000
+#   bash scripts/bench.sh amqp [ARGS]          # AMQP: Shoal vs rabbitmq-server (scripts/bench-amqp.py)
 #   bash scripts/bench.sh log                  # criterion benches of the log (cargo bench)
 # To measure another broker instead: shoal bench ... --bootstrap-server HOST:PORT
 set -euo pipefail
@@ -23,6 +24,11 @@ WHAT=all
 case "${1:-}" in throughput|convergence|share) WHAT="$1"; shift ;; esac
 if [ "${1:-}" = log ]; then
   exec cargo bench -p shoal-log --bench log
+fi
+if [ "${1:-}" = amqp ]; then
+  # Shoal next to a private rabbitmq-server (apt-get install rabbitmq-server), same load.
+  shift
+  exec env SHOAL_BIN="$BIN" "${SHOAL_VENV:-/var/tmp/shoal-venv}/bin/python" scripts/bench-amqp.py "$@"
 fi
 DATA="$(mktemp -d -p /var/tmp)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
