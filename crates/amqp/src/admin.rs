@@ -64,7 +64,7 @@ use shoal_broker::http::{BoxFuture, Extension};
 use tokio::sync::oneshot;
 
 use crate::error::{AmqpError, AmqpResult};
-use crate::model::{self, Queue, Registry};
+use crate::model::{self, Queue};
 use crate::queues;
 use crate::session::{self, Outcome, SessionOp, Settle};
 use crate::Amqp;
@@ -405,97 +405,9 @@ async fn list_exchanges(State(w): Shared) -> Response {
     Json(rows).into_response()
 }
 
-/// The queue arguments whose values must match on a redeclare (as `queue.declare`).
-const EQUIVALENCE_KEYS: [&str; 8] = [
-    "x-message-ttl",
-    "x-expires",
-    "x-max-length",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-queue-type",
-    "x-overflow",
-    "x-delivery-limit",
-];
-
-/// Checks declare arguments as `queue.declare` does. Errors: 406 PRECONDITION_FAILED with
-/// RabbitMQ's text.
-fn validate_arguments(name: &str, durable: bool, args: &FieldTable) -> AmqpResult<()> {
-    let invalid = |key: &str, why: String| {
-        AmqpError::precondition_failed(format!(
-            "invalid arg '{key}' for queue '{name}' in vhost '/': {why}"
-        ))
-    };
-    let args = args.inner();
-    for key in [
-        "x-message-ttl",
-        "x-expires",
-        "x-max-length",
-        "x-delivery-limit",
-    ] {
-        if let Some(v) = args.get(key) {
-            match model::as_i64(v) {
-                Some(n) if n < 0 => return Err(invalid(key, format!("{{value_negative,{n}}}"))),
-                Some(0) if key == "x-expires" => {
-                    return Err(invalid(key, "{value_zero,0}".to_string()))
-                }
-                Some(_) => {}
-                None => return Err(invalid(key, format!("{{unacceptable_type,{v:?}}}"))),
-            }
-        }
-    }
-    if let Some(v) = args.get("x-overflow") {
-        let s = model::as_string(v).unwrap_or_default();
-        if !matches!(
-            s.as_str(),
-            "drop-head" | "reject-publish" | "reject-publish-dlx"
-        ) {
-            return Err(invalid(
-                "x-overflow",
-                format!("{{unknown_overflow,<<\"{s}\">>}}"),
-            ));
-        }
-    }
-    if let Some(v) = args.get("x-queue-type") {
-        match model::as_string(v).unwrap_or_default().as_str() {
-            "classic" => {}
-            "quorum" if durable => {}
-            "quorum" => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid property 'non-durable' for queue '{name}' in vhost '/'"
-                )))
-            }
-            other => {
-                return Err(invalid(
-                    "x-queue-type",
-                    format!("{{unsupported_type,<<\"{other}\">>}}"),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether two argument values are the same (integers of any width compare as numbers,
-/// short and long strings as text).
-fn same_value(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(x), Some(y)) => match (model::as_i64(x), model::as_i64(y)) {
-            (Some(i), Some(j)) => i == j,
-            _ => match (model::as_string(x), model::as_string(y)) {
-                (Some(s), Some(t)) => s == t,
-                _ => x == y,
-            },
-        },
-        _ => false,
-    }
-}
-
-/// Declares queue `name` (not exclusive) as `queue.declare` would: its topic and share group
-/// configs are created, its record persisted. Returns true if it was created, false if an
-/// equivalent queue exists. Errors: 403 ACCESS_REFUSED for an `amq.` name, 406
-/// PRECONDITION_FAILED for an empty or too long name, invalid arguments, or an existing
-/// queue whose flags or arguments differ; 541 INTERNAL_ERROR when storage refuses.
+/// Declares queue `name` (not exclusive) as `queue.declare` would (see
+/// [`Amqp::declare_queue`]). Returns true if it was created, false if an equivalent queue
+/// exists. Errors: those of [`Amqp::declare_queue`].
 pub async fn declare(
     amqp: &Arc<Amqp>,
     name: &str,
@@ -503,81 +415,16 @@ pub async fn declare(
     auto_delete: bool,
     arguments: FieldTable,
 ) -> AmqpResult<bool> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(AmqpError::precondition_failed(
-            "a queue name is 1 to 255 bytes",
-        ));
-    }
-    if name.starts_with("amq.") {
-        return Err(AmqpError::access_refused(format!(
-            "queue name '{name}' contains reserved prefix 'amq.*'"
-        )));
-    }
-    validate_arguments(name, durable, &arguments)?;
-    if let Some(existing) = amqp.queue(name) {
-        let ineq = |what: &str, got: String, cur: String| {
-            AmqpError::precondition_failed(format!(
-                "inequivalent arg '{what}' for queue '{name}' in vhost '/': received '{got}' but current is '{cur}'"
-            ))
-        };
-        if existing.durable != durable {
-            return Err(ineq(
-                "durable",
-                durable.to_string(),
-                existing.durable.to_string(),
-            ));
-        }
-        if existing.auto_delete != auto_delete {
-            return Err(ineq(
-                "auto_delete",
-                auto_delete.to_string(),
-                existing.auto_delete.to_string(),
-            ));
-        }
-        if existing.exclusive {
-            return Err(ineq("exclusive", "false".into(), "true".into()));
-        }
-        for key in EQUIVALENCE_KEYS {
-            let got = arguments.inner().get(key);
-            let cur = existing.arguments.inner().get(key);
-            let classic =
-                |v: Option<&AMQPValue>| v.and_then(model::as_string).as_deref() == Some("classic");
-            let type_default = key == "x-queue-type"
-                && ((got.is_none() && classic(cur)) || (cur.is_none() && classic(got)));
-            if !same_value(got, cur) && !type_default {
-                let show = |v: Option<&AMQPValue>| {
-                    v.map_or("none".into(), |v| value_to_json(v).to_string())
-                };
-                return Err(ineq(key, show(got), show(cur)));
-            }
-        }
-        return Ok(false);
-    }
-    let q = Queue {
-        topic: model::topic_for(name),
-        name: name.to_string(),
-        durable,
-        exclusive_owner: None,
-        exclusive: false,
-        auto_delete,
-        arguments,
-        had_consumer: false,
-        consumers: 0,
-        last_used_ms: shoal_broker::clock::now_ms(),
-    };
-    queues::ensure_storage(&amqp.broker, &q).await?;
-    Registry::save_queue(&amqp.store(), &q)?;
-    let created = {
-        let mut reg = amqp.registry();
-        if reg.queues.contains_key(name) {
-            // Declared meanwhile over AMQP: that one stands.
-            false
-        } else {
-            reg.queues.insert(name.to_string(), q.clone());
-            true
-        }
-    };
-    tracing::info!(queue = name, topic = %q.topic, durable, "declared queue (admin API)");
+    let (_, created) = amqp
+        .declare_queue(crate::declare::Declare {
+            name: name.to_string(),
+            durable,
+            exclusive_owner: None,
+            auto_delete,
+            arguments,
+            server_named: false,
+        })
+        .await?;
     Ok(created)
 }
 
@@ -794,33 +641,5 @@ mod tests {
             Some(&AMQPValue::LongLongInt(5_000_000_000))
         );
         assert_eq!(table_to_json(&t), v);
-    }
-
-    #[test]
-    fn redeclare_compares_integer_widths_and_string_kinds_as_equal() {
-        assert!(same_value(
-            Some(&AMQPValue::LongInt(5)),
-            Some(&AMQPValue::LongLongInt(5))
-        ));
-        assert!(same_value(
-            Some(&AMQPValue::ShortString("a".into())),
-            Some(&AMQPValue::LongString("a".into()))
-        ));
-        assert!(!same_value(Some(&AMQPValue::LongInt(5)), None));
-    }
-
-    #[test]
-    fn invalid_arguments_are_refused_with_rabbitmqs_text() {
-        let mut t = FieldTable::default();
-        t.insert("x-expires".into(), AMQPValue::LongInt(0));
-        let e = validate_arguments("q", true, &t).err();
-        assert!(e.is_some_and(|e| e.code == 406 && e.text.contains("value_zero")));
-        let mut t = FieldTable::default();
-        t.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        assert!(validate_arguments("q", false, &t).is_err());
-        assert!(validate_arguments("q", true, &t).is_ok());
     }
 }

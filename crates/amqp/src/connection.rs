@@ -866,19 +866,7 @@ impl Conn {
         let mut returns = Vec::new();
         for (p, ok) in kept.iter().zip(&routed) {
             if !ok && p.mandatory && !failed {
-                frame::write_message(
-                    &mut returns,
-                    ch,
-                    AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                        reply_code: 312,
-                        reply_text: ss("NO_ROUTE"),
-                        exchange: ss(p.exchange.clone()),
-                        routing_key: ss(p.routing_key.clone()),
-                    })),
-                    p.message.properties.clone(),
-                    &p.message.body,
-                    self.frame_max,
-                );
+                write_return(&mut returns, ch, p, self.frame_max);
             }
         }
         if !returns.is_empty() {
@@ -1086,19 +1074,7 @@ impl Conn {
                 let mut returns = Vec::new();
                 for (p, ok) in publishes.iter().zip(&routed) {
                     if !ok && p.mandatory {
-                        frame::write_message(
-                            &mut returns,
-                            ch,
-                            AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                                reply_code: 312,
-                                reply_text: ss("NO_ROUTE"),
-                                exchange: ss(p.exchange.clone()),
-                                routing_key: ss(p.routing_key.clone()),
-                            })),
-                            p.message.properties.clone(),
-                            &p.message.body,
-                            self.frame_max,
-                        );
+                        write_return(&mut returns, ch, p, self.frame_max);
                     }
                 }
                 if !returns.is_empty() {
@@ -1185,18 +1161,16 @@ impl Conn {
             queue::AMQPMethod::Bind(b) => {
                 let qname = self.queue_name(ch, b.queue.as_str())?;
                 self.usable_queue(&qname)?;
-                let binding = Binding {
-                    source: b.exchange.as_str().to_string(),
-                    destination: qname,
-                    to_exchange: false,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    arguments: b.arguments.clone(),
-                };
-                self.check_binding(&binding)?;
-                {
-                    let store = self.amqp.store();
-                    self.amqp.registry().bind(&store, binding)?;
-                }
+                self.apply_binding(
+                    Binding {
+                        source: b.exchange.as_str().to_string(),
+                        destination: qname,
+                        to_exchange: false,
+                        routing_key: b.routing_key.as_str().to_string(),
+                        arguments: b.arguments.clone(),
+                    },
+                    true,
+                )?;
                 if !b.nowait {
                     self.send(
                         ch,
@@ -1209,18 +1183,16 @@ impl Conn {
             queue::AMQPMethod::Unbind(b) => {
                 let qname = self.queue_name(ch, b.queue.as_str())?;
                 self.usable_queue(&qname)?;
-                let binding = Binding {
-                    source: b.exchange.as_str().to_string(),
-                    destination: qname,
-                    to_exchange: false,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    arguments: b.arguments.clone(),
-                };
-                self.check_binding(&binding)?;
-                {
-                    let store = self.amqp.store();
-                    self.amqp.registry().unbind(&store, &binding)?;
-                }
+                self.apply_binding(
+                    Binding {
+                        source: b.exchange.as_str().to_string(),
+                        destination: qname,
+                        to_exchange: false,
+                        routing_key: b.routing_key.as_str().to_string(),
+                        arguments: b.arguments.clone(),
+                    },
+                    false,
+                )?;
                 self.send(
                     ch,
                     AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
@@ -1271,6 +1243,19 @@ impl Conn {
         }
     }
 
+    /// Adds (`bind`) or removes a binding after checking its ends ([`Conn::check_binding`]).
+    /// Errors: those, and storage.
+    fn apply_binding(&self, binding: Binding, bind: bool) -> AmqpResult<()> {
+        self.check_binding(&binding)?;
+        let store = self.amqp.store();
+        let mut reg = self.amqp.registry();
+        if bind {
+            reg.bind(&store, binding)
+        } else {
+            reg.unbind(&store, &binding)
+        }
+    }
+
     /// Errors of a binding's ends: 404 for a missing exchange or queue, 403 for the default
     /// exchange.
     fn check_binding(&self, b: &Binding) -> AmqpResult<()> {
@@ -1305,106 +1290,26 @@ impl Conn {
             let (ready, _) = queues::counts(&self.amqp.broker, &q).await;
             return Ok((name, u32::try_from(ready).unwrap_or(u32::MAX), q.consumers));
         }
-        if name.is_empty() {
+        let server_named = name.is_empty();
+        if server_named {
             name = server_name("amq.gen-");
-        } else if name.starts_with("amq.") {
-            return Err(AmqpError::access_refused(format!(
-                "queue name '{name}' contains reserved prefix 'amq.*'"
-            )));
         }
-        validate_queue_args(&name, &d)?;
-        if let Some(existing) = self.amqp.queue(&name) {
-            if existing.exclusive_owner.is_some_and(|o| o != self.id) {
-                self.usable_queue(&name)?;
-            }
-            let ineq = |what: &str, got: String, cur: String| {
-                AmqpError::precondition_failed(format!(
-                    "inequivalent arg '{what}' for queue '{name}' in vhost '/': received '{got}' but current is '{cur}'"
-                ))
-            };
-            if existing.durable != d.durable {
-                return Err(ineq(
-                    "durable",
-                    d.durable.to_string(),
-                    existing.durable.to_string(),
-                ));
-            }
-            if existing.auto_delete != d.auto_delete {
-                return Err(ineq(
-                    "auto_delete",
-                    d.auto_delete.to_string(),
-                    existing.auto_delete.to_string(),
-                ));
-            }
-            if existing.exclusive != d.exclusive {
-                return Err(ineq(
-                    "exclusive",
-                    d.exclusive.to_string(),
-                    existing.exclusive.to_string(),
-                ));
-            }
-            for key in [
-                "x-message-ttl",
-                "x-expires",
-                "x-max-length",
-                "x-dead-letter-exchange",
-                "x-dead-letter-routing-key",
-                "x-queue-type",
-                "x-overflow",
-                "x-delivery-limit",
-            ] {
-                let got = d.arguments.inner().get(key);
-                let cur = existing.arguments.inner().get(key);
-                let type_default = key == "x-queue-type"
-                    && matches!((got, cur), (Some(v), None) | (None, Some(v)) if model::as_string(v).as_deref() == Some("classic"));
-                if got != cur && !type_default {
-                    let show = |v: Option<&AMQPValue>| match v {
-                        None => "none".to_string(),
-                        Some(v) => model::as_string(v)
-                            .or_else(|| model::as_i64(v).map(|i| i.to_string()))
-                            .unwrap_or_else(|| format!("{v:?}")),
-                    };
-                    return Err(ineq(key, show(got), show(cur)));
-                }
-            }
-            if let Some(q) = self.amqp.registry().queues.get_mut(&name) {
-                q.last_used_ms = shoal_broker::clock::now_ms();
-            }
-            let (ready, _) = queues::counts(&self.amqp.broker, &existing).await;
-            return Ok((
-                name,
-                u32::try_from(ready).unwrap_or(u32::MAX),
-                existing.consumers,
-            ));
-        }
-        let q = Queue {
-            topic: model::topic_for(&name),
-            name: name.clone(),
-            durable: d.durable,
-            exclusive_owner: d.exclusive.then_some(self.id),
-            exclusive: d.exclusive,
-            auto_delete: d.auto_delete,
-            arguments: d.arguments.clone(),
-            had_consumer: false,
-            consumers: 0,
-            last_used_ms: shoal_broker::clock::now_ms(),
-        };
-        queues::ensure_storage(&self.amqp.broker, &q).await?;
-        Registry::save_queue(&self.amqp.store(), &q)?;
-        {
-            let mut reg = self.amqp.registry();
-            if reg.queues.contains_key(&name) {
-                // Declared meanwhile by another connection: that one stands.
-            } else {
-                reg.queues.insert(name.clone(), q.clone());
-            }
-        }
-        if d.exclusive {
+        let (q, created) = self
+            .amqp
+            .declare_queue(crate::declare::Declare {
+                name: name.clone(),
+                durable: d.durable,
+                exclusive_owner: d.exclusive.then_some(self.id),
+                auto_delete: d.auto_delete,
+                arguments: d.arguments.clone(),
+                server_named,
+            })
+            .await?;
+        if created && d.exclusive {
             self.exclusive_queues.push(name.clone());
         }
-        tracing::debug!(queue = %name, topic = %q.topic, durable = q.durable, "declared queue");
         let (ready, _) = queues::counts(&self.amqp.broker, &q).await;
-        Ok((name, u32::try_from(ready).unwrap_or(u32::MAX), 0))
+        Ok((name, u32::try_from(ready).unwrap_or(u32::MAX), q.consumers))
     }
 
     /// Takes every ready message of `q` off it; returns how many.
@@ -1569,18 +1474,16 @@ impl Conn {
                 Ok(())
             }
             exchange::AMQPMethod::Bind(b) => {
-                let binding = Binding {
-                    source: b.source.as_str().to_string(),
-                    destination: b.destination.as_str().to_string(),
-                    to_exchange: true,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    arguments: b.arguments.clone(),
-                };
-                self.check_binding(&binding)?;
-                {
-                    let store = self.amqp.store();
-                    self.amqp.registry().bind(&store, binding)?;
-                }
+                self.apply_binding(
+                    Binding {
+                        source: b.source.as_str().to_string(),
+                        destination: b.destination.as_str().to_string(),
+                        to_exchange: true,
+                        routing_key: b.routing_key.as_str().to_string(),
+                        arguments: b.arguments.clone(),
+                    },
+                    true,
+                )?;
                 if !b.nowait {
                     self.send(
                         ch,
@@ -1591,18 +1494,16 @@ impl Conn {
                 Ok(())
             }
             exchange::AMQPMethod::Unbind(b) => {
-                let binding = Binding {
-                    source: b.source.as_str().to_string(),
-                    destination: b.destination.as_str().to_string(),
-                    to_exchange: true,
-                    routing_key: b.routing_key.as_str().to_string(),
-                    arguments: b.arguments.clone(),
-                };
-                self.check_binding(&binding)?;
-                {
-                    let store = self.amqp.store();
-                    self.amqp.registry().unbind(&store, &binding)?;
-                }
+                self.apply_binding(
+                    Binding {
+                        source: b.source.as_str().to_string(),
+                        destination: b.destination.as_str().to_string(),
+                        to_exchange: true,
+                        routing_key: b.routing_key.as_str().to_string(),
+                        arguments: b.arguments.clone(),
+                    },
+                    false,
+                )?;
                 if !b.nowait {
                     self.send(
                         ch,
@@ -2168,73 +2069,21 @@ impl Conn {
     }
 }
 
-/// Checks the queue arguments Shoal interprets. Errors: 406 PRECONDITION_FAILED with
-/// RabbitMQ's wording.
-fn validate_queue_args(name: &str, d: &queue::Declare) -> AmqpResult<()> {
-    let args = d.arguments.inner();
-    let invalid = |key: &str, why: String| {
-        AmqpError::precondition_failed(format!(
-            "invalid arg '{key}' for queue '{name}' in vhost '/': {why}"
-        ))
-    };
-    for key in [
-        "x-message-ttl",
-        "x-expires",
-        "x-max-length",
-        "x-delivery-limit",
-    ] {
-        if let Some(v) = args.get(key) {
-            match model::as_i64(v) {
-                Some(n) if n < 0 || (key == "x-expires" && n == 0) => {
-                    let what = if n == 0 {
-                        "value_zero"
-                    } else {
-                        "value_negative"
-                    };
-                    return Err(invalid(key, format!("{{{what},{n}}}")));
-                }
-                Some(_) => {}
-                None => return Err(invalid(key, format!("{{unacceptable_type,{v:?}}}"))),
-            }
-        }
-    }
-    if let Some(v) = args.get("x-overflow") {
-        let s = model::as_string(v).unwrap_or_default();
-        if !matches!(
-            s.as_str(),
-            "drop-head" | "reject-publish" | "reject-publish-dlx"
-        ) {
-            return Err(invalid(
-                "x-overflow",
-                format!("{{unknown_overflow,<<\"{s}\">>}}"),
-            ));
-        }
-    }
-    if let Some(v) = args.get("x-queue-type") {
-        let s = model::as_string(v).unwrap_or_default();
-        match s.as_str() {
-            "classic" => {}
-            "quorum" => {
-                if !d.durable {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "invalid property 'non-durable' for queue '{name}' in vhost '/'"
-                    )));
-                }
-                if d.exclusive {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "invalid property 'exclusive-owner' for queue '{name}' in vhost '/'"
-                    )));
-                }
-            }
-            other => {
-                return Err(invalid(
-                    "x-queue-type",
-                    format!("{{unsupported_type,<<\"{other}\">>}}"),
-                ))
-            }
-        }
-    }
-    Ok(())
+/// Appends the `basic.return` (312 NO_ROUTE) of an unroutable mandatory publish.
+fn write_return(out: &mut Vec<u8>, ch: u16, p: &Publish, frame_max: usize) {
+    frame::write_message(
+        out,
+        ch,
+        AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+            reply_code: 312,
+            reply_text: ss("NO_ROUTE"),
+            exchange: ss(p.exchange.clone()),
+            routing_key: ss(p.routing_key.clone()),
+        })),
+        p.message.properties.clone(),
+        &p.message.body,
+        frame_max,
+    );
 }
 
 /// A channel's confirm stream: each item confirmed once its partitions are durable, in

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod connection;
+pub mod declare;
 pub mod dispatch;
 pub mod error;
 pub mod frame;
