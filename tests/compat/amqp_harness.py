@@ -361,7 +361,8 @@ class ShoalProcess:
     """A separate `shoal serve` (own data directory, free ports) that a test may SIGKILL and
     restart on the same data directory and AMQP port. Shoal mode only."""
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
+        self.extra_args = list(extra_args)
         self.root = tempfile.mkdtemp(prefix="shoal-amqp-")
         self.data_dir = os.path.join(self.root, "data")
         self.amqp_port = free_port()
@@ -376,7 +377,8 @@ class ShoalProcess:
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [shoal_bin(), "serve", "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-                 "--amqp-addr", f"127.0.0.1:{self.amqp_port}", "--data-dir", self.data_dir],
+                 "--amqp-addr", f"127.0.0.1:{self.amqp_port}", "--data-dir", self.data_dir,
+                 *self.extra_args],
                 stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -185,6 +185,10 @@ struct Conn {
     events: mpsc::UnboundedSender<Event>,
     sessions: Sessions,
     exclusive_queues: Vec<String>,
+    /// The client takes `connection.blocked`/`unblocked`.
+    blocked_capable: bool,
+    /// It has published (a resource alarm stops reading from publishing connections).
+    published: bool,
 }
 
 /// Serves one connection until it ends; always cleans up after it.
@@ -215,7 +219,13 @@ pub async fn run(
             None
         }
     };
-    let Some((frame_max, channel_max, heartbeat)) = tuned else {
+    let Some(Tuned {
+        frame_max,
+        channel_max,
+        heartbeat,
+        blocked_capable,
+    }) = tuned
+    else {
         drop(out_tx);
         let _ = writer_task.await;
         return;
@@ -233,6 +243,8 @@ pub async fn run(
         events: events_tx,
         sessions,
         exclusive_queues: Vec::new(),
+        blocked_capable,
+        published: false,
     };
     tracing::debug!(%peer, connection = id, "AMQP connection open");
     let end = conn
@@ -359,7 +371,7 @@ async fn handshake(
     buf: &mut BytesMut,
     out: &mpsc::Sender<Vec<u8>>,
     peer: SocketAddr,
-) -> Result<(usize, u16, u16), String> {
+) -> Result<Tuned, String> {
     while buf.len() < 8 {
         buf.reserve(64);
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_buf(buf)).await {
@@ -395,6 +407,15 @@ async fn handshake(
         Err(e) => return Err(e.to_string()),
     };
     let mechanism = start_ok.mechanism.as_str().to_string();
+    let blocked_capable = match start_ok.client_properties.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(t)) => {
+            matches!(
+                t.inner().get("connection.blocked"),
+                Some(AMQPValue::Boolean(true))
+            )
+        }
+        _ => false,
+    };
     let ok = credentials(&mechanism, start_ok.response.as_bytes()).is_some_and(|(u, p)| {
         u == amqp.config.default_user
             && p == amqp.config.default_pass
@@ -459,7 +480,21 @@ async fn handshake(
         AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
     )
     .await?;
-    Ok((frame_max, channel_max, heartbeat))
+    Ok(Tuned {
+        frame_max,
+        channel_max,
+        heartbeat,
+        blocked_capable,
+    })
+}
+
+/// What the handshake settled: `frame_max` (bytes), `channel_max`, `heartbeat` (s), and
+/// whether the client takes `connection.blocked` (its `capabilities`).
+struct Tuned {
+    frame_max: usize,
+    channel_max: u16,
+    heartbeat: u16,
+    blocked_capable: bool,
 }
 
 fn server_name(prefix: &str) -> String {
@@ -500,10 +535,25 @@ impl Conn {
         tick.tick().await;
         let mut last_heard = tokio::time::Instant::now();
         let mut buffered = !buf.is_empty();
+        let mut alarm = self.amqp.alarm.subscribe();
+        let mut blocked = alarm.borrow_and_update().clone();
+        if let (Some(reason), true) = (&blocked, self.blocked_capable) {
+            self.send_blocked(Some(reason)).await;
+        }
         loop {
+            // A resource alarm holds publishing connections: nothing more is read from them
+            // (RabbitMQ's behaviour), heartbeats and deliveries go on.
+            let hold = blocked.is_some() && self.published;
             tokio::select! {
                 biased;
-                read = reader.read_buf(buf), if !buffered => {
+                _ = alarm.changed() => {
+                    let now = alarm.borrow_and_update().clone();
+                    if now.is_some() != blocked.is_some() && self.blocked_capable {
+                        self.send_blocked(now.as_deref()).await;
+                    }
+                    blocked = now;
+                }
+                read = reader.read_buf(buf), if !buffered && !hold => {
                     match read {
                         Ok(0) | Err(_) => return End::Closed,
                         Ok(_) => {}
@@ -511,7 +561,7 @@ impl Conn {
                     last_heard = tokio::time::Instant::now();
                     buffered = true;
                 }
-                () = std::future::ready(()), if buffered => {
+                () = std::future::ready(()), if buffered && !hold => {
                     // Frames already in the buffer (a client may send its first channel
                     // methods with connection.open): handled before reading more.
                     buffered = false;
@@ -595,6 +645,15 @@ impl Conn {
 
     async fn send(&self, channel: u16, m: AMQPClass) {
         let _ = send(&self.out, channel, m).await;
+    }
+
+    /// `connection.blocked` with `reason`, or `connection.unblocked` for `None`.
+    async fn send_blocked(&self, reason: Option<&str>) {
+        let m = match reason {
+            Some(r) => connection::AMQPMethod::Blocked(connection::Blocked { reason: ss(r) }),
+            None => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
+        };
+        self.send(0, AMQPClass::Connection(m)).await;
     }
 
     /// Handles one frame. `Ok(false)`: the connection closed cleanly.
@@ -1520,6 +1579,7 @@ impl Conn {
     async fn on_basic(&mut self, ch: u16, m: basic::AMQPMethod) -> AmqpResult<()> {
         match m {
             basic::AMQPMethod::Publish(p) => {
+                self.published = true;
                 if p.immediate {
                     return Err(AmqpError::not_implemented("immediate=true").on(60, 40));
                 }

@@ -64,6 +64,10 @@ pub struct AmqpConfig {
     pub max_message_size: u64,
     /// The largest number of connections served at once (more are refused).
     pub max_connections: usize,
+    /// `disk_free_limit.absolute` (bytes, RabbitMQ's default 50 MB): below this much free
+    /// space on the data directory's file system, publishing connections are blocked
+    /// (`connection.blocked`) until it is back.
+    pub disk_free_limit: u64,
 }
 
 impl Default for AmqpConfig {
@@ -78,6 +82,7 @@ impl Default for AmqpConfig {
             consumer_timeout_ms: 1_800_000,
             max_message_size: 16 << 20,
             max_connections: 10_000,
+            disk_free_limit: 50_000_000,
         }
     }
 }
@@ -104,6 +109,8 @@ pub struct Amqp {
     pub stats: stats::Stats,
     /// AMQP connections open now (`rabbitmq_connections`).
     open_connections: AtomicUsize,
+    /// The resource alarm: `Some(reason)` while publishers are blocked.
+    pub alarm: watch::Sender<Option<String>>,
 }
 
 impl std::fmt::Debug for Amqp {
@@ -147,6 +154,7 @@ impl Amqp {
             next_connection: AtomicU64::new(1 << 48),
             stats: stats::Stats::default(),
             open_connections: AtomicUsize::new(0),
+            alarm: watch::channel(None).0,
         })
     }
 
@@ -424,6 +432,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// connections get `connection.close` 320 CONNECTION_FORCED.
 pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(connection::expiry_loop(Arc::clone(&amqp), shutdown.clone()));
+    tokio::spawn(alarm_loop(Arc::clone(&amqp), shutdown.clone()));
     tokio::spawn(stats::sample_loop(Arc::clone(&amqp), shutdown.clone()));
     loop {
         tokio::select! {
@@ -456,6 +465,46 @@ pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Free bytes on the file system holding `dir` (for unprivileged users); `None` if unknown.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The resource alarm (RabbitMQ's disk alarm): every second, free space on the data
+/// directory's file system below `disk_free_limit` raises it (`connection.blocked` to
+/// publishers that take it, and their input held); back above, it clears.
+async fn alarm_loop(amqp: Arc<Amqp>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+        let dir = amqp.broker.config.data_dir.clone();
+        let free = tokio::task::spawn_blocking(move || free_bytes(&dir))
+            .await
+            .ok()
+            .flatten();
+        let Some(free) = free else { continue };
+        let low = free < amqp.config.disk_free_limit;
+        let raised = amqp.alarm.borrow().is_some();
+        if low && !raised {
+            tracing::warn!(
+                free,
+                limit = amqp.config.disk_free_limit,
+                "disk alarm: free space below disk_free_limit; publishers are blocked"
+            );
+            amqp.alarm.send_replace(Some("low on disk".to_string()));
+        } else if !low && raised {
+            tracing::info!(free, "disk alarm cleared");
+            amqp.alarm.send_replace(None);
         }
     }
 }

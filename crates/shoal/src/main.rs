@@ -440,6 +440,10 @@ struct ServeArgs {
     /// AMQP off).
     #[arg(long, env = "SHOAL_AMQP_ADDR", default_value = "127.0.0.1:5672")]
     amqp_addr: String,
+    /// AMQP publishers are blocked (`connection.blocked`) while the data directory's file
+    /// system has less than this many bytes free (RabbitMQ's `disk_free_limit.absolute`).
+    #[arg(long, env = "SHOAL_AMQP_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
+    amqp_disk_free_limit: u64,
     /// Data directory.
     #[arg(long, env = "SHOAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -559,6 +563,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
         let amqp_addr = amqp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let disk_free_limit = args.amqp_disk_free_limit;
         shoal_broker::run_with(
             config,
             rx,
@@ -566,7 +571,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 if let Some(listener) = amqp_listener {
                     let amqp = shoal_amqp::Amqp::new(
                         std::sync::Arc::clone(broker),
-                        shoal_amqp::AmqpConfig::default(),
+                        shoal_amqp::AmqpConfig {
+                            disk_free_limit,
+                            ..shoal_amqp::AmqpConfig::default()
+                        },
                     );
                     // Queues and exchanges on the admin HTTP port, `rabbitmq_*` on /metrics.
                     shoal_amqp::admin::register(&amqp);
