@@ -480,14 +480,7 @@ pub async fn purge(amqp: &Arc<Amqp>, name: &str) -> AmqpResult<u64> {
                     }
                 })
                 .collect();
-            let (tx, rx) = oneshot::channel();
-            let _ = sessions.send(SessionOp::Settle {
-                member: member.clone(),
-                queue: q.clone(),
-                items,
-                done: Some(tx),
-            });
-            let _ = rx.await;
+            crate::session::settle_and_wait(&sessions, member.clone(), q.clone(), items).await;
         }
     }
     .await;

@@ -1397,14 +1397,7 @@ impl Conn {
                     outcome: Outcome::AutoAccept,
                 })
                 .collect();
-            let (tx, rx) = oneshot::channel();
-            let _ = self.sessions.send(SessionOp::Settle {
-                member: member.clone(),
-                queue: q.clone(),
-                items,
-                done: Some(tx),
-            });
-            let _ = rx.await;
+            crate::session::settle_and_wait(&self.sessions, member.clone(), q.clone(), items).await;
         }
         let (tx, rx) = oneshot::channel();
         let _ = self.sessions.send(SessionOp::Close {
@@ -2278,14 +2271,13 @@ pub async fn expiry_loop(amqp: Arc<Amqp>, mut shutdown: watch::Receiver<bool>) {
                             })
                             .collect();
                         if !items.is_empty() {
-                            let (tx, rx) = oneshot::channel();
-                            let _ = sessions.send(SessionOp::Settle {
-                                member: member.clone(),
-                                queue: q.clone(),
+                            crate::session::settle_and_wait(
+                                &sessions,
+                                member.clone(),
+                                q.clone(),
                                 items,
-                                done: Some(tx),
-                            });
-                            let _ = rx.await;
+                            )
+                            .await;
                         }
                     }
                 }

@@ -266,6 +266,23 @@ fn join_settle(
     }
 }
 
+/// Sends a settlement to `sessions` and waits until it is applied.
+pub async fn settle_and_wait(
+    sessions: &Sessions,
+    member: String,
+    queue: Queue,
+    items: Vec<Settle>,
+) {
+    let (tx, rx) = oneshot::channel();
+    let _ = sessions.send(SessionOp::Settle {
+        member,
+        queue,
+        items,
+        done: Some(tx),
+    });
+    let _ = rx.await;
+}
+
 fn ack_type(o: Outcome) -> AckType {
     match o {
         Outcome::Accept | Outcome::AutoAccept | Outcome::DeadLetter(_) => AckType::Accept,
