@@ -12,6 +12,11 @@
 //! - Each rewritten segment is written to `<base>.log.tmp`, fsynced, and renamed over the old
 //!   file: a crash leaves either the old or the new segment (leftover `.tmp` files are removed
 //!   at open). Control batches and keyless records are kept.
+//! - Transactions, as Kafka's cleaner treats them: only segments wholly below the last stable
+//!   offset are cleaned, and records at or above it (of transactions still open) do not count
+//!   as a key's latest; records of aborted transactions never count and are removed.
+//!   Transaction markers are kept (Kafka removes a marker once its transaction's records are
+//!   gone and `delete.retention.ms` has passed; Shoal keeps it, a few dozen bytes each).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -76,12 +81,22 @@ impl LocalLog {
         if bases.len() < 3 {
             return Ok(stats);
         }
-        let cleanable: Vec<i64> = bases.iter().take(bases.len() - 2).copied().collect();
+        let lso = crate::PartitionLog::last_stable_offset(self);
+        let cleanable: Vec<i64> = bases
+            .iter()
+            .take(bases.len() - 2)
+            .copied()
+            .filter(|b| self.segments.get(b).is_some_and(|s| s.next_offset <= lso))
+            .collect();
+        let aborted = |h: &crate::batch::BatchHeader| {
+            h.attributes & crate::txn::TRANSACTIONAL_FLAG != 0
+                && self.txns.is_aborted(h.producer_id, h.base_offset)
+        };
         // Latest offset of every key, over the whole log.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for seg in self.segments.values() {
             for (bytes, h) in batches(seg)? {
-                if h.is_control() {
+                if h.is_control() || h.base_offset >= lso || aborted(&h) {
                     continue;
                 }
                 let set = RecordBatchDecoder::decode(&mut bytes.clone())
@@ -104,6 +119,11 @@ impl LocalLog {
             for (bytes, h) in batches(seg)? {
                 if h.is_control() {
                     out.extend_from_slice(&bytes);
+                    continue;
+                }
+                if aborted(&h) {
+                    removed += u64::try_from(h.records_count).unwrap_or(0);
+                    changed = true;
                     continue;
                 }
                 let set = RecordBatchDecoder::decode(&mut bytes.clone())

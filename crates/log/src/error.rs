@@ -22,6 +22,14 @@ pub enum BatchError {
     /// its segment.
     #[error("stored record batch has an impossible base offset {0}")]
     InvalidOffset(i64),
+    /// A producer sent a control batch; only the transaction coordinator writes them.
+    #[error(
+        "control batches (transaction markers) are written by the transaction coordinator only"
+    )]
+    ControlBatch,
+    /// A transactional batch without a producer id.
+    #[error("a transactional record batch must carry a producer id")]
+    InvalidProducerId,
 }
 
 /// Failure of a partition log operation.

@@ -4,6 +4,7 @@
 //! - [`batch`]: header parsing, validation (CRC-32C) and the in-place patch of `base_offset`.
 //! - [`partition_log`]: the [`PartitionLog`] trait and the embedded [`LocalLog`].
 //! - [`producer_state`]: idempotent-producer sequence checks (KIP-98).
+//! - [`txn`]: open transactions, the last stable offset and aborted transactions (KIP-98).
 //! - [`compaction`]: `cleanup.policy=compact` (latest record per key, tombstones expire).
 //! - `testkit` (cargo feature `testkit`, for tests and benchmarks only): record batches built
 //!   through `kafka-protocol`'s encoder, and header-only batches for framing tests.
@@ -21,6 +22,7 @@ pub mod producer_state;
 mod segment;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod txn;
 
 pub use compaction::CompactionStats;
 pub use error::{BatchError, LogError};
@@ -28,3 +30,4 @@ pub use partition_log::{
     AppendInfo, FileSlice, LocalLog, LogConfig, PartitionLog, ReadPlan, ReadResult, Records,
     SyncTarget, MAX_SEGMENT_BYTES,
 };
+pub use txn::{AbortedTxn, ControlType};

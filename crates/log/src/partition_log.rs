@@ -21,6 +21,7 @@ use crate::error::LogError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::segment::Segment;
 pub use crate::segment::{FileSlice, Records};
+use crate::txn::{AbortedTxn, ControlType, TxnState};
 
 /// The largest segment the sparse index can address: positions are stored as 32-bit values,
 /// and Kafka's `segment.bytes` is an INT (at most `Integer.MAX_VALUE`). A log never lets a
@@ -155,6 +156,39 @@ pub trait PartitionLog: Send + std::fmt::Debug {
     ///
     /// Errors: the storage could not be removed.
     fn delete(&mut self) -> Result<(), LogError>;
+    /// Appends a transaction marker (a control batch, KIP-98) for `producer_id` at
+    /// `producer_epoch`: it ends the producer's open transaction in this partition (an ABORT
+    /// enters the aborted-transaction index) and moves the last stable offset. Written by the
+    /// transaction coordinator only; [`PartitionLog::append`] refuses control batches.
+    ///
+    /// Errors: `InvalidProducerEpoch` when the producer already has a newer epoch here (a
+    /// marker of a fenced coordinator); `Io`/`Poisoned`.
+    fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: ControlType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError>;
+    /// The last stable offset (LSO): the first offset of the oldest open transaction, or the
+    /// log end offset when none is open. `read_committed` fetches stop below it.
+    fn last_stable_offset(&self) -> i64;
+    /// Aborted transactions overlapping offsets `[from, upto)` (Fetch's
+    /// `aborted_transactions` for `read_committed`), in marker order.
+    fn aborted_transactions(&self, from: i64, upto: i64) -> Vec<AbortedTxn>;
+    /// Transactions open in this partition: `(producer_id, producer_epoch, first_offset)`
+    /// (DescribeProducers' `current_txn_start_offset`).
+    fn open_transactions(&self) -> Vec<(i64, i16, i64)>;
+    /// Like [`PartitionLog::plan_read`], but never past `max_offset` (exclusive): batches
+    /// from `max_offset` on are left out, so the read may be empty. With `max_offset` at the
+    /// last stable offset this is a `read_committed` read.
+    ///
+    /// Errors: as [`PartitionLog::plan_read`].
+    fn plan_read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError>;
+    /// Idempotent and transactional producers with state here: `(producer_id,
+    /// producer_epoch, last_sequence, last_timestamp_ms)` (DescribeProducers).
+    fn producers(&self) -> Vec<(i64, i16, i32, i64)>;
 }
 
 /// The embedded, file-backed [`PartitionLog`].
@@ -164,6 +198,8 @@ pub struct LocalLog {
     pub(crate) config: LogConfig,
     pub(crate) segments: BTreeMap<i64, Segment>,
     producers: ProducerStateTable,
+    /// Open and aborted transactions ([`crate::txn`]).
+    pub(crate) txns: TxnState,
     synced_offset: i64,
     /// Bytes appended since the log was opened, and how many of them are known on disk.
     appended_bytes: u64,
@@ -213,6 +249,7 @@ impl LocalLog {
             config,
             segments,
             producers: ProducerStateTable::default(),
+            txns: TxnState::default(),
             synced_offset: 0,
             appended_bytes: 0,
             synced_bytes: 0,
@@ -220,7 +257,68 @@ impl LocalLog {
         };
         log.synced_offset = log.log_end_offset();
         log.rebuild_producer_state()?;
+        log.rebuild_txn_state()?;
         Ok(log)
+    }
+
+    /// Rebuilds the open and aborted transactions from the batch headers of every segment
+    /// (control batches are read to learn their type).
+    fn rebuild_txn_state(&mut self) -> Result<(), LogError> {
+        self.txns.clear();
+        for seg in self.segments.values() {
+            let mut pos = 0u64;
+            while let Some(h) = seg.header_at(pos)? {
+                if h.attributes & crate::txn::TRANSACTIONAL_FLAG != 0 {
+                    let marker = if h.is_control() {
+                        let bytes =
+                            crate::segment::read_exact_uninit(&seg.file, pos, h.total_len())?;
+                        crate::txn::control_type(&h, &bytes).unwrap_or(None)
+                    } else {
+                        None
+                    };
+                    self.txns.observe(&h, marker, seg.base_offset, pos);
+                }
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a validated batch whose `header` is the incoming one: rolls when needed,
+    /// assigns offsets, records producer and transaction state.
+    fn append_validated(
+        &mut self,
+        batch: &[u8],
+        mut header: crate::batch::BatchHeader,
+        marker: Option<ControlType>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let last_offset = self
+            .log_end_offset()
+            .saturating_add(i64::from(header.last_offset_delta));
+        self.roll_if_needed(batch.len() as u64, last_offset, now_ms)?;
+        let base_offset = self.log_end_offset();
+        header.base_offset = base_offset;
+        header.partition_leader_epoch = 0;
+        let interval = self.config.index_interval_bytes;
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .ok_or(LogError::Poisoned)?;
+        let (segment_base, position) = (active.base_offset, active.size);
+        if let Err(e) = active.append(batch, &header, interval) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.producers.record(&header);
+        self.txns.observe(&header, marker, segment_base, position);
+        self.appended_bytes += batch.len() as u64;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            duplicate: false,
+        })
     }
 
     fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
@@ -427,7 +525,13 @@ impl PartitionLog for LocalLog {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
-        let mut header = batch::validate(batch)?;
+        let header = batch::validate(batch)?;
+        if header.is_control() {
+            return Err(crate::error::BatchError::ControlBatch.into());
+        }
+        if header.attributes & crate::txn::TRANSACTIONAL_FLAG != 0 && !header.has_producer_id() {
+            return Err(crate::error::BatchError::InvalidProducerId.into());
+        }
         if let SequenceCheck::Duplicate { base_offset, .. } = self.producers.check(&header)? {
             return Ok(AppendInfo {
                 base_offset,
@@ -435,30 +539,61 @@ impl PartitionLog for LocalLog {
                 duplicate: true,
             });
         }
-        let last_offset = self
-            .log_end_offset()
-            .saturating_add(i64::from(header.last_offset_delta));
-        self.roll_if_needed(batch.len() as u64, last_offset, now_ms)?;
-        let base_offset = self.log_end_offset();
-        header.base_offset = base_offset;
-        header.partition_leader_epoch = 0;
-        let interval = self.config.index_interval_bytes;
-        let active = self
-            .segments
-            .values_mut()
-            .next_back()
-            .ok_or(LogError::Poisoned)?;
-        if let Err(e) = active.append(batch, &header, interval) {
-            self.poisoned = true;
-            return Err(e);
+        self.append_validated(batch, header, None, now_ms)
+    }
+
+    fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: ControlType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
         }
-        self.producers.record(&header);
-        self.appended_bytes += batch.len() as u64;
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: header.last_offset(),
-            duplicate: false,
-        })
+        let bytes =
+            crate::txn::control_batch(producer_id, producer_epoch, kind, coordinator_epoch, now_ms);
+        let header = batch::validate(&bytes)?;
+        self.producers.check_marker(&header)?;
+        self.append_validated(&bytes, header, Some(kind), now_ms)
+    }
+
+    fn last_stable_offset(&self) -> i64 {
+        self.txns.last_stable_offset(self.log_end_offset())
+    }
+
+    fn aborted_transactions(&self, from: i64, upto: i64) -> Vec<AbortedTxn> {
+        self.txns.aborted_between(from, upto)
+    }
+
+    fn open_transactions(&self) -> Vec<(i64, i16, i64)> {
+        let mut v: Vec<(i64, i16, i64)> = self
+            .txns
+            .open_transactions()
+            .map(|t| (t.producer_id, t.producer_epoch, t.first_offset))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn plan_read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError> {
+        let mut plan = LocalLog::plan_read(self, offset, max_bytes)?;
+        if let Some(open) = self.txns.first_open() {
+            plan.segments
+                .retain(|v| v.base_offset() < open.first_offset);
+            for v in &mut plan.segments {
+                if v.base_offset() == open.segment_base {
+                    v.cap(open.first_offset, open.position);
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn producers(&self) -> Vec<(i64, i16, i32, i64)> {
+        self.producers.describe()
     }
 
     fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
@@ -571,6 +706,10 @@ impl PartitionLog for LocalLog {
             total -= seg.size as i64;
             self.segments.remove(&base);
             deleted += 1;
+        }
+        if deleted > 0 {
+            let start = self.log_start_offset();
+            self.txns.truncate_before(start, start);
         }
         Ok(deleted)
     }

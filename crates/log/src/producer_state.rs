@@ -23,6 +23,8 @@ struct CachedBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
+    /// Timestamp of its last batch or marker (ms).
+    last_timestamp: i64,
 }
 
 /// Outcome of checking a batch against the producer state.
@@ -104,10 +106,58 @@ impl ProducerStateTable {
         Ok(SequenceCheck::Append)
     }
 
+    /// Checks a transaction marker (control batch) for `header.producer_id`: a marker may
+    /// carry a newer epoch than the producer's batches (the coordinator fenced it), never an
+    /// older one.
+    ///
+    /// Errors: [`LogError::InvalidProducerEpoch`] for an epoch older than the known one.
+    pub fn check_marker(&self, header: &BatchHeader) -> Result<(), LogError> {
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.epoch => {
+                Err(LogError::InvalidProducerEpoch {
+                    producer_id: header.producer_id,
+                    current: entry.epoch,
+                    got: header.producer_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `(producer_id, producer_epoch, last_sequence, last_timestamp_ms)` of every producer
+    /// known here, by producer id; `last_sequence` is -1 when only markers were seen.
+    pub fn describe(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut v: Vec<(i64, i16, i32, i64)> = self
+            .producers
+            .iter()
+            .map(|(pid, e)| {
+                let seq = e.batches.back().map_or(-1, |b| b.last_seq);
+                (*pid, e.epoch, seq, e.last_timestamp)
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Records an appended batch (live append or recovery replay); `header.base_offset` must
-    /// be the assigned offset.
+    /// be the assigned offset. A control batch moves the producer to its epoch (when newer)
+    /// without caching a sequence range.
     pub fn record(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() || header.base_sequence < 0 {
+        if !header.has_producer_id() {
+            return;
+        }
+        if header.is_control() {
+            let entry = self.producers.entry(header.producer_id).or_default();
+            if header.producer_epoch > entry.epoch || entry.batches.is_empty() {
+                if header.producer_epoch != entry.epoch {
+                    entry.batches.clear();
+                }
+                entry.epoch = header.producer_epoch;
+            }
+            entry.last_timestamp = header.max_timestamp;
+            return;
+        }
+        if header.base_sequence < 0 {
             return;
         }
         let entry = self.producers.entry(header.producer_id).or_default();
@@ -118,6 +168,7 @@ impl ProducerStateTable {
         if entry.batches.len() == MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
+        entry.last_timestamp = header.max_timestamp;
         entry.batches.push_back(CachedBatch {
             first_seq: header.base_sequence,
             last_seq: header.last_sequence(),

@@ -463,6 +463,23 @@ pub(crate) struct SegmentView {
 }
 
 impl SegmentView {
+    /// The segment's base offset.
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// Ends the view before the batch at `position`, whose first offset is `offset` (a
+    /// `read_committed` read stopping at the last stable offset).
+    pub(crate) fn cap(&mut self, offset: i64, position: u64) {
+        if position < self.size {
+            self.size = position;
+            self.next_offset = self.next_offset.min(offset);
+        }
+        if self.cut.is_some_and(|(pos, _)| pos > self.size) {
+            self.cut = None;
+        }
+    }
+
     fn corrupt(&self, offset: i64, reason: String) -> LogError {
         LogError::Corrupt {
             offset,

@@ -34,6 +34,7 @@ pub struct TestBatch {
     timestamp_ms: i64,
     timestamp_step_ms: i64,
     compression: Compression,
+    transactional: bool,
 }
 
 impl Default for TestBatch {
@@ -46,6 +47,7 @@ impl Default for TestBatch {
             timestamp_ms: 1_700_000_000_000,
             timestamp_step_ms: 0,
             compression: Compression::None,
+            transactional: false,
         }
     }
 }
@@ -115,6 +117,12 @@ impl TestBatch {
     /// log assigns the real ones), compressed with the chosen codec.
     ///
     /// Panics: if `kafka-protocol`'s encoder fails, which it does not for these inputs.
+    /// Marks the batch transactional (attributes bit 4); give it a producer too.
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
+        self
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let records: Vec<Record> = self
             .records
@@ -123,7 +131,7 @@ impl TestBatch {
             .map(|(i, (key, value))| {
                 let i = i32::try_from(i).unwrap_or(i32::MAX);
                 Record {
-                    transactional: false,
+                    transactional: self.transactional,
                     control: false,
                     delete_horizon: false,
                     partition_leader_epoch: -1,
