@@ -89,6 +89,12 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: i64,
     /// `offset.metadata.max.bytes` (default 4096).
     pub offset_metadata_max_bytes: i32,
+    /// `transaction.max.timeout.ms` (default 900000): the largest `transaction.timeout.ms` a
+    /// transactional producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms` (default 604800000 = 7 days): a transactional id
+    /// without a transaction for this long is forgotten.
+    pub transactional_id_expiration_ms: i64,
     /// `group.consumer.session.timeout.ms` (default 45000): KIP-848 member session.
     pub group_consumer_session_timeout_ms: i32,
     /// `group.consumer.heartbeat.interval.ms` (default 5000).
@@ -160,6 +166,8 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10080,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_reconciling_heartbeat_interval_ms: 50,
@@ -283,6 +291,10 @@ impl BrokerConfig {
                 self.offsets_retention_check_interval_ms = parse(key, value)?
             }
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, value)?,
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = parse(key, value)?,
+            "transactional.id.expiration.ms" => {
+                self.transactional_id_expiration_ms = parse(key, value)?
+            }
             "group.consumer.session.timeout.ms" => {
                 self.group_consumer_session_timeout_ms = parse(key, value)?
             }

@@ -74,6 +74,20 @@ enum Command {
         tx: Tx<Vec<Option<GroupError>>>,
     },
     Commit(CommitRequest, Tx<Vec<Option<GroupError>>>),
+    TxnCommit(
+        shoal_group::api::TxnCommitRequest,
+        Tx<Vec<Option<GroupError>>>,
+    ),
+    CompleteTxn {
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        tx: Tx<()>,
+    },
+    PendingTxnPartitions {
+        group_id: String,
+        tx: Tx<std::collections::HashSet<(String, i32)>>,
+    },
     FetchOffsets {
         group_id: String,
         partitions: Option<Vec<(String, i32)>>,
@@ -187,6 +201,8 @@ impl Command {
             | Command::Heartbeat { .. }
             | Command::Leave { .. }
             | Command::Commit(..)
+            | Command::TxnCommit(..)
+            | Command::CompleteTxn { .. }
             | Command::DeleteOffsets { .. }
             | Command::DeleteGroup { .. }
             | Command::ConsumerHeartbeat(..)
@@ -204,7 +220,8 @@ impl Command {
             | Command::ShareDescribe { .. }
             | Command::ShareGroups { .. }
             | Command::ShareOffsets { .. }
-            | Command::GroupConfigs { .. } => false,
+            | Command::GroupConfigs { .. }
+            | Command::PendingTxnPartitions { .. } => false,
             Command::FetchOffsets { .. }
             | Command::Describe { .. }
             | Command::ConsumerDescribe { .. }
@@ -306,6 +323,39 @@ impl CoordinatorHandle {
     /// OffsetCommit; an error per partition, after the commit is durable.
     pub async fn commit(&self, req: CommitRequest) -> Result<Vec<Option<GroupError>>, GroupError> {
         self.call(|tx| Command::Commit(req, tx)).await
+    }
+    /// TxnOffsetCommit; an error per partition, once the transactional records are durable.
+    pub async fn txn_commit(
+        &self,
+        req: shoal_group::api::TxnCommitRequest,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        self.call(|tx| Command::TxnCommit(req, tx)).await
+    }
+    /// Ends `producer_id`'s transaction in `__consumer_offsets`: writes its marker and
+    /// applies (commit) or drops its pending offsets; resolves once the marker is durable.
+    ///
+    /// Errors: COORDINATOR_NOT_AVAILABLE when the offsets log failed (the caller retries).
+    pub async fn complete_txn(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), GroupError> {
+        self.call(|tx| Command::CompleteTxn {
+            producer_id,
+            producer_epoch,
+            commit,
+            tx,
+        })
+        .await
+    }
+    /// Partitions of `group_id` with offsets pending in an open transaction.
+    pub async fn pending_txn_partitions(
+        &self,
+        group_id: String,
+    ) -> Result<std::collections::HashSet<(String, i32)>, GroupError> {
+        self.call(|tx| Command::PendingTxnPartitions { group_id, tx })
+            .await
     }
     /// OffsetFetch.
     pub async fn fetch_offsets(
@@ -681,15 +731,23 @@ fn load(
         if read.records.is_empty() {
             break;
         }
-        for (off, key, value) in internal_log::decode_batches(read.records)? {
+        for entry in internal_log::decode_entries(read.records)? {
+            let off = entry.offset;
             if off >= upto {
                 break;
             }
             offset = off + 1;
-            let Some(key) = key else { continue };
-            match Record::decode(&key, value.as_deref()) {
+            if let Some((producer_id, Some(commit))) = entry.txn {
+                core.replay_txn_marker(producer_id, commit, now);
+                continue;
+            }
+            let Some(key) = entry.key else { continue };
+            match Record::decode(&key, entry.value.as_deref()) {
                 Ok(r) => {
-                    core.replay(&r, now);
+                    match entry.txn {
+                        Some((producer_id, _)) => core.replay_txn_offset(producer_id, &r),
+                        None => core.replay(&r, now),
+                    }
                     replayed += 1;
                 }
                 Err(e) => {
@@ -883,6 +941,25 @@ impl Runtime {
             } => {
                 let (errs, out) = self.core.leave(&group_id, &members, now);
                 self.finish(out, reply_after(tx, errs));
+            }
+            Command::TxnCommit(req, tx) => {
+                let (errs, out) = self.core.txn_commit(req, now);
+                self.finish(out, reply_after(tx, errs));
+            }
+            Command::CompleteTxn {
+                producer_id,
+                producer_epoch,
+                commit,
+                tx,
+            } => {
+                let out = self
+                    .core
+                    .complete_txn(producer_id, producer_epoch, commit, now);
+                self.finish(out, reply_after(tx, ()));
+            }
+            Command::PendingTxnPartitions { group_id, tx } => {
+                let v = self.core.pending_txn_partitions(&group_id);
+                self.after_pending(tx, v);
             }
             Command::Commit(req, tx) => {
                 let (errs, out) = self.core.commit(req, now);
@@ -1156,7 +1233,7 @@ impl Runtime {
                 d();
             }
         };
-        if out.records.is_empty() {
+        if out.records.is_empty() && out.marker.is_none() {
             match self.unsynced.back() {
                 None => deliver(),
                 Some(&(upto, _)) => self.unsynced.push_back((upto, Box::new(deliver))),
@@ -1168,8 +1245,27 @@ impl Runtime {
             .iter()
             .map(|r| (r.encode_key(), r.encode_value()))
             .collect();
-        let appended = match internal_log::encode_batch(&entries, now_ms()) {
-            Ok(batch) => self.offsets.log().append(&batch, now_ms()),
+        let encoded = match out.transactional {
+            _ if entries.is_empty() => Ok(None),
+            Some((pid, epoch)) => {
+                internal_log::encode_txn_batch(&entries, pid, epoch, now_ms()).map(Some)
+            }
+            None => internal_log::encode_batch(&entries, now_ms()).map(Some),
+        };
+        let appended = match encoded {
+            Ok(batch) => {
+                let mut log = self.offsets.log();
+                let mut last = batch.map(|b| log.append(&b, now_ms())).transpose();
+                if let (Ok(_), Some((pid, epoch, commit))) = (&last, out.marker) {
+                    let kind = if commit {
+                        shoal_log::ControlType::Commit
+                    } else {
+                        shoal_log::ControlType::Abort
+                    };
+                    last = log.append_marker(pid, epoch, kind, 0, now_ms()).map(Some);
+                }
+                last.and_then(|info| info.ok_or(LogError::Poisoned))
+            }
             Err(e) => {
                 // Nothing reached the log, but the in-memory state already holds it: rebuild
                 // the state from the log so it never claims more than is stored. Parked and

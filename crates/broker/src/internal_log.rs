@@ -15,16 +15,37 @@ pub fn encode_batch(
     entries: &[(Vec<u8>, Option<Vec<u8>>)],
     now_ms: i64,
 ) -> Result<BytesMut, InternalLogError> {
+    encode_batch_of(entries, None, now_ms)
+}
+
+/// [`encode_batch`] for a transaction: the batch is transactional, from `producer_id` at
+/// `producer_epoch` (no sequence), as Kafka's group coordinator writes TxnOffsetCommit.
+/// Errors: as [`encode_batch`].
+pub fn encode_txn_batch(
+    entries: &[(Vec<u8>, Option<Vec<u8>>)],
+    producer_id: i64,
+    producer_epoch: i16,
+    now_ms: i64,
+) -> Result<BytesMut, InternalLogError> {
+    encode_batch_of(entries, Some((producer_id, producer_epoch)), now_ms)
+}
+
+fn encode_batch_of(
+    entries: &[(Vec<u8>, Option<Vec<u8>>)],
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Result<BytesMut, InternalLogError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = entries
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // Not idempotent: the batch's base_sequence must be -1. The encoder starts a new
@@ -60,13 +81,51 @@ pub type KeyValue = (i64, Option<Bytes>, Option<Bytes>);
 /// Decodes every record in `batches` (concatenated record batches) into `(offset, key,
 /// value)`. Errors: [`InternalLogError`] on a malformed batch.
 pub fn decode_batches(batches: Bytes) -> Result<Vec<KeyValue>, InternalLogError> {
+    Ok(decode_entries(batches)?
+        .into_iter()
+        .filter(|e| e.txn.is_none())
+        .map(|e| (e.offset, e.key, e.value))
+        .collect())
+}
+
+/// A decoded internal record with what its batch says about transactions.
+#[derive(Debug)]
+pub struct Entry {
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// `Some` for a record of a transaction: its producer id, and for a transaction marker
+    /// whether it commits (`Some(true)`) or aborts (`Some(false)`).
+    pub txn: Option<(i64, Option<bool>)>,
+}
+
+/// Decodes every record in `batches`, transactional ones and markers included.
+/// Errors: [`InternalLogError`] on a malformed batch.
+pub fn decode_entries(batches: Bytes) -> Result<Vec<Entry>, InternalLogError> {
     let mut buf = batches;
     let mut out = Vec::new();
     let sets = RecordBatchDecoder::decode_all(&mut buf)
         .map_err(|e| InternalLogError(format!("cannot decode: {e}")))?;
     for set in sets {
         for r in set.records {
-            out.push((r.offset, r.key, r.value));
+            let txn = if r.control {
+                let kind = r
+                    .key
+                    .as_ref()
+                    .and_then(|k| k.get(2..4))
+                    .map(|b| b == [0, 1]);
+                Some((r.producer_id, Some(kind.unwrap_or(false))))
+            } else if r.transactional {
+                Some((r.producer_id, None))
+            } else {
+                None
+            };
+            out.push(Entry {
+                offset: r.offset,
+                key: r.key,
+                value: r.value,
+                txn,
+            });
         }
     }
     Ok(out)

@@ -20,6 +20,7 @@ pub mod server;
 pub mod startup;
 pub mod state;
 pub mod topics;
+pub mod txn_coordinator;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;

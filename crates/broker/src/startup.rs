@@ -17,7 +17,7 @@ use crate::error::BrokerError;
 use crate::history::History;
 use crate::internal_log::InternalLogError;
 use crate::state::Broker;
-use crate::topics::{TopicManager, CONSUMER_OFFSETS};
+use crate::topics::{TopicManager, CONSUMER_OFFSETS, TRANSACTION_STATE};
 
 impl Broker {
     /// Opens the data directory and starts the coordinator and flusher tasks. Must run inside
@@ -90,11 +90,25 @@ impl Broker {
             Arc::clone(&history),
             dead_letter_tx,
         )?;
+        let txn_log = topics.partition(TRANSACTION_STATE, 0).ok_or_else(|| {
+            BrokerError::InternalLog(InternalLogError(format!(
+                "{TRANSACTION_STATE} has no partition 0"
+            )))
+        })?;
+        let (txns, markers) = crate::txn_coordinator::start(
+            shoal_txn::TxnConfig {
+                max_timeout_ms: config.transaction_max_timeout_ms,
+                id_expiration_ms: config.transactional_id_expiration_ms,
+            },
+            txn_log,
+            flusher.clone(),
+        )?;
         let (appended, _) = watch::channel(0u64);
         let broker = Arc::new(Self {
             config,
             topics,
             groups,
+            txns,
             flusher,
             appended,
             metrics,
@@ -102,6 +116,7 @@ impl Broker {
             http_extension: std::sync::OnceLock::new(),
         });
         crate::dead_letter::spawn(Arc::downgrade(&broker), dead_letter_rx);
+        crate::txn_coordinator::spawn_marker_writer(Arc::downgrade(&broker), markers);
         Ok(broker)
     }
 }

@@ -21,6 +21,8 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub topics: TopicManager,
     pub groups: CoordinatorHandle,
+    /// The transaction coordinator ([`crate::txn_coordinator`]).
+    pub txns: crate::txn_coordinator::TxnHandle,
     pub flusher: Flusher,
     /// Bumped after every append; long-polling fetches wait on it.
     pub appended: watch::Sender<u64>,

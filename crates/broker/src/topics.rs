@@ -21,6 +21,9 @@ use crate::internal_log;
 
 /// Name of the internal offsets topic.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
+/// The transaction coordinator's log (one partition, compacted; Kafka's
+/// `transaction.state.log.num.partitions` is 50 across a cluster).
+pub const TRANSACTION_STATE: &str = "__transaction_state";
 const METADATA_DIR: &str = "__shoal_metadata-0";
 
 /// Topic-level configs Shoal understands, with how they map to the broker default.
@@ -235,6 +238,15 @@ impl TopicManager {
                 mgr.config.offsets_topic_segment_bytes.to_string(),
             );
             mgr.create(CONSUMER_OFFSETS, 1, configs, true)?;
+        }
+        if mgr.get(TRANSACTION_STATE).is_none() {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert(
+                "segment.bytes".to_string(),
+                mgr.config.offsets_topic_segment_bytes.to_string(),
+            );
+            mgr.create(TRANSACTION_STATE, 1, configs, true)?;
         }
         Ok(mgr)
     }

@@ -128,6 +128,20 @@ pub struct CommitRequest {
     pub api_version: i16,
 }
 
+/// TxnOffsetCommit (KIP-98; KIP-447 adds the member fields from v3): offsets committed in
+/// `producer_id`'s transaction, visible once it commits.
+#[derive(Debug, Clone)]
+pub struct TxnCommitRequest {
+    pub group_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// `-1` (and an empty `member_id`) when the producer does not name its consumer.
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub partitions: Vec<CommitPartition>,
+}
+
 /// A member as DescribeGroups shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberDescription {

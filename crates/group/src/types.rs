@@ -69,6 +69,12 @@ pub struct Output {
     /// Share-group records accepted by this call: `(group, topic, partition, delivery
     /// count, how many)`, for the delivery-count histogram.
     pub share_accepted: Vec<(String, String, i32, usize, u64)>,
+    /// `Some((producer_id, producer_epoch))`: `records` belong to that producer's
+    /// transaction and go to `__consumer_offsets` as one transactional batch (TxnOffsetCommit).
+    pub transactional: Option<(i64, i16)>,
+    /// A transaction marker to append to `__consumer_offsets` after `records`:
+    /// `(producer_id, producer_epoch, commit)`.
+    pub marker: Option<(i64, i16, bool)>,
 }
 
 /// A share-group record that became ARCHIVED.

@@ -46,6 +46,7 @@ fn read_all(
     names: &[String],
 ) -> (Vec<(PartitionData, Option<FileSlice>)>, usize) {
     let mut remaining = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
+    let committed = req.isolation_level == 1;
     let mut total = 0usize;
     let mut out = Vec::with_capacity(slots.len());
     for s in slots {
@@ -64,16 +65,26 @@ fn read_all(
         };
         let limit = usize::try_from(s.max_bytes).unwrap_or(0).min(remaining);
         // Planned under the partition lock (memory only), read after it is released.
-        let (hw, lso, plan) = {
+        let (hw, stable, start, plan) = {
             let log = p.log();
-            let plan =
-                (limit > 0 || total == 0).then(|| log.plan_read(s.fetch_offset, limit.max(1)));
-            (log.log_end_offset(), log.log_start_offset(), plan)
+            let plan = (limit > 0 || total == 0).then(|| {
+                if committed {
+                    log.plan_read_committed(s.fetch_offset, limit.max(1))
+                } else {
+                    log.plan_read(s.fetch_offset, limit.max(1))
+                }
+            });
+            (
+                log.log_end_offset(),
+                log.last_stable_offset(),
+                log.log_start_offset(),
+                plan,
+            )
         };
         let base = base
             .with_high_watermark(hw)
-            .with_last_stable_offset(hw)
-            .with_log_start_offset(lso);
+            .with_last_stable_offset(stable)
+            .with_log_start_offset(start);
         let Some(plan) = plan else {
             out.push((base, None));
             continue;
@@ -82,6 +93,11 @@ fn read_all(
             Ok(records) => {
                 total += records.len();
                 remaining = remaining.saturating_sub(records.len());
+                let base = if committed {
+                    base.with_aborted_transactions(Some(aborted(&p, s.fetch_offset, &records)))
+                } else {
+                    base
+                };
                 out.push(match records {
                     Records::Bytes(b) => (base.with_records(Some(b)), None),
                     Records::File(f) => (base, Some(f)),
@@ -105,6 +121,37 @@ fn read_all(
         }
     }
     (out, total)
+}
+
+/// The aborted transactions a `read_committed` consumer needs to drop records of `records`
+/// (read from `from`): those whose ABORT marker is at or after `from` and which began before
+/// the end of what is returned.
+fn aborted(
+    p: &crate::topics::Partition,
+    from: i64,
+    records: &Records,
+) -> Vec<kafka_protocol::messages::fetch_response::AbortedTransaction> {
+    let upto = match records {
+        Records::File(f) => f.end_offset,
+        Records::Bytes(b) => shoal_log::batch::split(b)
+            .ok()
+            .and_then(|spans| spans.last().cloned())
+            .and_then(|r| b.get(r))
+            .and_then(|last| shoal_log::batch::BatchHeader::parse(last).ok())
+            .map_or(from, |h| h.last_offset() + 1),
+    };
+    if upto <= from {
+        return Vec::new();
+    }
+    p.log()
+        .aborted_transactions(from, upto)
+        .into_iter()
+        .map(|a| {
+            kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
 }
 
 /// Handles Fetch, waiting for data per `max_wait_ms`/`min_bytes`. Returns the response and,
@@ -358,6 +405,8 @@ pub fn list_offsets(
                     let log = part.log();
                     let found = match p.timestamp {
                         -2 => Ok(Some((log.log_start_offset(), -1))),
+                        // read_committed (v2+): the last stable offset.
+                        -1 if req.isolation_level == 1 => Ok(Some((log.last_stable_offset(), -1))),
                         -1 => Ok(Some((log.log_end_offset(), -1))),
                         -3 => log.max_timestamp(),
                         ts if ts >= 0 => log.offset_for_timestamp(ts),

@@ -133,6 +133,33 @@ fn append_one(
         }
     }
     let mut log = partition.log();
+    // A transactional batch must belong to an Ongoing transaction holding this partition
+    // (KIP-890 part 1), checked under the partition lock: a marker cannot slip in between.
+    if let Ok(h) = shoal_log::batch::BatchHeader::parse(slice) {
+        if h.attributes & shoal_log::txn::TRANSACTIONAL_FLAG != 0 && h.has_producer_id() {
+            use crate::txn_coordinator::Unverified;
+            let checked = broker.txns.verifier.check(
+                h.producer_id,
+                h.producer_epoch,
+                &partition.topic,
+                partition.index,
+            );
+            match checked {
+                Ok(()) => {}
+                Err(Unverified::Fenced) => {
+                    let message = "the producer was fenced by a newer epoch".to_string();
+                    return Appended::failed(code::INVALID_PRODUCER_EPOCH, Some(message));
+                }
+                Err(Unverified::NotInTransaction) => {
+                    let message = format!(
+                        "producer {} has no ongoing transaction holding {}-{}",
+                        h.producer_id, partition.topic, partition.index
+                    );
+                    return Appended::failed(code::INVALID_TXN_STATE, Some(message));
+                }
+            }
+        }
+    }
     // Appended straight from the request frame: no copy of the batch.
     let info = match log.append(slice, now_ms()) {
         Ok(info) => info,
@@ -382,17 +409,13 @@ pub fn legacy_unsupported(body: &[u8], version: i16, correlation_id: i32) -> Opt
     Some(out)
 }
 
-/// InitProducerId for idempotent producers: a new producer id with epoch 0, or, when the
-/// client presents its current id and epoch (KIP-360), the same id with the epoch bumped.
-/// Transactions are not supported: a `transactional_id` gets
-/// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`.
+/// InitProducerId for idempotent producers (no `transactional_id`; transactional ones are
+/// [`super::txn::init_producer_id`]): a new producer id with epoch 0, or, when the client
+/// presents its current id and epoch (KIP-360), the same id with the epoch bumped.
 pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-    }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return resp
             .with_error_code(code::NONE)

@@ -33,6 +33,7 @@ mod consumer_requests;
 mod describe;
 mod offset_requests;
 mod share_requests;
+mod txn_offsets;
 
 #[derive(Debug)]
 pub(crate) enum Group {
@@ -106,6 +107,10 @@ pub struct GroupCoordinator {
     /// Makes member ids unique across broker restarts (the caller supplies it at start).
     incarnation: u64,
     next_id: u64,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by producer id: written to
+    /// `__consumer_offsets` as transactional records, applied when the transaction's COMMIT
+    /// marker is, dropped with its ABORT (KIP-98).
+    pending_txn_offsets: std::collections::HashMap<i64, Vec<Record>>,
 }
 
 /// Notes a refused state transition (a bug, never a panic) for the operator's log.
@@ -135,6 +140,7 @@ impl GroupCoordinator {
             group_configs: BTreeMap::new(),
             incarnation,
             next_id: 0,
+            pending_txn_offsets: std::collections::HashMap::new(),
         }
     }
 
