@@ -12,6 +12,7 @@
 #   bash scripts/bench.sh throughput [ARGS]    # one of them, ARGS to that subcommand
 #   bash scripts/bench.sh convergence [ARGS]   # e.g. --runs 5, --client k=v
 #   bash scripts/bench.sh share [ARGS]         # e.g. --records 1000000,400000
+#   bash scripts/bench.sh txn [ARGS]           # transactional vs idempotent produce, e.g. --records 500000
 #   bash scripts/bench.sh amqp [ARGS]          # AMQP: Shoal vs rabbitmq-server (scripts/bench-amqp.py)
 #   bash scripts/bench.sh log                  # criterion benches of the log (cargo bench)
 # To measure another broker instead: shoal bench ... --bootstrap-server HOST:PORT
@@ -21,7 +22,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
 cargo build --release -p shoal >/dev/null
 BIN="$CARGO_TARGET_DIR/release/shoal"
 WHAT=all
-case "${1:-}" in throughput|convergence|share) WHAT="$1"; shift ;; esac
+case "${1:-}" in throughput|convergence|share|txn) WHAT="$1"; shift ;; esac
 if [ "${1:-}" = log ]; then
   exec cargo bench -p shoal-log --bench log
 fi
@@ -90,4 +91,9 @@ if [ "$WHAT" = share ]; then
   "$BIN" bench share --bootstrap-server "127.0.0.1:$PORT" "$@"
 elif [ "$WHAT" = all ]; then
   "$BIN" bench share --bootstrap-server "127.0.0.1:$PORT"
+fi
+if [ "$WHAT" = txn ]; then
+  "$BIN" bench txn --bootstrap-server "127.0.0.1:$PORT" "$@"
+elif [ "$WHAT" = all ]; then
+  "$BIN" bench txn --bootstrap-server "127.0.0.1:$PORT"
 fi

@@ -52,7 +52,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,7 @@ from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic, ResourceType)
 
-from conftest import shoal_bin, wait_port
+from conftest import Broker
 
 LOCK_MS = 5000
 SHARE_SETTINGS = {
@@ -86,84 +85,9 @@ Confirmed = collections.namedtuple("Confirmed", "partition offset value how")
 
 # --- brokers -------------------------------------------------------------------------------
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A `shoal serve` on its own free port and data directory. `kill()` then `start()`
-    restarts it on the same port and data; each run logs to its own file."""
-
-    def __init__(self, settings):
-        self.root = tempfile.mkdtemp(prefix="shoal-share-")
-        self.data_dir = os.path.join(self.root, "data")
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.settings = settings
-        self.proc = None
-        self.logs = []
-
-    def start(self, timeout=60):
-        log_path = os.path.join(self.root, f"broker-{len(self.logs) + 1}.log")
-        self.logs.append(log_path)
-        sets = [a for k, v in self.settings.items() for a in ("--set", f"{k}={v}")]
-        with open(log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [shoal_bin(), "serve", "--kafka-addr", self.bootstrap,
-                 "--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0",
-                 "--data-dir", self.data_dir, *sets],
-                stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"shoal exited with {self.proc.returncode} before listening "
-                                   f"on {self.bootstrap}:\n{self.log_tail()}")
-            try:
-                wait_port("127.0.0.1", self.port, timeout=0.5)
-                return
-            except RuntimeError:
-                pass
-        raise RuntimeError(f"shoal not listening on {self.bootstrap} after {timeout} s:\n"
-                           f"{self.log_tail()}")
-
-    def kill(self):
-        """SIGKILL: no drain, no fsync, no goodbye to the clients."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def log_tail(self, lines=40):
-        with open(self.logs[-1]) as f:
-            return "".join(f.readlines()[-lines:])
-
-    def finish(self):
-        """Stops the broker, removes its directory, fails on any ERROR it logged (a client
-        can look happy while the broker failed behind it, as in conftest)."""
-        self.stop()
-        errors = []
-        for path in self.logs:
-            with open(path) as f:
-                errors += [f"{os.path.basename(path)}: {line}" for line in f if " ERROR " in line]
-        if os.environ.get("KEEP_COMPAT_DATA"):
-            print("share-group broker data kept in", self.root)
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
-        assert not errors, "the broker logged errors:\n" + "".join(errors)
-
-
 @pytest.fixture(scope="module")
 def share_broker():
-    b = Broker(SHARE_SETTINGS)
+    b = Broker(SHARE_SETTINGS, prefix="shoal-share-")
     try:
         b.start()
         yield b.bootstrap
@@ -173,7 +97,7 @@ def share_broker():
 
 @pytest.fixture
 def own_broker():
-    b = Broker(SHARE_SETTINGS)
+    b = Broker(SHARE_SETTINGS, prefix="shoal-share-")
     try:
         b.start()
         yield b

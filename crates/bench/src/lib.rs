@@ -12,12 +12,14 @@
 //!   publish-to-deliver latency, against Shoal or RabbitMQ.
 //! - [`share`]: share-group (KIP-932) consumer throughput with per-record acknowledgements,
 //!   next to the consumer-group throughput of the same records (lean native clients).
+//! - [`txn`]: transactional produce throughput next to idempotent produce (librdkafka).
 
 pub mod amqp;
 pub mod convergence;
 pub mod native;
 pub mod share;
 pub mod throughput;
+pub mod txn;
 
 /// Runs `f` to completion on a fresh current-thread tokio runtime (rdkafka's admin calls are
 /// async; the benchmarks are not).

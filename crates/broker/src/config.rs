@@ -60,6 +60,10 @@ pub struct BrokerConfig {
     pub log_retention_ms: i64,
     /// `log.retention.bytes` (default -1 = no limit).
     pub log_retention_bytes: i64,
+    /// `log.message.timestamp.type` (default `CreateTime`): `LogAppendTime` makes the broker
+    /// stamp every appended batch with its append time; a topic's `message.timestamp.type`
+    /// overrides it.
+    pub log_message_timestamp_type: String,
     /// `log.retention.check.interval.ms` (default 300000).
     pub log_retention_check_interval_ms: i64,
     /// `log.index.interval.bytes` (default 4096).
@@ -154,6 +158,7 @@ impl Default for BrokerConfig {
             log_roll_ms: 168 * 3_600_000,
             log_retention_ms: 168 * 3_600_000,
             log_retention_bytes: -1,
+            log_message_timestamp_type: "CreateTime".into(),
             log_retention_check_interval_ms: 300_000,
             log_index_interval_bytes: 4096,
             log_flush_interval_messages: i64::MAX,
@@ -269,6 +274,18 @@ impl BrokerConfig {
             "log.retention.minutes" => self.log_retention_ms = parse::<i64>(key, value)? * 60_000,
             "log.retention.hours" => self.log_retention_ms = parse::<i64>(key, value)? * 3_600_000,
             "log.retention.bytes" => self.log_retention_bytes = parse(key, value)?,
+            "log.message.timestamp.type" => match value.trim() {
+                "CreateTime" | "LogAppendTime" => {
+                    self.log_message_timestamp_type = value.trim().to_string()
+                }
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        reason: "expected CreateTime or LogAppendTime".into(),
+                    })
+                }
+            },
             "log.retention.check.interval.ms" => {
                 self.log_retention_check_interval_ms = parse(key, value)?
             }

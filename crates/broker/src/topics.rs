@@ -275,6 +275,10 @@ impl TopicManager {
             index_interval_bytes: self.config.log_index_interval_bytes,
             retention_ms: get("retention.ms").unwrap_or(self.config.log_retention_ms),
             retention_bytes: get("retention.bytes").unwrap_or(self.config.log_retention_bytes),
+            log_append_time: configs.get("message.timestamp.type").map_or(
+                self.config.log_message_timestamp_type == "LogAppendTime",
+                |v| v.trim() == "LogAppendTime",
+            ),
         }
     }
 
@@ -394,6 +398,12 @@ impl TopicManager {
             {
                 return Err(TopicError::InvalidConfig(format!(
                     "cleanup.policy={v}: expected delete, compact or both"
+                )));
+            }
+            if k == "message.timestamp.type" && !matches!(v.trim(), "CreateTime" | "LogAppendTime")
+            {
+                return Err(TopicError::InvalidConfig(format!(
+                    "Invalid value {v} for configuration message.timestamp.type: String must be one of: CreateTime, LogAppendTime"
                 )));
             }
             if numeric && v.parse::<i64>().is_err() {

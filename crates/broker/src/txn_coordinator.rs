@@ -43,15 +43,16 @@ type Tx<T> = oneshot::Sender<T>;
 type Delivery = Box<dyn FnOnce() + Send>;
 type Synced = (i64, Result<(), String>);
 
-/// The Ongoing transactions, for produce-time verification: producer id -> (epoch,
-/// partitions).
+/// What produce-time verification needs of every transactional producer the coordinator
+/// knows: producer id -> (current epoch, the partitions of its Ongoing transaction, `None` when
+/// it has none).
 #[derive(Debug, Default)]
 pub struct TxnVerifier {
     open: RwLock<HashMap<i64, OpenEntry>>,
 }
 
-/// An Ongoing transaction's producer epoch and partitions.
-type OpenEntry = (i16, HashSet<(String, i32)>);
+/// A producer's current epoch and its Ongoing transaction's partitions.
+type OpenEntry = (i16, Option<HashSet<(String, i32)>>);
 
 /// Why a transactional batch is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +78,7 @@ impl TxnVerifier {
         let open = self.open.read().unwrap_or_else(|e| e.into_inner());
         match open.get(&producer_id) {
             Some((epoch, _)) if *epoch > producer_epoch => Err(Unverified::Fenced),
-            Some((epoch, parts))
+            Some((epoch, Some(parts)))
                 if *epoch == producer_epoch && parts.contains(&(topic.to_string(), partition)) =>
             {
                 Ok(())
@@ -466,15 +467,11 @@ impl Runtime {
         if let Some(old) = self.verified_pid.remove(transactional_id) {
             self.verifier.set(old, None);
         }
-        if let Some(m) = self
-            .core
-            .get(transactional_id)
-            .filter(|m| m.state == TxnState::Ongoing)
-        {
-            self.verifier.set(
-                m.producer_id,
-                Some((m.producer_epoch, m.partitions.iter().cloned().collect())),
-            );
+        if let Some(m) = self.core.get(transactional_id) {
+            let parts =
+                (m.state == TxnState::Ongoing).then(|| m.partitions.iter().cloned().collect());
+            self.verifier
+                .set(m.producer_id, Some((m.producer_epoch, parts)));
             self.verified_pid
                 .insert(transactional_id.to_string(), m.producer_id);
         }

@@ -209,6 +209,30 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) -> Result<(), BatchErro
 
 /// Writes `partition_leader_epoch` into the header of the batch at the start of `buf`
 /// (outside the CRC).
+/// Attribute bit 3: the batch's timestamps are the broker's append time (`LogAppendTime`).
+pub const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+
+/// Marks the batch in `buf` as `LogAppendTime` stamped at `now_ms`: sets attribute bit 3 and
+/// `max_timestamp`, then recomputes the CRC-32C, as Kafka's broker does for a topic with
+/// `message.timestamp.type=LogAppendTime` (readers then take `max_timestamp` as every
+/// record's timestamp; `base_timestamp` and the record deltas stay as the producer sent them).
+///
+/// Errors: [`BatchError::Truncated`] when `buf` is shorter than a batch header.
+pub fn set_log_append_time(buf: &mut [u8], now_ms: i64) -> Result<(), BatchError> {
+    let attrs = i16::from_be_bytes(be::<2>(buf, 21)?) | LOG_APPEND_TIME_FLAG;
+    buf.get_mut(21..23)
+        .ok_or(BatchError::Truncated)?
+        .copy_from_slice(&attrs.to_be_bytes());
+    buf.get_mut(35..43)
+        .ok_or(BatchError::Truncated)?
+        .copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(buf.get(CRC_START..).ok_or(BatchError::Truncated)?);
+    buf.get_mut(17..21)
+        .ok_or(BatchError::Truncated)?
+        .copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
 pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) -> Result<(), BatchError> {
     let slot = buf.get_mut(12..16).ok_or(BatchError::Truncated)?;
     slot.copy_from_slice(&epoch.to_be_bytes());

@@ -42,6 +42,9 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// `retention.bytes`: delete the oldest sealed segments beyond this size; -1 = no limit.
     pub retention_bytes: i64,
+    /// `message.timestamp.type=LogAppendTime` (Kafka default `CreateTime`, false): each
+    /// appended batch is stamped with the append time ([`batch::set_log_append_time`]).
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -52,6 +55,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            log_append_time: false,
         }
     }
 }
@@ -108,10 +112,14 @@ pub trait PartitionLog: Send + std::fmt::Debug {
     fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError>;
     fn log_start_offset(&self) -> i64;
     fn log_end_offset(&self) -> i64;
-    /// Offset of the first batch whose `max_timestamp >= timestamp_ms`, with that timestamp;
-    /// `None` when no batch qualifies. Batch granularity (see docs/compatibility.md).
+    /// Offset and timestamp of the first record whose timestamp is `>= timestamp_ms`
+    /// (ListOffsets by timestamp, as Kafka's `fetchOffsetByTimestamp`); in a `LogAppendTime`
+    /// batch every record has the batch's `max_timestamp`. `None` when no record qualifies.
+    ///
+    /// Errors: `Corrupt` when the batch holding it cannot be decoded; `Io`.
     fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError>;
-    /// Largest timestamp and its batch's base offset (ListOffsets `MAX_TIMESTAMP`).
+    /// Largest timestamp and the offset of the first record carrying it (ListOffsets
+    /// `MAX_TIMESTAMP`, KIP-734). Errors: `Corrupt` when that batch does not decode; `Io`.
     fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError>;
     /// What an fsync must cover to make every appended batch durable; `None` when clean.
     fn sync_target(&self) -> Option<SyncTarget>;
@@ -539,6 +547,12 @@ impl PartitionLog for LocalLog {
                 duplicate: true,
             });
         }
+        if self.config.log_append_time {
+            let mut stamped = batch.to_vec();
+            batch::set_log_append_time(&mut stamped, now_ms)?;
+            let header = batch::validate(&stamped)?;
+            return self.append_validated(&stamped, header, None, now_ms);
+        }
         self.append_validated(batch, header, None, now_ms)
     }
 
@@ -619,7 +633,9 @@ impl PartitionLog for LocalLog {
             let mut pos = 0u64;
             while let Some(h) = seg.header_at(pos)? {
                 if h.max_timestamp >= timestamp_ms {
-                    return Ok(Some((h.base_offset, h.max_timestamp)));
+                    if let Some(found) = seg.record_for_timestamp(pos, &h, timestamp_ms)? {
+                        return Ok(Some(found));
+                    }
                 }
                 pos += h.total_len() as u64;
             }
@@ -628,20 +644,28 @@ impl PartitionLog for LocalLog {
     }
 
     fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
-        let mut best: Option<(i64, i64)> = None;
+        // The batch holding the largest timestamp (the first such batch), then its record.
+        let mut best: Option<(&Segment, u64, batch::BatchHeader)> = None;
         for seg in self.segments.values() {
-            if seg.max_timestamp < 0 || best.is_some_and(|(_, ts)| seg.max_timestamp <= ts) {
+            if seg.max_timestamp < 0
+                || best.is_some_and(|(_, _, b)| seg.max_timestamp <= b.max_timestamp)
+            {
                 continue;
             }
             let mut pos = 0u64;
             while let Some(h) = seg.header_at(pos)? {
-                if best.is_none_or(|(_, ts)| h.max_timestamp > ts) {
-                    best = Some((h.base_offset, h.max_timestamp));
+                if best.is_none_or(|(_, _, b)| h.max_timestamp > b.max_timestamp) {
+                    best = Some((seg, pos, h));
                 }
                 pos += h.total_len() as u64;
             }
         }
-        Ok(best)
+        match best {
+            None => Ok(None),
+            Some((seg, pos, h)) => Ok(seg
+                .record_for_timestamp(pos, &h, h.max_timestamp)?
+                .or(Some((h.base_offset, h.max_timestamp)))),
+        }
     }
 
     fn sync_target(&self) -> Option<SyncTarget> {

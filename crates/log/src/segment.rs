@@ -255,6 +255,40 @@ impl Segment {
         header_at(&self.file, pos, self.size_on_disk_hint())
     }
 
+    /// The first record at or after `timestamp_ms` in the batch at `pos` (whose header is
+    /// `h`): `(offset, timestamp)`. A `LogAppendTime` batch answers with its first offset and
+    /// `max_timestamp`; otherwise the records are decoded (and decompressed). `None` when no
+    /// record of the batch qualifies.
+    ///
+    /// Errors: `Corrupt` when the batch does not decode; `Io`.
+    pub(crate) fn record_for_timestamp(
+        &self,
+        pos: u64,
+        h: &BatchHeader,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        if h.attributes & batch::LOG_APPEND_TIME_FLAG != 0 {
+            return Ok(
+                (h.max_timestamp >= timestamp_ms).then_some((h.base_offset, h.max_timestamp))
+            );
+        }
+        let mut buf = vec![0u8; h.total_len()];
+        self.file.read_exact_at(&mut buf, pos)?;
+        let mut bytes = Bytes::from(buf);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
+            LogError::Corrupt {
+                offset: h.base_offset,
+                segment: self.log_path.display().to_string(),
+                reason: format!("cannot decode the batch: {e}"),
+            }
+        })?;
+        Ok(set
+            .records
+            .iter()
+            .find(|r| r.timestamp >= timestamp_ms)
+            .map(|r| (r.offset, r.timestamp)))
+    }
+
     fn size_on_disk_hint(&self) -> u64 {
         // During recovery `size` is the file length; afterwards it is the valid length.
         self.size

@@ -241,6 +241,9 @@ enum BenchCommand {
     /// Share-group (KIP-932) consumer throughput with per-record acknowledgements, next to
     /// the consumer-group throughput of the same records (see docs/benchmarks.md).
     Share(ShareArgs),
+    /// Transactional produce throughput (transactions of 100 and 1,000 records) next to
+    /// idempotent produce of the same records in the same run (see docs/benchmarks.md).
+    Txn(TxnBenchArgs),
     /// AMQP 0-9-1 queue throughput (persistent messages, publisher confirms, manual acks,
     /// prefetch) and publish-to-deliver latency; works against RabbitMQ too (see
     /// docs/benchmarks.md).
@@ -276,6 +279,32 @@ struct AmqpBenchArgs {
     runs: usize,
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+    /// `text` (a table) or `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct TxnBenchArgs {
+    /// Kafka bootstrap server.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Records per producer.
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// Records per transaction, one transactional producer each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    txn_sizes: Vec<u64>,
+    /// Partitions of each fresh topic (records spread round-robin, so every transaction
+    /// writes markers to each).
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Give up on any one producer after this many seconds.
+    #[arg(long, default_value_t = 300)]
     timeout_s: u64,
     /// `text` (a table) or `json` (one object per line).
     #[arg(long, default_value = "text")]
@@ -523,6 +552,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Throughput(args)) => throughput(args),
         Command::Bench(BenchCommand::NativeProduce(args)) => native_produce(args),
         Command::Bench(BenchCommand::Share(args)) => share(args),
+        Command::Bench(BenchCommand::Txn(args)) => txn_bench(args),
         Command::Bench(BenchCommand::Amqp(args)) => amqp_bench(args),
         Command::Topic(args) => client_runtime().and_then(|rt| rt.block_on(topic(args))),
         Command::Group(args) => client_runtime().and_then(|rt| rt.block_on(group(args))),
@@ -974,6 +1004,32 @@ fn native_produce(args: NativeProduceArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn txn_bench(args: TxnBenchArgs) -> anyhow::Result<()> {
+    use shoal_bench::txn;
+    let opts = txn::Options {
+        bootstrap: args.bootstrap_server.clone(),
+        record_size: args.record_size,
+        records: args.records,
+        txn_sizes: args.txn_sizes.clone(),
+        partitions: args.partitions,
+        timeout: std::time::Duration::from_secs(args.timeout_s),
+    };
+    let json = args.output == "json";
+    if !json {
+        println!("{}", txn::table_header());
+    }
+    txn::run(&opts, |o| {
+        if json {
+            if let Ok(line) = serde_json::to_string(o) {
+                println!("{line}");
+            }
+        } else {
+            println!("{}", txn::table_row(o));
+        }
+    })?;
     Ok(())
 }
 

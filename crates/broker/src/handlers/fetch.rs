@@ -1,9 +1,11 @@
 //! Fetch (long poll), ListOffsets and OffsetForLeaderEpoch.
 //!
 //! Fetch returns stored batches as they are on disk; it waits up to `max_wait_ms` until
-//! `min_bytes` are available, woken by appends. It respects `max_bytes` and
-//! `partition_max_bytes` but always returns at least one whole batch per partition so a large
-//! batch never stalls a consumer (KIP-74). `records` is never null (librdkafka rejects -1).
+//! `min_bytes` are available, woken by appends. The response respects `max_bytes` and each
+//! partition its `partition_max_bytes`, except that the first batch of the first non-empty
+//! partition is returned whole however large, so a large batch never stalls a consumer
+//! (KIP-74); a later partition whose first batch does not fit what is left returns no
+//! records this time. `records` is never null (librdkafka rejects -1).
 //!
 //! Zero copy: batches already CRC-checked in this process are not read into memory; the
 //! response carries their file ranges, which the connection's writer sends with `sendfile`
@@ -90,6 +92,9 @@ fn read_all(
             continue;
         };
         match plan.and_then(|plan| plan.read_zero_copy()) {
+            // Only the first batch of the first non-empty partition may exceed the limits
+            // (KIP-74); here a larger first batch waits for a later fetch, as in Kafka.
+            Ok(records) if total > 0 && records.len() > limit => out.push((base, None)),
             Ok(records) => {
                 total += records.len();
                 remaining = remaining.saturating_sub(records.len());

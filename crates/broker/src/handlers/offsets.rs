@@ -1,6 +1,8 @@
 //! Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete. Commits are records in
 //! `__consumer_offsets`, acknowledged once durable; they survive restarts by replay.
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -94,17 +96,17 @@ pub async fn commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets: `(error_code, rows)`. `member` is OffsetFetch v9's
-/// `(member_id, member_epoch)`, checked for consumer-protocol groups (KIP-848).
+/// One group's committed offsets: `(error_code, rows, unstable)`. `member` is OffsetFetch
+/// v9's `(member_id, member_epoch)`, checked for consumer-protocol groups (KIP-848). With
+/// `require_stable` (v7+, KIP-447), `unstable` holds the partitions with offsets pending in
+/// an open transaction: they are answered UNSTABLE_OFFSET_COMMIT (retriable) instead.
 async fn fetch_group(
     broker: &Broker,
     group_id: String,
     wanted: Option<Vec<(String, i32)>>,
     member: Option<(Option<String>, i32)>,
-) -> (
-    i16,
-    Vec<((String, i32), Option<shoal_group::OffsetAndMetadata>)>,
-) {
+    require_stable: bool,
+) -> (i16, Vec<OffsetRow>, HashSet<(String, i32)>) {
     if let Some((member_id, member_epoch)) = member {
         match broker
             .groups
@@ -112,14 +114,25 @@ async fn fetch_group(
             .await
         {
             Ok(None) => {}
-            Ok(Some(e)) | Err(e) => return (e.code(), Vec::new()),
+            Ok(Some(e)) | Err(e) => return (e.code(), Vec::new(), HashSet::new()),
         }
     }
+    let unstable = if require_stable {
+        match broker.groups.pending_txn_partitions(group_id.clone()).await {
+            Ok(set) => set,
+            Err(e) => return (e.code(), Vec::new(), HashSet::new()),
+        }
+    } else {
+        HashSet::new()
+    };
     match broker.groups.fetch_offsets(group_id, wanted).await {
-        Ok(r) => (code::NONE, r),
-        Err(e) => (e.code(), Vec::new()),
+        Ok(r) => (code::NONE, r, unstable),
+        Err(e) => (e.code(), Vec::new(), HashSet::new()),
     }
 }
+
+/// A committed-offset row of the group coordinator: the partition and its offset, if any.
+type OffsetRow = ((String, i32), Option<shoal_group::OffsetAndMetadata>);
 
 /// `(offset, leader_epoch, metadata)` of a row; -1/-1/"" when nothing is committed.
 fn committed(v: Option<shoal_group::OffsetAndMetadata>) -> (i64, i32, StrBytes) {
@@ -141,14 +154,21 @@ fn wanted_partitions<'a>(
 }
 
 /// Committed rows grouped by topic, in first-seen order:
-/// `(topic, [(partition, offset, leader_epoch, metadata)])`.
-type TopicRows = Vec<(String, Vec<(i32, i64, i32, StrBytes)>)>;
+/// `(topic, [(partition, offset, leader_epoch, metadata, error_code)])`; a partition in
+/// `unstable` gets -1 and UNSTABLE_OFFSET_COMMIT, as Kafka answers `require_stable`.
+type TopicRows = Vec<(String, Vec<(i32, i64, i32, StrBytes, i16)>)>;
 
-fn by_topic(rows: Vec<((String, i32), Option<shoal_group::OffsetAndMetadata>)>) -> TopicRows {
+fn by_topic(rows: Vec<OffsetRow>, unstable: &HashSet<(String, i32)>) -> TopicRows {
     let mut out: TopicRows = Vec::new();
     for ((topic, partition), value) in rows {
-        let (offset, epoch, metadata) = committed(value);
-        let entry = (partition, offset, epoch, metadata);
+        let pending = unstable.contains(&(topic.clone(), partition));
+        let (offset, epoch, metadata) = committed(if pending { None } else { value });
+        let error = if pending {
+            code::UNSTABLE_OFFSET_COMMIT
+        } else {
+            code::NONE
+        };
+        let entry = (partition, offset, epoch, metadata, error);
         match out.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, v)) => v.push(entry),
             None => out.push((topic, vec![entry])),
@@ -158,7 +178,8 @@ fn by_topic(rows: Vec<((String, i32), Option<shoal_group::OffsetAndMetadata>)>) 
 }
 
 /// OffsetFetch (v1-v9): the committed offset per partition, or -1 when none; all committed
-/// partitions when `topics` is null (v2+). v8+ batch groups; v9 carries the member id and
+/// partitions when `topics` is null (v2+). `require_stable` (v7+, KIP-447): a partition with
+/// offsets pending in an open transaction gets UNSTABLE_OFFSET_COMMIT and -1. v8+ batch groups; v9 carries the member id and
 /// epoch of consumer-protocol members (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH per group).
 pub async fn fetch(
     broker: &Broker,
@@ -175,8 +196,15 @@ pub async fn fetch(
             );
             let member = (ctx.api_version >= 9)
                 .then(|| (g.member_id.as_ref().map(|m| m.to_string()), g.member_epoch));
-            let (err, rows) = fetch_group(broker, g.group_id.0.to_string(), wanted, member).await;
-            let topics: Vec<OffsetFetchResponseTopics> = by_topic(rows)
+            let (err, rows, unstable) = fetch_group(
+                broker,
+                g.group_id.0.to_string(),
+                wanted,
+                member,
+                req.require_stable,
+            )
+            .await;
+            let topics: Vec<OffsetFetchResponseTopics> = by_topic(rows, &unstable)
                 .into_iter()
                 .map(|(topic, parts)| {
                     OffsetFetchResponseTopics::default()
@@ -184,9 +212,10 @@ pub async fn fetch(
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, offset, epoch, metadata)| {
+                                .map(|(p, offset, epoch, metadata, error)| {
                                     OffsetFetchResponsePartitions::default()
                                         .with_partition_index(p)
+                                        .with_error_code(error)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
                                         .with_metadata(Some(metadata))
@@ -209,11 +238,19 @@ pub async fn fetch(
             .as_ref()
             .map(|ts| ts.iter().map(|t| (&t.name, t.partition_indexes.as_slice()))),
     );
-    let (err, rows) = fetch_group(broker, req.group_id.0.to_string(), wanted, None).await;
+    let require_stable = ctx.api_version >= 7 && req.require_stable;
+    let (err, rows, unstable) = fetch_group(
+        broker,
+        req.group_id.0.to_string(),
+        wanted,
+        None,
+        require_stable,
+    )
+    .await;
     if err != code::NONE {
         return OffsetFetchResponse::default().with_error_code(err);
     }
-    let topics: Vec<OffsetFetchResponseTopic> = by_topic(rows)
+    let topics: Vec<OffsetFetchResponseTopic> = by_topic(rows, &unstable)
         .into_iter()
         .map(|(topic, parts)| {
             OffsetFetchResponseTopic::default()
@@ -221,9 +258,10 @@ pub async fn fetch(
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, offset, epoch, metadata)| {
+                        .map(|(p, offset, epoch, metadata, error)| {
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(error)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(metadata))

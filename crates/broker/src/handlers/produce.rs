@@ -53,6 +53,9 @@ struct Appended {
     writeback_due: bool,
     /// Produce v8+ `record_errors`: `(batch_index, message)` of each rejected record.
     record_errors: Vec<(i32, String)>,
+    /// The broker time of the append (ms since the epoch); the answer's
+    /// `log_append_time_ms` for a `LogAppendTime` topic.
+    append_time_ms: i64,
 }
 
 impl Appended {
@@ -65,6 +68,7 @@ impl Appended {
             flush_due: false,
             writeback_due: false,
             record_errors: Vec::new(),
+            append_time_ms: -1,
         }
     }
 }
@@ -161,7 +165,8 @@ fn append_one(
         }
     }
     // Appended straight from the request frame: no copy of the batch.
-    let info = match log.append(slice, now_ms()) {
+    let append_time_ms = now_ms();
+    let info = match log.append(slice, append_time_ms) {
         Ok(info) => info,
         Err(e) => {
             if matches!(
@@ -192,6 +197,7 @@ fn append_one(
         flush_due: unflushed >= broker.config.log_flush_interval_messages,
         writeback_due,
         record_errors: Vec::new(),
+        append_time_ms,
     }
 }
 
@@ -231,7 +237,7 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
         }
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
-            let resp = PartitionProduceResponse::default()
+            let mut resp = PartitionProduceResponse::default()
                 .with_index(pd.index)
                 .with_log_append_time_ms(-1);
             let partition = topic_obj.as_ref().and_then(|t| {
@@ -253,6 +259,16 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
                     let r = append_one(broker, p, compacted, pd.records);
                     if r.error == code::NONE {
                         appended_any = true;
+                        let append_time = topic_obj
+                            .as_ref()
+                            .and_then(|t| t.configs.get("message.timestamp.type"))
+                            .map_or(broker.config.log_message_timestamp_type.as_str(), |v| {
+                                v.trim()
+                            })
+                            == "LogAppendTime";
+                        if append_time {
+                            resp = resp.with_log_append_time_ms(r.append_time_ms);
+                        }
                         if acks == -1 || r.flush_due {
                             to_sync.push(Arc::clone(p));
                         } else if r.writeback_due {

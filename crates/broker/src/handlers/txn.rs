@@ -1,6 +1,6 @@
 //! Transactions (KIP-98): InitProducerId with a `transactional_id`, AddPartitionsToTxn,
 //! AddOffsetsToTxn, TxnOffsetCommit and EndTxn, and the admin side: DescribeTransactions,
-//! ListTransactions and DescribeProducers. The state machine is [`shoal_txn`]; its runtime
+//! ListTransactions, DescribeProducers and WriteTxnMarkers (the admin abort). The state machine is [`shoal_txn`]; its runtime
 //! [`crate::txn_coordinator`]; this module decodes, maps errors to Kafka's codes and encodes.
 //!
 //! PRODUCER_FENCED (KIP-588) goes to request versions that know it (InitProducerId v4+,
@@ -18,18 +18,22 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, DescribeProducersRequest, DescribeProducersResponse,
     DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
     InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
     ListTransactionsResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use shoal_txn::TxnError;
 
 use super::{code, RequestContext};
+use crate::clock::now_ms;
 use crate::state::Broker;
 use crate::topics::CONSUMER_OFFSETS;
 use crate::txn_coordinator::Unverified;
@@ -442,7 +446,7 @@ pub async fn list_transactions(
         },
         None => None,
     };
-    let now = crate::clock::now_ms();
+    let now = now_ms();
     let all = match broker.txns.list().await {
         Ok(all) => all,
         Err(e) => {
@@ -528,4 +532,109 @@ pub fn describe_producers(
         })
         .collect();
     DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// WriteTxnMarkers (v1): writes a COMMIT (`transaction_result` true) or ABORT marker for
+/// `producer_id`/`producer_epoch` to each listed partition, fsyncs them, then answers. On one
+/// node the transaction coordinator writes its own markers; this request is what Kafka's admin
+/// abort of a hanging transaction sends (KIP-664, `kafka-transactions.sh abort`,
+/// `coordinator_epoch` -1). Per partition: UNKNOWN_TOPIC_OR_PARTITION for a partition that does
+/// not exist, INVALID_PRODUCER_EPOCH when the producer has a newer epoch there (nothing
+/// written), KAFKA_STORAGE_ERROR when the log cannot be written or synced. A marker for
+/// `__consumer_offsets` completes the producer's pending transactional offset commits.
+pub async fn write_txn_markers(
+    broker: &Broker,
+    req: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut markers = Vec::with_capacity(req.markers.len());
+    for m in req.markers {
+        let kind = if m.transaction_result {
+            shoal_log::ControlType::Commit
+        } else {
+            shoal_log::ControlType::Abort
+        };
+        let pid = m.producer_id.0;
+        let mut results: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(m.topics.len());
+        let mut written = Vec::new();
+        for t in m.topics {
+            let name = t.name.0.to_string();
+            let mut parts = Vec::with_capacity(t.partition_indexes.len());
+            for i in t.partition_indexes {
+                let error = if name == CONSUMER_OFFSETS {
+                    match broker
+                        .groups
+                        .complete_txn(pid, m.producer_epoch, m.transaction_result)
+                        .await
+                    {
+                        Ok(()) => code::NONE,
+                        Err(e) => {
+                            tracing::warn!(producer_id = pid, error = %e, "WriteTxnMarkers: cannot complete transactional offsets");
+                            code::KAFKA_STORAGE_ERROR
+                        }
+                    }
+                } else if let Some(p) = broker.topics.partition(&name, i) {
+                    let appended = p.log().append_marker(
+                        pid,
+                        m.producer_epoch,
+                        kind,
+                        m.coordinator_epoch.max(0),
+                        now_ms(),
+                    );
+                    match appended {
+                        Ok(_) => {
+                            written.push((p, parts.len(), results.len()));
+                            code::NONE
+                        }
+                        Err(shoal_log::LogError::InvalidProducerEpoch { .. }) => {
+                            code::INVALID_PRODUCER_EPOCH
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %name, partition = i, error = %e, "WriteTxnMarkers: cannot append a marker");
+                            code::KAFKA_STORAGE_ERROR
+                        }
+                    }
+                } else {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                };
+                parts.push((i, error));
+            }
+            results.push((t.name, parts));
+        }
+        if !written.is_empty() {
+            let sync = broker
+                .flusher
+                .sync(written.iter().map(|(p, _, _)| p.clone()).collect())
+                .await;
+            if let Err(e) = sync {
+                tracing::warn!(error = %e, "WriteTxnMarkers: cannot sync the markers");
+                for (_, part, topic) in &written {
+                    results[*topic].1[*part].1 = code::KAFKA_STORAGE_ERROR;
+                }
+            }
+            broker.notify_appended();
+        }
+        let topics = results
+            .into_iter()
+            .map(|(name, parts)| {
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(name)
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(i, e)| {
+                                WritableTxnMarkerPartitionResult::default()
+                                    .with_partition_index(i)
+                                    .with_error_code(e)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }
