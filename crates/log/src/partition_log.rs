@@ -283,7 +283,10 @@ impl LocalLog {
     }
 
     /// Deletes sealed segments whose every offset is below the log start offset (the
-    /// active segment always stays), and forgets their transaction state.
+    /// active segment always stays), and forgets their transaction state: the aborted
+    /// transactions indexed with them, and open transactions whose first batch was in them
+    /// (as retention does). A transaction still open above the new start stays open, so
+    /// `read_committed` readers keep waiting for its marker.
     fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
         let start = self.log_start_offset();
         let mut deleted = 0;
@@ -300,7 +303,7 @@ impl LocalLog {
         }
         if deleted > 0 {
             let first = self.segments.keys().next().copied().unwrap_or(start);
-            self.txns.truncate_before(first, start);
+            self.txns.truncate_before(first, first);
         }
         Ok(deleted)
     }
@@ -633,7 +636,11 @@ impl PartitionLog for LocalLog {
     }
 
     fn last_stable_offset(&self) -> i64 {
-        self.txns.last_stable_offset(self.log_end_offset())
+        // Never below the log start offset (DeleteRecords may move it past an open
+        // transaction's first batch; reads below the start are out of range anyway).
+        self.txns
+            .last_stable_offset(self.log_end_offset())
+            .max(self.log_start_offset())
     }
 
     fn aborted_transactions(&self, from: i64, upto: i64) -> Vec<AbortedTxn> {
@@ -698,8 +705,6 @@ impl PartitionLog for LocalLog {
         write_start_offset(&self.dir, offset)?;
         self.start_offset = offset;
         self.delete_segments_below_start()?;
-        let first = self.segments.keys().next().copied().unwrap_or(offset);
-        self.txns.truncate_before(first, offset);
         Ok(self.log_start_offset())
     }
 
