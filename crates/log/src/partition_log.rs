@@ -197,7 +197,20 @@ pub trait PartitionLog: Send + std::fmt::Debug {
     /// Idempotent and transactional producers with state here: `(producer_id,
     /// producer_epoch, last_sequence, last_timestamp_ms)` (DescribeProducers).
     fn producers(&self) -> Vec<(i64, i16, i32, i64)>;
+    /// Moves the log start offset up to `offset` (DeleteRecords, KIP-107): offsets below it
+    /// are no longer readable, and whole segments below it are deleted. The new start is
+    /// durable before this returns. An `offset` at or below the current start changes
+    /// nothing. Returns the log start offset afterwards (DeleteRecords' `low_watermark`).
+    ///
+    /// Errors: `OffsetOutOfRange` when `offset` is beyond the log end offset (the high
+    /// watermark of a one-replica log); `Io`/`Poisoned`.
+    fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError>;
 }
+
+/// The file in a partition directory that keeps a log start offset moved by
+/// [`PartitionLog::delete_records_before`] (Kafka keeps it in its checkpoint file
+/// `log-start-offset-checkpoint`): the offset as decimal text, replaced atomically.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 
 /// The embedded, file-backed [`PartitionLog`].
 #[derive(Debug)]
@@ -208,6 +221,10 @@ pub struct LocalLog {
     producers: ProducerStateTable,
     /// Open and aborted transactions ([`crate::txn`]).
     pub(crate) txns: TxnState,
+    /// The log start offset set by [`PartitionLog::delete_records_before`] (persisted in
+    /// [`LOG_START_OFFSET_FILE`]); the effective start is the larger of it and the first
+    /// segment's base offset.
+    start_offset: i64,
     synced_offset: i64,
     /// Bytes appended since the log was opened, and how many of them are known on disk.
     appended_bytes: u64,
@@ -258,15 +275,45 @@ impl LocalLog {
             segments,
             producers: ProducerStateTable::default(),
             txns: TxnState::default(),
+            start_offset: 0,
             synced_offset: 0,
             appended_bytes: 0,
             synced_bytes: 0,
             poisoned: false,
         };
         log.synced_offset = log.log_end_offset();
+        log.start_offset = read_start_offset(dir)?.min(log.log_end_offset());
+        // A crash between persisting a new start and deleting the segments below it.
+        log.delete_segments_below_start()?;
         log.rebuild_producer_state()?;
         log.rebuild_txn_state()?;
         Ok(log)
+    }
+
+    /// Deletes sealed segments whose every offset is below the log start offset (the
+    /// active segment always stays), and forgets their transaction state: the aborted
+    /// transactions indexed with them, and open transactions whose first batch was in them
+    /// (as retention does). A transaction still open above the new start stays open, so
+    /// `read_committed` readers keep waiting for its marker.
+    fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
+        let start = self.log_start_offset();
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let Some((&base, seg)) = self.segments.iter().next() else {
+                break;
+            };
+            if seg.next_offset > start {
+                break;
+            }
+            seg.remove_files()?;
+            self.segments.remove(&base);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first = self.segments.keys().next().copied().unwrap_or(start);
+            self.txns.truncate_before(first, first);
+        }
+        Ok(deleted)
     }
 
     /// Rebuilds the open and aborted transactions from the batch headers of every segment
@@ -398,6 +445,34 @@ impl LocalLog {
         self.segments.insert(next, seg);
         Ok(())
     }
+}
+
+/// The log start offset kept in `dir` ([`LOG_START_OFFSET_FILE`]); 0 when there is none.
+///
+/// Errors: the file exists but cannot be read or does not hold an offset.
+fn read_start_offset(dir: &Path) -> Result<i64, LogError> {
+    match std::fs::read_to_string(dir.join(LOG_START_OFFSET_FILE)) {
+        Ok(text) => text.trim().parse::<i64>().map_err(|e| LogError::Corrupt {
+            offset: 0,
+            segment: dir.join(LOG_START_OFFSET_FILE).display().to_string(),
+            reason: format!("not a log start offset: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the log start offset to `dir` atomically: a temporary file, fsynced, renamed over
+/// [`LOG_START_OFFSET_FILE`], then the directory fsynced.
+fn write_start_offset(dir: &Path, offset: i64) -> Result<(), LogError> {
+    use std::io::Write;
+    let path = dir.join(LOG_START_OFFSET_FILE);
+    let tmp = dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{offset}\n").as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, &path)?;
+    crate::segment::sync_dir(dir)
 }
 
 impl LocalLog {
@@ -575,7 +650,11 @@ impl PartitionLog for LocalLog {
     }
 
     fn last_stable_offset(&self) -> i64 {
-        self.txns.last_stable_offset(self.log_end_offset())
+        // Never below the log start offset (DeleteRecords may move it past an open
+        // transaction's first batch; reads below the start are out of range anyway).
+        self.txns
+            .last_stable_offset(self.log_end_offset())
+            .max(self.log_start_offset())
     }
 
     fn aborted_transactions(&self, from: i64, upto: i64) -> Vec<AbortedTxn> {
@@ -615,7 +694,32 @@ impl PartitionLog for LocalLog {
     }
 
     fn log_start_offset(&self) -> i64 {
-        self.segments.values().next().map_or(0, |s| s.base_offset)
+        self.segments
+            .values()
+            .next()
+            .map_or(0, |s| s.base_offset)
+            .max(self.start_offset)
+    }
+
+    fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset > end || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        write_start_offset(&self.dir, offset)?;
+        self.start_offset = offset;
+        self.delete_segments_below_start()?;
+        Ok(self.log_start_offset())
     }
 
     fn log_end_offset(&self) -> i64 {
@@ -626,14 +730,15 @@ impl PartitionLog for LocalLog {
     }
 
     fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let start = self.log_start_offset();
         for seg in self.segments.values() {
-            if seg.max_timestamp < timestamp_ms {
+            if seg.max_timestamp < timestamp_ms || seg.next_offset <= start {
                 continue;
             }
             let mut pos = 0u64;
             while let Some(h) = seg.header_at(pos)? {
-                if h.max_timestamp >= timestamp_ms {
-                    if let Some(found) = seg.record_for_timestamp(pos, &h, timestamp_ms)? {
+                if h.max_timestamp >= timestamp_ms && h.last_offset() >= start {
+                    if let Some(found) = seg.record_for_timestamp(pos, &h, timestamp_ms, start)? {
                         return Ok(Some(found));
                     }
                 }
@@ -645,16 +750,20 @@ impl PartitionLog for LocalLog {
 
     fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
         // The batch holding the largest timestamp (the first such batch), then its record.
+        let start = self.log_start_offset();
         let mut best: Option<(&Segment, u64, batch::BatchHeader)> = None;
         for seg in self.segments.values() {
             if seg.max_timestamp < 0
+                || seg.next_offset <= start
                 || best.is_some_and(|(_, _, b)| seg.max_timestamp <= b.max_timestamp)
             {
                 continue;
             }
             let mut pos = 0u64;
             while let Some(h) = seg.header_at(pos)? {
-                if best.is_none_or(|(_, _, b)| h.max_timestamp > b.max_timestamp) {
+                if h.last_offset() >= start
+                    && best.is_none_or(|(_, _, b)| h.max_timestamp > b.max_timestamp)
+                {
                     best = Some((seg, pos, h));
                 }
                 pos += h.total_len() as u64;
@@ -663,8 +772,8 @@ impl PartitionLog for LocalLog {
         match best {
             None => Ok(None),
             Some((seg, pos, h)) => Ok(seg
-                .record_for_timestamp(pos, &h, h.max_timestamp)?
-                .or(Some((h.base_offset, h.max_timestamp)))),
+                .record_for_timestamp(pos, &h, h.max_timestamp, start)?
+                .or(Some((h.base_offset.max(start), h.max_timestamp)))),
         }
     }
 
@@ -733,7 +842,8 @@ impl PartitionLog for LocalLog {
         }
         if deleted > 0 {
             let start = self.log_start_offset();
-            self.txns.truncate_before(start, start);
+            let first = self.segments.keys().next().copied().unwrap_or(start);
+            self.txns.truncate_before(first, start);
         }
         Ok(deleted)
     }

@@ -256,9 +256,10 @@ impl Segment {
     }
 
     /// The first record at or after `timestamp_ms` in the batch at `pos` (whose header is
-    /// `h`): `(offset, timestamp)`. A `LogAppendTime` batch answers with its first offset and
-    /// `max_timestamp`; otherwise the records are decoded (and decompressed). `None` when no
-    /// record of the batch qualifies.
+    /// `h`), not below offset `min_offset` (the log start offset): `(offset, timestamp)`. A
+    /// `LogAppendTime` batch answers with its first such offset and `max_timestamp`; otherwise
+    /// the records are decoded (and decompressed). `None` when no record of the batch
+    /// qualifies.
     ///
     /// Errors: `Corrupt` when the batch does not decode; `Io`.
     pub(crate) fn record_for_timestamp(
@@ -266,10 +267,12 @@ impl Segment {
         pos: u64,
         h: &BatchHeader,
         timestamp_ms: i64,
+        min_offset: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
         if h.attributes & batch::LOG_APPEND_TIME_FLAG != 0 {
             return Ok(
-                (h.max_timestamp >= timestamp_ms).then_some((h.base_offset, h.max_timestamp))
+                (h.max_timestamp >= timestamp_ms && h.last_offset() >= min_offset)
+                    .then_some((h.base_offset.max(min_offset), h.max_timestamp)),
             );
         }
         let mut buf = vec![0u8; h.total_len()];
@@ -285,7 +288,7 @@ impl Segment {
         Ok(set
             .records
             .iter()
-            .find(|r| r.timestamp >= timestamp_ms)
+            .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
             .map(|r| (r.offset, r.timestamp)))
     }
 

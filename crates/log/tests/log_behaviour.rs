@@ -459,3 +459,89 @@ fn random_bit_flips_and_truncations_are_never_served_and_never_panic() {
         );
     }
 }
+
+#[test]
+fn delete_records_moves_the_log_start_durably_and_drops_whole_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..100 {
+        log.append(&plain(2, i), 2_000).unwrap();
+    }
+    let end = log.log_end_offset();
+    assert_eq!(end, 200);
+    let segments_before = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(segments_before > 3);
+
+    // Beyond the high watermark: refused, nothing changes.
+    assert!(matches!(
+        log.delete_records_before(end + 1),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(log.log_start_offset(), 0);
+
+    // Into the middle of a batch: the start is that offset, not the batch's base.
+    assert_eq!(log.delete_records_before(101).unwrap(), 101);
+    assert_eq!(log.log_start_offset(), 101);
+    assert!(matches!(
+        log.read(100, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let read = log.read(101, 100).unwrap();
+    assert_eq!(read.log_start_offset, 101);
+    assert_eq!(
+        offsets_of(&read.records)[0],
+        (100, 101),
+        "the batch holding 101"
+    );
+    let size_after = log.size_bytes();
+    let segments_after = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(
+        segments_after < segments_before,
+        "whole segments below the start are deleted"
+    );
+
+    // A smaller offset changes nothing; timestamps below the start are not found.
+    assert_eq!(log.delete_records_before(50).unwrap(), 101);
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap().map(|(o, _)| o),
+        Some(101)
+    );
+
+    // The start survives a reopen.
+    drop(log);
+    let mut log = open(dir.path(), config);
+    assert_eq!(log.log_start_offset(), 101);
+    assert_eq!(log.size_bytes(), size_after);
+    assert!(matches!(
+        log.read(0, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+
+    // Up to the log end: the log is empty but keeps its offsets.
+    assert_eq!(log.delete_records_before(end).unwrap(), end);
+    assert!(log.read(end, 100).unwrap().records.is_empty());
+    let next = log.append(&plain(1, 5), 2_000).unwrap();
+    assert_eq!(next.base_offset, end);
+}

@@ -122,3 +122,24 @@ fn read_committed_stops_inside_a_segment_and_across_segments() {
     }
     assert_eq!(seen, (0..first_open).collect::<Vec<_>>());
 }
+
+#[test]
+fn delete_records_past_an_open_transactions_start_keeps_read_committed_waiting_for_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LocalLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+    log.append(&txn(1, 0, 0, 3), 1).unwrap(); // 0..=2
+    log.append(&TestBatch::new().value("plain").encode(), 1)
+        .unwrap(); // 3
+    log.append(&txn(1, 0, 3, 1), 1).unwrap(); // 4
+    assert_eq!(log.delete_records_before(2).unwrap(), 2);
+    assert_eq!(log.open_transactions(), vec![(1, 0, 0)], "still open");
+    assert_eq!(log.last_stable_offset(), 2, "never below the log start");
+    assert!(committed_offsets(&log, 2).is_empty());
+    log.append_marker(1, 0, ControlType::Commit, 0, 2).unwrap(); // 5
+    assert_eq!(log.last_stable_offset(), 6);
+    assert_eq!(committed_offsets(&log, 2), vec![0, 3, 4, 5]);
+    drop(log);
+    let log = LocalLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert_eq!(log.log_start_offset(), 2);
+    assert_eq!(log.last_stable_offset(), 6);
+}

@@ -10,7 +10,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -35,35 +35,79 @@ fn topic_error_code(e: &TopicError) -> i16 {
     }
 }
 
-/// The effective topic configs: explicit ones, then broker defaults, as `(name, value,
-/// is_default)`.
-fn effective_configs(
-    broker: &Broker,
-    configs: &BTreeMap<String, String>,
-) -> Vec<(String, String, bool)> {
-    let c = &broker.config;
-    let defaults: [(&str, String); 9] = [
-        ("cleanup.policy", "delete".into()),
-        ("retention.ms", c.log_retention_ms.to_string()),
-        ("retention.bytes", c.log_retention_bytes.to_string()),
-        ("segment.bytes", c.log_segment_bytes.to_string()),
-        ("segment.ms", c.log_roll_ms.to_string()),
-        ("max.message.bytes", c.message_max_bytes.to_string()),
-        ("message.timestamp.type", "CreateTime".into()),
-        ("min.insync.replicas", "1".into()),
-        ("compression.type", "producer".into()),
-    ];
-    defaults
-        .into_iter()
-        .map(|(k, d)| match configs.get(k) {
-            Some(v) => (k.to_string(), v.clone(), false),
-            None => (k.to_string(), d, true),
-        })
-        .collect()
+/// Checks a manual replica assignment (CreateTopics `assignments`) the way a one-node Kafka
+/// does and returns the partition count it implies: partitions numbered 0..n in any order,
+/// each with the same non-empty replica list, which may only name this node.
+///
+/// Errors: `(INVALID_REQUEST, ..)` when a partition count or replication factor is given as
+/// well; `(INVALID_REPLICA_ASSIGNMENT, ..)` otherwise.
+fn check_assignment(
+    node_id: i32,
+    num_partitions: i32,
+    replication_factor: i16,
+    assignments: &[kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment],
+) -> Result<i32, (i16, String)> {
+    if num_partitions != -1 || replication_factor != -1 {
+        return Err((
+            code::INVALID_REQUEST,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. \
+             Both cannot be used at the same time."
+                .into(),
+        ));
+    }
+    let mut indexes: Vec<i32> = assignments.iter().map(|a| a.partition_index).collect();
+    indexes.sort_unstable();
+    if indexes
+        .iter()
+        .enumerate()
+        .any(|(i, p)| i64::from(*p) != i as i64)
+    {
+        return Err((
+            code::INVALID_REPLICA_ASSIGNMENT,
+            "Partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    for a in assignments {
+        let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+        if ids.is_empty() {
+            return Err((
+                code::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "The manual partition assignment of partition {} is empty.",
+                    a.partition_index
+                ),
+            ));
+        }
+        if let Some(other) = ids.iter().find(|id| **id != node_id) {
+            return Err((
+                code::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "The manual partition assignment includes broker {other}, but no such broker is registered."
+                ),
+            ));
+        }
+        if ids.len() > 1 {
+            return Err((
+                code::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "The manual partition assignment of partition {} includes a duplicate replica {node_id}.",
+                    a.partition_index
+                ),
+            ));
+        }
+    }
+    i32::try_from(assignments.len()).map_err(|_| {
+        (
+            code::INVALID_REPLICA_ASSIGNMENT,
+            "too many partitions".to_string(),
+        )
+    })
 }
 
 /// CreateTopics (v2-v7). Replication factor must be -1 or 1 (one node):
-/// `INVALID_REPLICATION_FACTOR` otherwise.
+/// `INVALID_REPLICATION_FACTOR` otherwise. A manual replica assignment may name only this
+/// node, one replica per partition (`[[0], [0], ...]`), as a one-node Kafka accepts; others
+/// answer `INVALID_REPLICA_ASSIGNMENT` ([`check_assignment`]).
 pub fn create_topics(
     broker: &Broker,
     ctx: &RequestContext,
@@ -78,25 +122,34 @@ pub fn create_topics(
                 .with_name(t.name.clone())
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
-            let partitions = if t.num_partitions == -1 {
-                broker.config.num_partitions
-            } else {
-                t.num_partitions
+            let assigned = (!t.assignments.is_empty()).then(|| {
+                check_assignment(
+                    broker.config.node_id,
+                    t.num_partitions,
+                    t.replication_factor,
+                    &t.assignments,
+                )
+            });
+            let partitions = match &assigned {
+                Some(Ok(n)) => *n,
+                _ if t.num_partitions == -1 => broker.config.num_partitions,
+                _ => t.num_partitions,
             };
             let configs: BTreeMap<String, String> = t
                 .configs
                 .iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                 .collect();
+            if let Some(Err((code, msg))) = assigned {
+                return result
+                    .with_error_code(code)
+                    .with_error_message(Some(s(msg)));
+            }
             let outcome = if !(t.replication_factor == -1 || t.replication_factor == 1) {
                 Err(TopicError::InvalidReplicationFactor(format!(
                     "replication factor {} is larger than the 1 available broker",
                     t.replication_factor
                 )))
-            } else if !t.assignments.is_empty() {
-                Err(TopicError::InvalidPartitions(
-                    "manual replica assignment is not supported".into(),
-                ))
             } else if req.validate_only {
                 crate::topics::validate_topic_name(&name)
                     .and_then(|_| TopicManager::validate_configs(&configs))
@@ -132,13 +185,15 @@ pub fn create_topics(
                         .with_replication_factor(1);
                     if ctx.api_version >= 5 {
                         result = result.with_configs(Some(
-                            effective_configs(broker, &configs)
+                            super::config_catalog::topic_entries(&configs, &broker.config)
                                 .into_iter()
-                                .map(|(k, v, is_default)| {
+                                .map(|e| {
                                     CreatableTopicConfigs::default()
-                                        .with_name(s(k))
-                                        .with_value(Some(s(v)))
-                                        .with_config_source(if is_default { 5 } else { 1 })
+                                        .with_name(s(e.name))
+                                        .with_value(e.value.map(s))
+                                        .with_read_only(e.read_only)
+                                        .with_config_source(e.source)
+                                        .with_is_sensitive(e.sensitive)
                                 })
                                 .collect(),
                         ));
@@ -227,7 +282,10 @@ pub fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-/// Kafka's `ConfigResource.Type.GROUP`.
+/// Kafka's `ConfigResource.Type`: TOPIC, BROKER, BROKER_LOGGER, GROUP.
+const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
+const BROKER_LOGGER_RESOURCE: i8 = 8;
 const GROUP_RESOURCE: i8 = 32;
 
 /// A group's configs for DescribeConfigs: each served group config, set (source
@@ -260,11 +318,16 @@ fn group_entries(broker: &Broker, set: &BTreeMap<String, String>) -> Vec<(String
 }
 
 /// DescribeConfigs (v1-v4) for topics (resource type 2), this broker (type 4) and groups
-/// (type 32, Kafka 4.x group configs).
+/// (type 32, Kafka 4.x group configs): every config Kafka lists for the resource
+/// ([`super::config_catalog`]), with its type, source and sensitivity, the synonyms when
+/// `include_synonyms`, the documentation when `include_documentation`. A broker resource
+/// names this node's id (or is empty, the cluster default); another id answers
+/// INVALID_REQUEST as a one-node Kafka does.
 pub async fn describe_configs(
     broker: &Broker,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    use super::config_catalog::{self as catalog, Entry};
     let mut groups: BTreeMap<String, Result<BTreeMap<String, String>, i16>> = BTreeMap::new();
     for res in &req.resources {
         if res.resource_type == GROUP_RESOURCE {
@@ -277,6 +340,7 @@ pub async fn describe_configs(
             groups.insert(name, got);
         }
     }
+    let node = broker.config.node_id.to_string();
     let results = req
         .resources
         .into_iter()
@@ -287,24 +351,48 @@ pub async fn describe_configs(
             let keys: Option<Vec<String>> = res
                 .configuration_keys
                 .map(|k| k.iter().map(|x| x.to_string()).collect());
-            let entries: Vec<(String, String, i8)> = match res.resource_type {
-                2 => match broker.topics.get(res.resource_name.as_str()) {
-                    Some(t) => effective_configs(broker, &t.configs)
-                        .into_iter()
-                        .map(|(k, v, d)| (k, v, if d { 5 } else { 1 }))
-                        .collect(),
+            let entries: Vec<Entry> = match res.resource_type {
+                TOPIC_RESOURCE => match broker.topics.get(res.resource_name.as_str()) {
+                    Some(t) => catalog::topic_entries(&t.configs, &broker.config),
                     None => {
                         return base
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
                             .with_error_message(Some(s("unknown topic")))
                     }
                 },
-                4 => broker_configs(broker)
-                    .into_iter()
-                    .map(|(k, v)| (k, v, 4))
-                    .collect(),
+                BROKER_RESOURCE => {
+                    let name = res.resource_name.as_str();
+                    if !name.is_empty() && name != node {
+                        return base
+                            .with_error_code(code::INVALID_REQUEST)
+                            .with_error_message(Some(s(format!(
+                                "unexpected broker id {name}: this is node {node}"
+                            ))));
+                    }
+                    catalog::broker_entries(&broker.config)
+                }
                 GROUP_RESOURCE => match groups.get(res.resource_name.as_str()) {
-                    Some(Ok(set)) => group_entries(broker, set),
+                    Some(Ok(set)) => group_entries(broker, set)
+                        .into_iter()
+                        .map(|(name, value, source)| Entry {
+                            config_type: if name == "share.auto.offset.reset" {
+                                catalog::ty::STRING
+                            } else {
+                                catalog::ty::INT
+                            },
+                            synonyms: vec![catalog::Synonym {
+                                name: name.clone(),
+                                value: Some(value.clone()),
+                                source,
+                            }],
+                            name,
+                            value: Some(value),
+                            source,
+                            read_only: false,
+                            sensitive: false,
+                            doc: "",
+                        })
+                        .collect(),
                     Some(Err(code)) => {
                         return base
                             .with_error_code(*code)
@@ -320,62 +408,38 @@ pub async fn describe_configs(
             };
             let configs = entries
                 .into_iter()
-                .filter(|(k, _, _)| keys.as_ref().is_none_or(|ks| ks.contains(k)))
-                .map(|(k, v, src)| {
+                .filter(|e| keys.as_ref().is_none_or(|ks| ks.contains(&e.name)))
+                .map(|e| {
+                    let synonyms = if req.include_synonyms {
+                        e.synonyms
+                            .into_iter()
+                            .map(|x| {
+                                DescribeConfigsSynonym::default()
+                                    .with_name(s(x.name))
+                                    .with_value(x.value.map(s))
+                                    .with_source(x.source)
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     DescribeConfigsResourceResult::default()
-                        .with_name(s(k))
-                        .with_value(Some(s(v)))
-                        .with_read_only(res.resource_type == 4)
-                        .with_config_source(src)
+                        .with_name(s(e.name))
+                        .with_value(e.value.map(s))
+                        .with_read_only(e.read_only)
+                        .with_config_source(e.source)
+                        .with_is_sensitive(e.sensitive)
+                        .with_synonyms(synonyms)
+                        .with_config_type(e.config_type)
+                        .with_documentation(
+                            (req.include_documentation && !e.doc.is_empty()).then(|| s(e.doc)),
+                        )
                 })
                 .collect();
             base.with_error_code(code::NONE).with_configs(configs)
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
-}
-
-fn broker_configs(broker: &Broker) -> Vec<(String, String)> {
-    let c = &broker.config;
-    vec![
-        ("node.id".into(), c.node_id.to_string()),
-        ("num.partitions".into(), c.num_partitions.to_string()),
-        (
-            "auto.create.topics.enable".into(),
-            c.auto_create_topics_enable.to_string(),
-        ),
-        (
-            "default.replication.factor".into(),
-            c.default_replication_factor.to_string(),
-        ),
-        ("message.max.bytes".into(), c.message_max_bytes.to_string()),
-        (
-            "socket.request.max.bytes".into(),
-            c.socket_request_max_bytes.to_string(),
-        ),
-        ("log.segment.bytes".into(), c.log_segment_bytes.to_string()),
-        ("log.retention.ms".into(), c.log_retention_ms.to_string()),
-        (
-            "log.retention.bytes".into(),
-            c.log_retention_bytes.to_string(),
-        ),
-        (
-            "group.initial.rebalance.delay.ms".into(),
-            c.group_initial_rebalance_delay_ms.to_string(),
-        ),
-        (
-            "group.min.session.timeout.ms".into(),
-            c.group_min_session_timeout_ms.to_string(),
-        ),
-        (
-            "group.max.session.timeout.ms".into(),
-            c.group_max_session_timeout_ms.to_string(),
-        ),
-        (
-            "offsets.retention.minutes".into(),
-            c.offsets_retention_minutes.to_string(),
-        ),
-    ]
 }
 
 /// DescribeCluster (v0-v1): this node, as controller too.
@@ -553,4 +617,94 @@ pub async fn incremental_alter_configs(
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs (v0-v2), the non-incremental form (librdkafka's `rd_kafka_AlterConfigs`,
+/// older tools): a topic's dynamic configs become exactly the ones sent (null values are
+/// skipped; configs not sent return to their defaults), after the whole set is validated;
+/// `validate_only` checks without applying. Broker configs are static in Shoal: a broker
+/// resource (this node's id, or empty for the cluster default) with configs answers
+/// INVALID_REQUEST as Kafka does for configs it cannot update dynamically, and without
+/// configs succeeds (there is nothing dynamic to reset). Errors per resource:
+/// UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG (unknown key, bad value), INVALID_REQUEST
+/// (internal topics, other resource types, another broker id).
+pub fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let node = broker.config.node_id.to_string();
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let base = AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let fail = |code: i16, msg: String| {
+                base.clone()
+                    .with_error_code(code)
+                    .with_error_message(Some(s(msg)))
+            };
+            let configs: BTreeMap<String, String> = res
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
+            match res.resource_type {
+                TOPIC_RESOURCE => {}
+                BROKER_RESOURCE => {
+                    let name = res.resource_name.as_str();
+                    if !name.is_empty() && name != node {
+                        return fail(
+                            code::INVALID_REQUEST,
+                            format!("unexpected broker id {name}: this is node {node}"),
+                        );
+                    }
+                    if configs.is_empty() {
+                        return base.with_error_code(code::NONE);
+                    }
+                    let keys: Vec<&str> = configs.keys().map(String::as_str).collect();
+                    return fail(
+                        code::INVALID_REQUEST,
+                        format!(
+                            "Invalid config value for resource ConfigResource(type=BROKER, name='{name}'): \
+                             Cannot update these configs dynamically: {}",
+                            keys.join(", ")
+                        ),
+                    );
+                }
+                BROKER_LOGGER_RESOURCE => {
+                    return fail(
+                        code::INVALID_REQUEST,
+                        "AlterConfigs does not support the BROKER_LOGGER resource type".into(),
+                    )
+                }
+                other => {
+                    return fail(
+                        code::INVALID_REQUEST,
+                        format!("unsupported resource type {other}"),
+                    )
+                }
+            }
+            let name = res.resource_name.to_string();
+            let Some(topic) = broker.topics.get(&name) else {
+                return fail(
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic {name}"),
+                );
+            };
+            if topic.internal {
+                return fail(code::INVALID_REQUEST, format!("{name} is internal"));
+            }
+            if let Err(e) = TopicManager::validate_configs(&configs) {
+                return fail(code::INVALID_CONFIG, e.to_string());
+            }
+            if req.validate_only {
+                return base.with_error_code(code::NONE);
+            }
+            match broker.topics.alter_configs(&name, configs) {
+                Ok(()) => base.with_error_code(code::NONE),
+                Err(e) => fail(topic_error_code(&e), e.to_string()),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
 }

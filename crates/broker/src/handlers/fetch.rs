@@ -381,9 +381,11 @@ fn respond_from_memory(
     }
 }
 
-/// ListOffsets: -2 earliest (`log_start_offset`), -1 latest (`log_end_offset`), -3 the batch
-/// with the largest timestamp, otherwise the first batch with a timestamp at or after the one
-/// given (-1 offset when none).
+/// ListOffsets (v1-v10): -2 earliest (`log_start_offset`, which DeleteRecords moves), -4
+/// earliest local (the same: no tiered storage), -1 latest (`log_end_offset`), -3 the batch
+/// with the largest timestamp, -5 latest tiered (-1: nothing is tiered), otherwise the first
+/// batch with a timestamp at or after the one given (-1 offset when none). v10's
+/// `timeout_ms` has nothing to wait for on one node.
 pub fn list_offsets(
     broker: &Broker,
     ctx: &RequestContext,
@@ -409,7 +411,11 @@ pub fn list_offsets(
                     };
                     let log = part.log();
                     let found = match p.timestamp {
-                        -2 => Ok(Some((log.log_start_offset(), -1))),
+                        // EARLIEST (-2) and (v8+, KIP-405) EARLIEST_LOCAL (-4): without
+                        // tiered storage the local log starts at the log start offset.
+                        -2 | -4 => Ok(Some((log.log_start_offset(), -1))),
+                        // LATEST_TIERED (-5, v9+): nothing is tiered, so no offset (-1, as
+                        // Kafka without remote storage) falls to the arm below.
                         // read_committed (v2+): the last stable offset.
                         -1 if req.isolation_level == 1 => Ok(Some((log.last_stable_offset(), -1))),
                         -1 => Ok(Some((log.log_end_offset(), -1))),
