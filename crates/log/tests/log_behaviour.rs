@@ -17,6 +17,16 @@ fn plain(n: i32, ts: i64) -> Vec<u8> {
     batch_of(n, ts, -1, -1, 39)
 }
 
+/// A batch of `n` real records (values of 10 bytes), the first at `ts`, each next one
+/// `step` ms later: for the code that decodes records (timestamp lookups).
+fn stamped(n: usize, ts: i64, step: i64) -> Vec<u8> {
+    shoal_log::testkit::TestBatch::new()
+        .values(n, 10)
+        .timestamp(ts)
+        .timestamp_step(step)
+        .encode()
+}
+
 fn open(dir: &std::path::Path, config: LogConfig) -> LocalLog {
     LocalLog::open(dir, config, 1_000).unwrap()
 }
@@ -230,12 +240,49 @@ fn offset_for_timestamp_finds_the_first_batch_at_or_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     for ts in [100, 200, 300] {
-        log.append(&plain(2, ts), 2_000).unwrap();
+        log.append(&stamped(2, ts, 0), 2_000).unwrap();
     }
     assert_eq!(log.offset_for_timestamp(150).unwrap(), Some((2, 200)));
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 100)));
     assert_eq!(log.offset_for_timestamp(301).unwrap(), None);
     assert_eq!(log.max_timestamp().unwrap(), Some((4, 300)));
+}
+
+#[test]
+fn timestamp_lookups_resolve_to_the_exact_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    // Offsets 0..5 at 100, 110, 120, 130, 140; then 5..8 all at 50 (older than the first).
+    log.append(&stamped(5, 100, 10), 2_000).unwrap();
+    log.append(&stamped(3, 50, 0), 2_000).unwrap();
+    assert_eq!(log.offset_for_timestamp(115).unwrap(), Some((2, 120)));
+    assert_eq!(log.offset_for_timestamp(140).unwrap(), Some((4, 140)));
+    assert_eq!(log.offset_for_timestamp(141).unwrap(), None);
+    // Max timestamp: the record carrying it, not its batch's base offset (KIP-734).
+    assert_eq!(log.max_timestamp().unwrap(), Some((4, 140)));
+}
+
+#[test]
+fn log_append_time_stamps_batches_with_the_broker_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        log_append_time: true,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    log.append(&stamped(3, 100, 10), 5_000).unwrap();
+    log.append(&stamped(2, 100, 10), 6_000).unwrap();
+    let read = log.read(0, 1 << 20).unwrap();
+    let first = batch::BatchHeader::parse(&read.records).unwrap();
+    assert_eq!(first.max_timestamp, 5_000);
+    assert_ne!(first.attributes & batch::LOG_APPEND_TIME_FLAG, 0);
+    // Still a valid batch (the CRC was recomputed), and it survives a reopen.
+    batch::validate(&read.records[..first.total_len()]).unwrap();
+    assert_eq!(log.offset_for_timestamp(5_500).unwrap(), Some((3, 6_000)));
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 5_000)));
+    drop(log);
+    let log = open(dir.path(), config);
+    assert_eq!(log.max_timestamp().unwrap(), Some((3, 6_000)));
 }
 
 #[test]
@@ -469,7 +516,7 @@ fn delete_records_moves_the_log_start_durably_and_drops_whole_segments_below_it(
     };
     let mut log = open(dir.path(), config.clone());
     for i in 0..100 {
-        log.append(&plain(2, i), 2_000).unwrap();
+        log.append(&stamped(2, i, 0), 2_000).unwrap();
     }
     let end = log.log_end_offset();
     assert_eq!(end, 200);

@@ -21,8 +21,8 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// FindCoordinator: this node coordinates every group (key type 0) and would coordinate
-/// every transaction (key type 1, though transactions are not supported). v4 batches keys.
+/// FindCoordinator: this node coordinates every group (key type 0) and every transactional id
+/// (key type 1). v4 batches keys.
 pub fn find_coordinator(
     broker: &Broker,
     ctx: &RequestContext,
