@@ -254,3 +254,82 @@ def test_batches_compressed_by_one_client_are_read_by_another(broker):
             break
     c.close()
     assert got == sent
+
+
+def _topic(admin_bootstrap, name, partitions=1, config=None):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": admin_bootstrap})
+    for f in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                           config=config or {})]).values():
+        f.result(timeout=10)
+
+
+def test_fetch_answer_respects_max_bytes_across_partitions(broker):
+    """Kafka's Fetch answer as a whole stays within the request's max_bytes: only the first
+    batch of the first non-empty partition may exceed it (KIP-74). librdkafka refuses a
+    larger answer ("Invalid response size ... increase receive.message.max.bytes") and
+    drops the connection, so with two partitions each holding a 600 KB batch and
+    fetch.max.bytes=700000 the consumer only gets everything if each answer holds one."""
+    import time
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    topic = f"maxbytes-{uuid.uuid4().hex[:8]}"
+    _topic(BOOTSTRAP, topic, partitions=2)
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 50, "batch.size": 2_000_000,
+                  "message.max.bytes": 2_000_000, "compression.type": "none"})
+    for part in (0, 1):
+        for i in range(6):
+            p.produce(topic, partition=part, value=bytes([65 + i]) * 100_000)
+    p.flush(10)
+    errors = []
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"mb-{uuid.uuid4().hex[:6]}",
+                  "fetch.max.bytes": 700_000, "message.max.bytes": 700_000,
+                  "receive.message.max.bytes": 1_000_000,
+                  "max.partition.fetch.bytes": 1_048_576, "enable.auto.commit": False,
+                  "error_cb": lambda e: errors.append(str(e))})
+    c.assign([TopicPartition(topic, 0, 0), TopicPartition(topic, 1, 0)])
+    got, deadline = {0: 0, 1: 0}, time.monotonic() + 30
+    while sum(got.values()) < 12 and time.monotonic() < deadline:
+        for m in c.consume(10, timeout=0.5):
+            if m.error() is None:
+                got[m.partition()] += 1
+    c.close()
+    assert got == {0: 6, 1: 6}, (got, errors)
+    assert not [e for e in errors if "Invalid response size" in e], errors
+
+
+def test_log_append_time_and_timestamp_lookups_resolve_to_the_record(broker):
+    """`message.timestamp.type=LogAppendTime` stamps records with the broker's time; ListOffsets
+    by timestamp finds the exact record inside a batch (Kafka's fetchOffsetByTimestamp)."""
+    import time
+    from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer,
+                                 Producer, TopicPartition)
+    lat, ct = f"lat-{uuid.uuid4().hex[:8]}", f"ct-{uuid.uuid4().hex[:8]}"
+    _topic(BOOTSTRAP, lat, config={"message.timestamp.type": "LogAppendTime"})
+    _topic(BOOTSTRAP, ct)
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 200})
+    before = int(time.time() * 1000)
+    for i in range(5):           # one batch: linger.ms gathers them
+        p.produce(lat, value=b"x", timestamp=1_000 + i)
+        p.produce(ct, value=f"{i}".encode(), timestamp=1_000_000 + i * 10)
+    p.flush(10)
+    after = int(time.time() * 1000)
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"ts-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(lat, 0, 0)])
+    stamps, deadline = [], time.monotonic() + 20
+    while len(stamps) < 5 and time.monotonic() < deadline:
+        stamps += [m.timestamp() for m in c.consume(5, timeout=0.5) if m.error() is None]
+    assert len(stamps) == 5
+    assert all(kind == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= after + 1000
+               for kind, ts in stamps), stamps
+    c.unassign()
+    c.assign([TopicPartition(ct, 0, 0)])
+    got = []
+    while len(got) < 5 and time.monotonic() < deadline:
+        got += [m.timestamp() for m in c.consume(5, timeout=0.5) if m.error() is None]
+    assert got == [(TIMESTAMP_CREATE_TIME, 1_000_000 + i * 10) for i in range(5)]
+    found = c.offsets_for_times([TopicPartition(ct, 0, 1_000_015)], timeout=10)
+    assert found[0].offset == 2, found      # the record at 1_000_020, inside the batch
+    found = c.offsets_for_times([TopicPartition(ct, 0, 1_000_041)], timeout=10)
+    assert found[0].offset == -1, found     # none at or after: the log end marker
+    c.close()
