@@ -30,6 +30,8 @@ import uuid
 import pika
 import pytest
 
+from conftest import Broker, free_port
+
 TARGET = os.environ.get("AMQP_TARGET", "shoal").strip().lower() or "shoal"
 if TARGET not in ("shoal", "rabbitmq"):
     raise RuntimeError(f"AMQP_TARGET must be 'shoal' or 'rabbitmq', not {TARGET!r}")
@@ -42,11 +44,6 @@ SHOAL_AMQP_PORT = 5672          # conftest's broker: `--amqp-addr 127.0.0.1:5672
 WAIT_S = 15                     # the bound of every single wait in these tests
 SEED_CONNECTION = "pika.ConnectionParameters('localhost')"
 
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def unique(prefix):
@@ -357,62 +354,15 @@ class Script:
         return self._joined()
 
 
-class ShoalProcess:
+class ShoalProcess(Broker):
     """A separate `shoal serve` (own data directory, free ports) that a test may SIGKILL and
-    restart on the same data directory and AMQP port. Shoal mode only."""
+    restart on the same data directory and AMQP port (conftest's `Broker` with AMQP on).
+    Shoal mode only. `start()` returns the AMQP endpoint."""
 
     def __init__(self, extra_args=()):
-        self.extra_args = list(extra_args)
-        self.root = tempfile.mkdtemp(prefix="shoal-amqp-")
-        self.data_dir = os.path.join(self.root, "data")
-        self.amqp_port = free_port()
-        self.proc = None
-        self.logs = []
+        super().__init__({}, prefix="shoal-amqp-", extra_args=extra_args, amqp=True)
         self.endpoint = Endpoint("127.0.0.1", self.amqp_port, "shoal")
 
     def start(self, timeout=60):
-        from conftest import shoal_bin
-        log_path = os.path.join(self.root, f"broker-{len(self.logs) + 1}.log")
-        self.logs.append(log_path)
-        with open(log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [shoal_bin(), "serve", "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-                 "--amqp-addr", f"127.0.0.1:{self.amqp_port}", "--data-dir", self.data_dir,
-                 *self.extra_args],
-                stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"shoal exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.amqp_port), timeout=0.5):
-                    return self.endpoint
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"shoal not listening on AMQP port {self.amqp_port}:\n{self.log_tail()}")
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def log_tail(self, n=40):
-        with open(self.logs[-1], errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-
-    def finish(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        errors = []
-        for path in self.logs:
-            with open(path, errors="replace") as f:
-                errors += [f"{os.path.basename(path)}: {line}" for line in f if " ERROR " in line]
-        if os.environ.get("KEEP_COMPAT_DATA"):
-            print("shoal data kept in", self.root)
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
-        assert not errors, "the broker logged errors:\n" + "".join(errors)
+        super().start(timeout)
+        return self.endpoint

@@ -53,12 +53,15 @@ class Broker:
     """A `shoal serve` on its own free port and data directory. `kill()` then `start()`
     restarts it on the same port and data; each run logs to its own file."""
 
-    def __init__(self, settings, prefix="shoal-broker-"):
+    def __init__(self, settings, prefix="shoal-broker-", extra_args=(), amqp=False):
         self.root = tempfile.mkdtemp(prefix=prefix)
         self.data_dir = os.path.join(self.root, "data")
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        # With `amqp`, AMQP 0-9-1 on its own free port too (kept across restarts).
+        self.amqp_port = free_port() if amqp else None
         self.settings = settings
+        self.extra_args = list(extra_args)
         self.proc = None
         self.logs = []
 
@@ -69,8 +72,8 @@ class Broker:
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [shoal_bin(), "serve", "--kafka-addr", self.bootstrap,
-                 "--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0",
-                 "--data-dir", self.data_dir, *sets],
+                 "--http-addr", "127.0.0.1:0", "--amqp-addr", f"127.0.0.1:{self.amqp_port or 0}",
+                 "--data-dir", self.data_dir, *sets, *self.extra_args],
                 stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -79,6 +82,8 @@ class Broker:
                                    f"on {self.bootstrap}:\n{self.log_tail()}")
             try:
                 wait_port("127.0.0.1", self.port, timeout=0.5)
+                if self.amqp_port:
+                    wait_port("127.0.0.1", self.amqp_port, timeout=0.5)
                 return
             except RuntimeError:
                 pass
@@ -100,7 +105,7 @@ class Broker:
                 self.proc.wait(timeout=10)
 
     def log_tail(self, lines=40):
-        with open(self.logs[-1]) as f:
+        with open(self.logs[-1], errors="replace") as f:
             return "".join(f.readlines()[-lines:])
 
     def finish(self):
@@ -109,7 +114,7 @@ class Broker:
         self.stop()
         errors = []
         for path in self.logs:
-            with open(path) as f:
+            with open(path, errors="replace") as f:
                 errors += [f"{os.path.basename(path)}: {line}" for line in f if " ERROR " in line]
         if os.environ.get("KEEP_COMPAT_DATA"):
             print("broker data kept in", self.root)

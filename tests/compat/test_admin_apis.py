@@ -7,12 +7,8 @@ reassignments, DescribeLogDirs (sizes after producing), DescribeTopicPartitions,
 with a replica assignment [[0], [0]], and kafka-python inferring at least Kafka 3.9 from
 ApiVersions.
 
-The test starts a private broker on free ports (`--kafka-addr 127.0.0.1:0`, its address read
-from the readiness line)."""
+The test starts a private broker on a free port (conftest's `Broker`), with 4 KiB segments."""
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 
 import pytest
@@ -25,40 +21,20 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.admin import NewTopic as KNewTopic
 from kafka.errors import OffsetOutOfRangeError
 
-from conftest import shoal_bin
+from conftest import Broker
 
 TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")
 def bootstrap():
-    data = tempfile.mkdtemp(prefix="shoal-admin-apis-")
-    log_path = os.path.join(data, "broker.log")
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [shoal_bin(), "serve", "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-         "--amqp-addr", "127.0.0.1:0", "--data-dir", os.path.join(data, "data"),
-         "--set", "group.initial.rebalance.delay.ms=0", "--set", "log.segment.bytes=4096"],
-        stdout=subprocess.PIPE, stderr=log, text=True)
-    addr = None
-    for line in proc.stdout:
-        if line.startswith("shoal: kafka listening on "):
-            addr = line.split()[-1]
-            break
-    assert addr, "the broker did not print its kafka address"
+    b = Broker({"group.initial.rebalance.delay.ms": "0", "log.segment.bytes": "4096"},
+               prefix="shoal-admin-apis-")
     try:
-        yield addr
+        b.start()
+        yield b.bootstrap
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        with open(log_path) as f:
-            errors = [line for line in f if " ERROR " in line]
-        shutil.rmtree(data, ignore_errors=True)
-        assert not errors, "the broker logged errors:\n" + "".join(errors)
+        b.finish()
 
 
 def name(prefix):

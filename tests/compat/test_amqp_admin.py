@@ -9,7 +9,6 @@ The test starts a private broker on free ports (`--amqp-addr 127.0.0.1:0`, its a
 from the readiness lines) so its counters are its own."""
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,18 +19,12 @@ import pika
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import shoal_bin
+from conftest import shoal_bin, free_port
 
 WAIT_S = 15
 N = 20            # published
 PREFETCH = 8      # the consumer holds at most this many unacknowledged
 ACKED = 5         # acknowledged by the consumer
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def samples(families, name, **labels):

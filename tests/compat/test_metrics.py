@@ -5,7 +5,6 @@ rebalances, and the group's lag under kafka_exporter's names. After a real
 confluent-kafka ShareConsumer (KIP-932) accepted, rejected and still holds records, the page
 shows the share group and each share-partition's window, records by state and lag."""
 import os
-import socket
 import subprocess
 import tempfile
 import threading
@@ -18,13 +17,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    ResourceType)
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import shoal_bin
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import shoal_bin, free_port
 
 
 def start_broker(extra=()):
