@@ -5,6 +5,7 @@ AMQP 0-9-1 on 127.0.0.1:5672 (where the pika snippets connect), and a temporary 
 for the whole session. `SHOAL_BIN` names the binary (default: the release build under
 CARGO_TARGET_DIR or ./target).
 """
+import contextlib
 import os
 import pathlib
 import shutil
@@ -121,6 +122,17 @@ class Broker:
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         assert not errors, "the broker logged errors:\n" + "".join(errors)
+
+
+@contextlib.contextmanager
+def running_broker(settings, prefix="shoal-broker-", **kw):
+    """A started [`Broker`] for a `with` block; stopped and checked (`finish`) at its end."""
+    b = Broker(settings, prefix=prefix, **kw)
+    try:
+        b.start()
+        yield b
+    finally:
+        b.finish()
 
 
 @pytest.fixture(scope="session")

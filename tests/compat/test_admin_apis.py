@@ -21,20 +21,16 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.admin import NewTopic as KNewTopic
 from kafka.errors import OffsetOutOfRangeError
 
-from conftest import Broker
+from conftest import running_broker
 
 TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")
 def bootstrap():
-    b = Broker({"group.initial.rebalance.delay.ms": "0", "log.segment.bytes": "4096"},
-               prefix="shoal-admin-apis-")
-    try:
-        b.start()
+    with running_broker({"group.initial.rebalance.delay.ms": "0", "log.segment.bytes": "4096"},
+                        prefix="shoal-admin-apis-") as b:
         yield b.bootstrap
-    finally:
-        b.finish()
 
 
 def name(prefix):

@@ -65,7 +65,7 @@ from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic, ResourceType)
 
-from conftest import Broker
+from conftest import running_broker
 
 LOCK_MS = 5000
 SHARE_SETTINGS = {
@@ -87,22 +87,14 @@ Confirmed = collections.namedtuple("Confirmed", "partition offset value how")
 
 @pytest.fixture(scope="module")
 def share_broker():
-    b = Broker(SHARE_SETTINGS, prefix="shoal-share-")
-    try:
-        b.start()
+    with running_broker(SHARE_SETTINGS, prefix="shoal-share-") as b:
         yield b.bootstrap
-    finally:
-        b.finish()
 
 
 @pytest.fixture
 def own_broker():
-    b = Broker(SHARE_SETTINGS, prefix="shoal-share-")
-    try:
-        b.start()
+    with running_broker(SHARE_SETTINGS, prefix="shoal-share-") as b:
         yield b
-    finally:
-        b.finish()
 
 
 # --- clients -------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.admin._transactions import AbortTransactionSpec
 from kafka.structs import OffsetAndMetadata
 
-from conftest import Broker
+from conftest import Broker, running_broker
 
 SETTINGS = {
     "group.initial.rebalance.delay.ms": "0",
@@ -56,12 +56,8 @@ EOS_ROUNDS = int(os.environ.get("EOS_ROUNDS", "20"))
 
 @pytest.fixture(scope="module")
 def txn_broker():
-    b = Broker(SETTINGS, prefix="shoal-txn-")
-    try:
-        b.start()
+    with running_broker(SETTINGS, prefix="shoal-txn-") as b:
         yield b.bootstrap
-    finally:
-        b.finish()
 
 
 def unique(prefix):
@@ -354,9 +350,9 @@ def test_admin_abort_of_a_hanging_transaction(txn_broker):
 def test_exactly_once_job_survives_sigkill_of_job_and_broker():
     inputs = 2000
     broker = Broker(SETTINGS, prefix="shoal-eos-")
-    broker.start()
     job = None
     try:
+        broker.start()
         inp, out, group, tid = unique("eos-in"), unique("eos-out"), unique("eos-g"), unique("eos")
         create_topic(broker.bootstrap, inp, partitions=3)
         create_topic(broker.bootstrap, out, partitions=3)
