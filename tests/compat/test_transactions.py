@@ -249,7 +249,12 @@ def test_transaction_timeout_aborts(txn_broker):
     assert flat(read_all(txn_broker, topic, 1, "read_committed", deadline_s=20)) == ["plain"]
     admin = kadmin(txn_broker)
     try:
-        assert admin.describe_transactions([tid])[tid].state == "CompleteAbort"
+        # The markers are written before CompleteAbort is: allow that one step to land.
+        deadline, state = time.monotonic() + 10, None
+        while state != "CompleteAbort" and time.monotonic() < deadline:
+            state = admin.describe_transactions([tid])[tid].state
+            time.sleep(0.05)
+        assert state == "CompleteAbort"
     finally:
         admin.close()
     with pytest.raises(KafkaException):
