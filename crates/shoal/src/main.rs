@@ -1017,20 +1017,33 @@ fn txn_bench(args: TxnBenchArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         timeout: std::time::Duration::from_secs(args.timeout_s),
     };
-    let json = args.output == "json";
+    txn::run(
+        &opts,
+        rows(&args.output, txn::table_header(), txn::table_row),
+    )?;
+    Ok(())
+}
+
+/// The printer of a benchmark's results for `--output`: `json`, one object per line, or a
+/// table (`header` first, then `row` of each result).
+fn rows<T: serde::Serialize>(
+    output: &str,
+    header: String,
+    row: fn(&T) -> String,
+) -> impl FnMut(&T) {
+    let json = output == "json";
     if !json {
-        println!("{}", txn::table_header());
+        println!("{header}");
     }
-    txn::run(&opts, |o| {
+    move |o| {
         if json {
             if let Ok(line) = serde_json::to_string(o) {
                 println!("{line}");
             }
         } else {
-            println!("{}", txn::table_row(o));
+            println!("{}", row(o));
         }
-    })?;
-    Ok(())
+    }
 }
 
 fn share(args: ShareArgs) -> anyhow::Result<()> {
@@ -1070,19 +1083,10 @@ fn share(args: ShareArgs) -> anyhow::Result<()> {
         runs: args.runs,
         timeout: std::time::Duration::from_secs(args.timeout_s),
     };
-    let json = args.output == "json";
-    if !json {
-        println!("{}", share::table_header());
-    }
-    share::run(&opts, |o| {
-        if json {
-            if let Ok(line) = serde_json::to_string(o) {
-                println!("{line}");
-            }
-        } else {
-            println!("{}", share::table_row(o));
-        }
-    })?;
+    share::run(
+        &opts,
+        rows(&args.output, share::table_header(), share::table_row),
+    )?;
     Ok(())
 }
 
