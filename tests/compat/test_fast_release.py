@@ -18,7 +18,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from test_share_groups import Broker, create_topic, produce
+from conftest import running_broker
+from test_share_groups import create_topic, produce
 
 SESSION_MS = 45000
 
@@ -45,14 +46,10 @@ CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def grace_broker():
-    b = Broker({"group.initial.rebalance.delay.ms": "0",
-                "group.consumer.session.timeout.ms": str(SESSION_MS),
-                "group.connection.close.session.timeout.ms": "1000"})
-    try:
-        b.start()
+    with running_broker({"group.initial.rebalance.delay.ms": "0",
+                         "group.consumer.session.timeout.ms": str(SESSION_MS),
+                         "group.connection.close.session.timeout.ms": "1000"}) as b:
         yield b.bootstrap
-    finally:
-        b.finish()
 
 
 def consumer(bootstrap, group, protocol):

@@ -9,7 +9,7 @@
 2. Delayed redelivery (Shoal's `group.share.record.redelivery.backoff.ms`): a released record
    is not delivered again before the backoff has passed.
 
-Brokers: own `shoal serve` processes (see test_share_groups.Broker), with
+Brokers: own `shoal serve` processes (conftest.Broker), with
 `share.auto.offset.reset=earliest` set as a GROUP config through IncrementalAlterConfigs.
 """
 import time
@@ -18,8 +18,9 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from test_share_groups import (ACCEPT, REJECT, RELEASE, Broker, Ledger, close, create_topic,
-                               produce, set_group_config, share_consumer)
+from conftest import Broker
+from test_share_groups import (ACCEPT, REJECT, RELEASE, Ledger, close, create_topic, produce,
+                               set_group_config, share_consumer)
 
 SETTINGS = {
     "group.share.record.lock.duration.ms": "5000",
