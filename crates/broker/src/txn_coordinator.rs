@@ -87,12 +87,21 @@ impl TxnVerifier {
         }
     }
 
-    fn set(&self, producer_id: i64, entry: Option<OpenEntry>) {
+    /// Replaces what is known of a transactional id in one step: `previous` (the producer id
+    /// held for it so far) is forgotten and `current` (its producer id and entry) put in its
+    /// place, under one write lock. Two steps would open a window in which a concurrent
+    /// [`Self::check`] finds no entry at all and refuses a batch or TxnOffsetCommit of a
+    /// transaction that is Ongoing (INVALID_TXN_STATE), which librdkafka treats as fatal.
+    fn replace(&self, previous: Option<i64>, current: Option<(i64, OpenEntry)>) {
         let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
-        match entry {
-            Some(e) => open.insert(producer_id, e),
-            None => open.remove(&producer_id),
-        };
+        if let Some(old) = previous {
+            if current.as_ref().is_none_or(|(pid, _)| *pid != old) {
+                open.remove(&old);
+            }
+        }
+        if let Some((pid, entry)) = current {
+            open.insert(pid, entry);
+        }
     }
 }
 
@@ -464,17 +473,16 @@ impl Runtime {
 
     /// Makes the verifier say what the coordinator says of `transactional_id`.
     fn refresh_verifier(&mut self, transactional_id: &str) {
-        if let Some(old) = self.verified_pid.remove(transactional_id) {
-            self.verifier.set(old, None);
-        }
-        if let Some(m) = self.core.get(transactional_id) {
+        let previous = self.verified_pid.remove(transactional_id);
+        let current = self.core.get(transactional_id).map(|m| {
             let parts =
                 (m.state == TxnState::Ongoing).then(|| m.partitions.iter().cloned().collect());
-            self.verifier
-                .set(m.producer_id, Some((m.producer_epoch, parts)));
-            self.verified_pid
-                .insert(transactional_id.to_string(), m.producer_id);
+            (m.producer_id, (m.producer_epoch, parts))
+        });
+        if let Some((pid, _)) = &current {
+            self.verified_pid.insert(transactional_id.to_string(), *pid);
         }
+        self.verifier.replace(previous, current);
     }
 
     fn fire_due(&mut self) {
@@ -664,4 +672,52 @@ async fn write_markers(broker: &Broker, job: &MarkerJob) -> Result<(), String> {
             .map_err(|e| format!("{CONSUMER_OFFSETS}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check that runs while the coordinator refreshes the same producer's entry (as it
+    /// does on every AddPartitionsToTxn / AddOffsetsToTxn) always sees the entry: the
+    /// refresh is one step. Found by librdkafka's 0103, where a TxnOffsetCommit on one
+    /// connection met an AddPartitionsToTxn's refresh on another and got INVALID_TXN_STATE.
+    #[test]
+    fn a_concurrent_refresh_never_hides_an_ongoing_transaction() {
+        let v = Arc::new(TxnVerifier::default());
+        let offsets = (CONSUMER_OFFSETS.to_string(), 0);
+        let entry = move |n: i32| -> OpenEntry {
+            let mut parts: HashSet<(String, i32)> =
+                (0..n).map(|p| ("out".to_string(), p)).collect();
+            parts.insert(offsets.clone());
+            (3, Some(parts))
+        };
+        v.replace(None, Some((7, entry(1))));
+        let writer = {
+            let v = Arc::clone(&v);
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    v.replace(Some(7), Some((7, entry(1 + i % 4))));
+                }
+            })
+        };
+        let mut refused = 0;
+        while !writer.is_finished() {
+            if v.check(7, 3, CONSUMER_OFFSETS, 0).is_err() {
+                refused += 1;
+            }
+        }
+        writer.join().expect("writer thread");
+        assert_eq!(refused, 0, "checks that found no entry mid-refresh");
+        // A new producer id for the transactional id drops the old one's entry.
+        v.replace(Some(7), Some((8, (0, None))));
+        assert_eq!(
+            v.check(7, 3, CONSUMER_OFFSETS, 0),
+            Err(Unverified::NotInTransaction)
+        );
+        assert_eq!(
+            v.check(8, 0, CONSUMER_OFFSETS, 0),
+            Err(Unverified::NotInTransaction)
+        );
+    }
 }
