@@ -480,12 +480,10 @@ struct ServeArgs {
     #[arg(long, env = "SHOAL_CONFIG")]
     config: Option<PathBuf>,
     /// A broker setting by its Kafka name, e.g. `--set num.partitions=6` (repeatable).
-    #[arg(
-        long = "set",
-        value_name = "KEY=VALUE",
-        env = "SHOAL_SET",
-        value_delimiter = ','
-    )]
+    /// One value may hold several settings separated by commas (`a=1,b=2`, as `SHOAL_SET`
+    /// does); a comma starts a new setting only when a Kafka-style key and `=` follow it,
+    /// so list values keep their commas (`--set listeners=PLAINTEXT://:9092,SSL://:9093`).
+    #[arg(long = "set", value_name = "KEY=VALUE", env = "SHOAL_SET")]
     set: Vec<String>,
 }
 
@@ -504,6 +502,43 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Splits `--set` / `SHOAL_SET` values into `key=value` settings: a value is cut at a comma
+/// only when what follows starts with a key as Kafka spells them (lower case, digits, `.`,
+/// `_`, `-`) and `=`. So `a=1,b=2` is two settings, while the commas of
+/// `listeners=PLAINTEXT://:9092,SSL://:9093` or `listener.security.protocol.map=A:SSL,B:SSL`
+/// (and an `OU=...` inside a value) stay in the value.
+fn split_settings(values: &[String]) -> Vec<String> {
+    fn starts_setting(s: &str) -> bool {
+        let Some((key, _)) = s.split_once('=') else {
+            return false;
+        };
+        key.starts_with(|c: char| c.is_ascii_lowercase())
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c))
+    }
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        let mut current: Option<String> = None;
+        for part in value.split(',') {
+            match current.as_mut() {
+                Some(c) if !starts_setting(part) => {
+                    c.push(',');
+                    c.push_str(part);
+                }
+                _ => {
+                    if let Some(c) = current.take() {
+                        out.push(c);
+                    }
+                    current = Some(part.to_string());
+                }
+            }
+        }
+        out.extend(current);
+    }
+    out
+}
+
 fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
@@ -511,8 +546,8 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         config.apply_toml(&text, &path.display().to_string())?;
     }
-    for pair in &args.set {
-        config.set_pair(pair)?;
+    for pair in split_settings(&args.set) {
+        config.set_pair(&pair)?;
     }
     if let Some(a) = args.kafka_addr {
         config.kafka_addr = a;
@@ -1180,4 +1215,42 @@ fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::split_settings;
+
+    fn split(v: &[&str]) -> Vec<String> {
+        split_settings(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commas_separate_settings_only_before_a_key() {
+        assert_eq!(split(&["a.b=1,c-d=2"]), ["a.b=1", "c-d=2"]);
+        assert_eq!(
+            split(&[
+                "listeners=PLAINTEXT://:9092,SSL://:9093",
+                "num.partitions=4"
+            ]),
+            [
+                "listeners=PLAINTEXT://:9092,SSL://:9093",
+                "num.partitions=4"
+            ]
+        );
+        assert_eq!(
+            split(&["listener.security.protocol.map=A:SSL,B:PLAINTEXT,num.partitions=3"]),
+            [
+                "listener.security.protocol.map=A:SSL,B:PLAINTEXT",
+                "num.partitions=3"
+            ]
+        );
+        assert_eq!(
+            split(&["ssl.principal.mapping.rules=RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,DEFAULT"]),
+            ["ssl.principal.mapping.rules=RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,DEFAULT"]
+        );
+        // A malformed first part is kept as it is, for set_pair to refuse with its message.
+        assert_eq!(split(&["oops,a=1"]), ["oops", "a=1"]);
+        assert!(split(&[]).is_empty());
+    }
 }

@@ -105,6 +105,23 @@ fn topic_verbs_create_describe_alter_and_delete() {
     assert!(!ok && err.contains("UnknownTopicOrPartition"), "{err}");
 }
 
+/// `--set` takes Kafka's comma-separated values: a comma starts a new setting only before
+/// `key=`, so a list value (`group.consumer.assignors=range,uniform`) is one setting and
+/// `num.partitions=3` after it in the same flag is another.
+#[test]
+fn set_keeps_the_commas_of_list_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Shoal::start(
+        &dir.path().join("data"),
+        &["group.consumer.assignors=range,uniform,num.partitions=3"],
+    );
+    let (ok, _, err) = shoal(&broker, &["topic", "create", "orders"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = shoal(&broker, &["topic", "describe", "orders"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("PartitionCount: 3\t"), "{out}");
+}
+
 #[test]
 fn group_describe_matches_kafka_consumer_groups_and_reset_offsets_moves_a_stopped_group() {
     let dir = tempfile::tempdir().expect("tempdir");
