@@ -95,9 +95,7 @@ impl TxnVerifier {
     fn replace(&self, previous: Option<i64>, current: Option<(i64, OpenEntry)>) {
         let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = previous {
-            if current.as_ref().is_none_or(|(pid, _)| *pid != old) {
-                open.remove(&old);
-            }
+            open.remove(&old);
         }
         if let Some((pid, entry)) = current {
             open.insert(pid, entry);
