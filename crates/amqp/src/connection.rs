@@ -537,19 +537,25 @@ impl Conn {
         let mut buffered = !buf.is_empty();
         let mut alarm = self.amqp.alarm.subscribe();
         let mut blocked = alarm.borrow_and_update().clone();
-        if let (Some(reason), true) = (&blocked, self.blocked_capable) {
-            self.send_blocked(Some(reason)).await;
-        }
+        // `connection.blocked` was sent and no `connection.unblocked` since.
+        let mut notified = false;
         loop {
-            // A resource alarm holds publishing connections: nothing more is read from them
-            // (RabbitMQ's behaviour), heartbeats and deliveries go on.
+            // A resource alarm holds publishing connections: nothing more is read from them,
+            // heartbeats and deliveries go on. As in RabbitMQ, only a connection that
+            // publishes is blocked and told so (`connection.blocked`, once per alarm); one
+            // that only consumes is neither held nor notified.
             let hold = blocked.is_some() && self.published;
+            if hold && !notified && self.blocked_capable {
+                self.send_blocked(blocked.as_deref()).await;
+                notified = true;
+            }
             tokio::select! {
                 biased;
                 _ = alarm.changed() => {
                     let now = alarm.borrow_and_update().clone();
-                    if now.is_some() != blocked.is_some() && self.blocked_capable {
-                        self.send_blocked(now.as_deref()).await;
+                    if now.is_none() && notified {
+                        self.send_blocked(None).await;
+                        notified = false;
                     }
                     blocked = now;
                 }
@@ -599,6 +605,11 @@ impl Conn {
                     }
                 }
                 _ = tick.tick() => {
+                    if hold {
+                        // Nothing is read from a held connection, so its heartbeats cannot
+                        // be heard: monitoring pauses while it is blocked (as in RabbitMQ).
+                        last_heard = tokio::time::Instant::now();
+                    }
                     if heartbeat > 0 {
                         let mut b = Vec::new();
                         frame::write_heartbeat(&mut b);
@@ -816,6 +827,9 @@ impl Conn {
     }
 
     fn complete_publish(&mut self, ch: u16) -> AmqpResult<()> {
+        // Marked once a whole message is in, so a resource alarm never holds a connection
+        // with half a message read.
+        self.published = true;
         let Some(c) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
@@ -1572,7 +1586,6 @@ impl Conn {
     async fn on_basic(&mut self, ch: u16, m: basic::AMQPMethod) -> AmqpResult<()> {
         match m {
             basic::AMQPMethod::Publish(p) => {
-                self.published = true;
                 if p.immediate {
                     return Err(AmqpError::not_implemented("immediate=true").on(60, 40));
                 }
