@@ -80,6 +80,18 @@ pub struct TxnOutput {
 /// The result of InitProducerId: `(producer_id, producer_epoch)`.
 pub type ProducerIdAndEpoch = (i64, i16);
 
+/// What an EndTxn of transaction version 2 ([`TxnCoordinator::end_txn_v2`]) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndTxnV2 {
+    /// Markers are to be written: the answer waits for
+    /// [`TxnCoordinator::markers_written`].
+    pub markers: bool,
+    /// The producer id the client goes on with (EndTxn v5's `producer_id`).
+    pub producer_id: i64,
+    /// Its epoch (EndTxn v5's `producer_epoch`).
+    pub producer_epoch: i16,
+}
+
 /// A transaction as DescribeTransactions shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnDescription {
@@ -146,6 +158,9 @@ impl TxnCoordinator {
                         partitions: v.partitions.clone(),
                         txn_start_timestamp_ms: v.start_timestamp_ms,
                         txn_last_update_timestamp_ms: v.last_update_timestamp_ms,
+                        previous_producer_id: v.previous_producer_id,
+                        next_producer_id: v.next_producer_id,
+                        client_transaction_version: v.client_transaction_version,
                     },
                 );
             }
@@ -235,13 +250,19 @@ impl TxnCoordinator {
                 partitions: BTreeSet::new(),
                 txn_start_timestamp_ms: -1,
                 txn_last_update_timestamp_ms: now_ms,
+                previous_producer_id: -1,
+                next_producer_id: -1,
+                client_transaction_version: 0,
             };
             self.persist(m, &mut out);
             return (Ok((pid, 0)), out);
         };
         if let Some((pid, epoch)) = expected.filter(|(pid, _)| *pid >= 0) {
-            let valid = pid == current.producer_id
-                && (epoch == current.producer_epoch || epoch == current.last_producer_epoch);
+            // The current producer, or (KIP-890) the one an EndTxn of transaction version 2
+            // rotated away from at an exhausted epoch.
+            let valid = (pid == current.producer_id
+                && (epoch == current.producer_epoch || epoch == current.last_producer_epoch))
+                || (pid == current.previous_producer_id && epoch >= MAX_EPOCH);
             if !valid {
                 return (Err(TxnError::ProducerFenced), out);
             }
@@ -342,6 +363,29 @@ impl TxnCoordinator {
         partitions: &[TopicPartition],
         now_ms: i64,
     ) -> (Result<(), TxnError>, TxnOutput) {
+        self.add_partitions_with_version(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            0,
+            now_ms,
+        )
+    }
+
+    /// [`Self::add_partitions`] for a client running `client_transaction_version`: 2 for the
+    /// implicit adds of KIP-890 part 2 (Produce v12+, TxnOffsetCommit v5+), which Kafka makes
+    /// with the same checks (the epoch must be the current one: PRODUCER_FENCED otherwise;
+    /// CONCURRENT_TRANSACTIONS while the previous transaction's markers are written).
+    pub fn add_partitions_with_version(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[TopicPartition],
+        client_transaction_version: i16,
+        now_ms: i64,
+    ) -> (Result<(), TxnError>, TxnOutput) {
         let mut out = TxnOutput::default();
         let mut m = match self.current(transactional_id, producer_id, producer_epoch) {
             Ok(m) => m,
@@ -371,6 +415,7 @@ impl TxnCoordinator {
             return (Err(TxnError::InvalidTxnState), out);
         }
         m.partitions.extend(partitions.iter().cloned());
+        m.client_transaction_version = client_transaction_version;
         m.txn_last_update_timestamp_ms = now_ms;
         self.persist(m, &mut out);
         (Ok(()), out)
@@ -426,7 +471,7 @@ impl TxnCoordinator {
     /// moved on meanwhile changes nothing.
     pub fn markers_written(&mut self, job: &MarkerJob, now_ms: i64) -> TxnOutput {
         let mut out = TxnOutput::default();
-        let Some(mut m) = self.txns.get(&job.transactional_id).cloned() else {
+        let Some(m) = self.txns.get(&job.transactional_id).cloned() else {
             return out;
         };
         let expected = if job.commit {
@@ -440,7 +485,14 @@ impl TxnCoordinator {
         {
             return out;
         }
-        let to = if job.commit {
+        self.complete(m, now_ms, &mut out);
+        out
+    }
+
+    /// PrepareCommit / PrepareAbort -> CompleteCommit / CompleteAbort, partitions cleared; a
+    /// producer id allocated at the Prepare step (exhausted epoch) takes over at epoch 0.
+    fn complete(&mut self, mut m: TransactionMetadata, now_ms: i64, out: &mut TxnOutput) {
+        let to = if m.state == TxnState::PrepareCommit {
             TxnState::CompleteCommit
         } else {
             TxnState::CompleteAbort
@@ -448,9 +500,134 @@ impl TxnCoordinator {
         if m.transition_to(to).is_ok() {
             m.partitions.clear();
             m.txn_last_update_timestamp_ms = now_ms;
-            self.persist(m, &mut out);
+            if m.next_producer_id >= 0 {
+                m.previous_producer_id = m.producer_id;
+                m.producer_id = m.next_producer_id;
+                m.producer_epoch = 0;
+                m.next_producer_id = -1;
+            }
+            self.persist(m, out);
         }
-        out
+    }
+
+    /// EndTxn v5+ (KIP-890 part 2, transaction version 2): every commit or abort bumps the
+    /// producer epoch, and the answer carries the producer id and epoch the client goes on
+    /// with (its sequences restart at 0). The Prepare* record and the markers are at the
+    /// bumped epoch, with the pre-bump epoch kept as `last_producer_epoch`; at an exhausted
+    /// epoch (32766) a new producer id is allocated with `allocate` and answered at epoch 0,
+    /// taking over once the transaction is complete. An abort with no partition added (the
+    /// client ends every transaction in which it sent anything) bumps the epoch and
+    /// completes at once, writing no marker.
+    ///
+    /// Which request is accepted, after Kafka 4.0's `TransactionCoordinator.endTransaction`:
+    /// Ongoing and Empty take the current epoch only; Prepare* only the retry of the EndTxn
+    /// that moved there (epoch + 1 == current: CONCURRENT_TRANSACTIONS); Complete* the
+    /// current epoch (an abort starts an empty abort) or that retry (answered with the
+    /// current producer id and epoch, nothing written).
+    ///
+    /// Errors: INVALID_PRODUCER_ID_MAPPING (unknown id, other producer id),
+    /// PRODUCER_FENCED (any other epoch), CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE (a
+    /// commit with no transaction, or the other outcome), COORDINATOR_NOT_AVAILABLE
+    /// (`allocate` failed).
+    pub fn end_txn_v2(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        now_ms: i64,
+        allocate: &mut dyn FnMut() -> Option<i64>,
+    ) -> (Result<EndTxnV2, TxnError>, TxnOutput) {
+        let mut out = TxnOutput::default();
+        let Some(m) = self.txns.get(transactional_id).cloned() else {
+            return (Err(TxnError::InvalidProducerIdMapping), out);
+        };
+        let retry_on_overflow = m.previous_producer_id == producer_id
+            && producer_id != m.producer_id
+            && producer_epoch == MAX_EPOCH
+            && m.producer_epoch == 0;
+        if m.producer_id != producer_id && !retry_on_overflow {
+            return (Err(TxnError::InvalidProducerIdMapping), out);
+        }
+        let retry_on_bump = m.producer_id == producer_id
+            && i32::from(m.producer_epoch) == i32::from(producer_epoch) + 1;
+        let current = m.producer_id == producer_id && m.producer_epoch == producer_epoch;
+        let retry = retry_on_bump || retry_on_overflow;
+        use TxnState::*;
+        let valid = match m.state {
+            Ongoing | Empty => current,
+            PrepareCommit | PrepareAbort => retry_on_bump,
+            CompleteCommit | CompleteAbort => retry || current,
+            Dead | PrepareEpochFence => false,
+        };
+        if !valid {
+            return (Err(TxnError::ProducerFenced), out);
+        }
+        let as_is = EndTxnV2 {
+            markers: false,
+            producer_id: m.producer_id,
+            producer_epoch: m.producer_epoch,
+        };
+        let r = match (m.state, commit, retry) {
+            (Ongoing, _, false) | (Empty | CompleteCommit | CompleteAbort, false, false) => {
+                self.prepare_end_v2(m, commit, now_ms, allocate, &mut out)
+            }
+            (CompleteAbort, false, true) | (CompleteCommit, true, true) => Ok(as_is),
+            (PrepareAbort, false, true) | (PrepareCommit, true, true) => {
+                Err(TxnError::ConcurrentTransactions)
+            }
+            _ => Err(TxnError::InvalidTxnState),
+        };
+        (r, out)
+    }
+
+    /// The epoch bump and Prepare* of [`Self::end_txn_v2`].
+    fn prepare_end_v2(
+        &mut self,
+        mut m: TransactionMetadata,
+        commit: bool,
+        now_ms: i64,
+        allocate: &mut dyn FnMut() -> Option<i64>,
+        out: &mut TxnOutput,
+    ) -> Result<EndTxnV2, TxnError> {
+        let empty = m.state != TxnState::Ongoing;
+        let answer = if m.producer_epoch >= MAX_EPOCH {
+            let pid = allocate().ok_or(TxnError::CoordinatorNotAvailable)?;
+            m.next_producer_id = pid;
+            (pid, 0)
+        } else {
+            (m.producer_id, m.producer_epoch + 1)
+        };
+        m.last_producer_epoch = m.producer_epoch;
+        m.producer_epoch = m.producer_epoch.saturating_add(1);
+        m.client_transaction_version = 2;
+        if empty {
+            m.partitions.clear();
+            m.txn_start_timestamp_ms = now_ms;
+        }
+        let to = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        if m.transition_to(to).is_err() {
+            return Err(TxnError::InvalidTxnState);
+        }
+        m.txn_last_update_timestamp_ms = now_ms;
+        out.timers.push((m.transactional_id.clone(), None));
+        let markers = !empty;
+        if markers {
+            out.markers.push(marker_job(&m));
+        }
+        self.persist(m.clone(), out);
+        if !markers {
+            self.complete(m, now_ms, out);
+        }
+        Ok(EndTxnV2 {
+            markers,
+            producer_id: answer.0,
+            producer_epoch: answer.1,
+        })
     }
 
     /// A transaction's timeout fired: aborted, with the epoch bumped, if it is still Ongoing

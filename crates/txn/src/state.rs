@@ -81,7 +81,15 @@ impl TxnState {
             Empty => &[Empty, CompleteCommit, CompleteAbort],
             Ongoing => &[Ongoing, Empty, CompleteCommit, CompleteAbort],
             PrepareCommit => &[Ongoing],
-            PrepareAbort => &[Ongoing, PrepareEpochFence],
+            // From Empty and Complete*: an EndTxn(abort) of transaction version 2 when no
+            // partition was added (the client sends it whenever it sent anything, KIP-890).
+            PrepareAbort => &[
+                Ongoing,
+                PrepareEpochFence,
+                Empty,
+                CompleteCommit,
+                CompleteAbort,
+            ],
             CompleteCommit => &[PrepareCommit],
             CompleteAbort => &[PrepareAbort],
             Dead => &[Empty, CompleteAbort, CompleteCommit],
@@ -111,6 +119,16 @@ pub struct TransactionMetadata {
     pub partitions: BTreeSet<(String, i32)>,
     pub txn_start_timestamp_ms: i64,
     pub txn_last_update_timestamp_ms: i64,
+    /// The producer id before the last rotation (an EndTxn of transaction version 2 at an
+    /// exhausted epoch), so a retry of that EndTxn is recognised; -1 when none.
+    pub previous_producer_id: i64,
+    /// The producer id allocated at PrepareCommit / PrepareAbort because the epoch is
+    /// exhausted; it replaces `producer_id` (epoch 0) at CompleteCommit / CompleteAbort. -1
+    /// when none.
+    pub next_producer_id: i64,
+    /// The transaction version the client runs the transaction with: 2 when it adds
+    /// partitions implicitly and ends with EndTxn v5+ (KIP-890 part 2), 0 otherwise.
+    pub client_transaction_version: i16,
 }
 
 /// A move [`TransactionMetadata::transition_to`] refused: a bug, since every caller checks

@@ -231,3 +231,223 @@ fn idle_transactional_ids_expire_and_ongoing_ones_do_not() {
     assert!(c.get("idle").is_none());
     assert!(c.get("busy").is_some());
 }
+
+// Transaction version 2 (KIP-890 part 2).
+
+fn no_alloc() -> Option<i64> {
+    None
+}
+
+#[test]
+fn a_tv2_commit_bumps_the_epoch_writes_markers_at_it_and_answers_it() {
+    let (mut c, mut alloc) = coordinator();
+    let mut log = Vec::new();
+    let (r, out) = c.init_producer_id("tx", 60_000, None, 0, &mut alloc);
+    let (pid, e) = r.unwrap();
+    log.extend(out.records);
+    let (r, out) = c.add_partitions_with_version("tx", pid, e, &[tp("a", 0)], 2, 1);
+    r.unwrap();
+    log.extend(out.records);
+    assert_eq!(c.get("tx").unwrap().client_transaction_version, 2);
+    let (r, out) = c.end_txn_v2("tx", pid, e, true, 2, &mut no_alloc);
+    assert_eq!(
+        r,
+        Ok(EndTxnV2 {
+            markers: true,
+            producer_id: pid,
+            producer_epoch: e + 1
+        })
+    );
+    let job = out.markers[0].clone();
+    assert_eq!(
+        (job.producer_id, job.producer_epoch, job.commit),
+        (pid, e + 1, true)
+    );
+    log.extend(out.records);
+    let m = c.get("tx").unwrap();
+    assert_eq!(
+        (m.state, m.producer_epoch, m.last_producer_epoch),
+        (TxnState::PrepareCommit, e + 1, e)
+    );
+    // The same EndTxn again while markers are written: retry; the other outcome: refused;
+    // the bumped epoch is not a transaction's yet.
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e, true, 3, &mut no_alloc).0,
+        Err(TxnError::ConcurrentTransactions)
+    );
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e, false, 3, &mut no_alloc).0,
+        Err(TxnError::InvalidTxnState)
+    );
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e + 1, true, 3, &mut no_alloc).0,
+        Err(TxnError::ProducerFenced)
+    );
+    assert_eq!(
+        c.add_partitions_with_version("tx", pid, e + 1, &[tp("a", 0)], 2, 3)
+            .0,
+        Err(TxnError::ConcurrentTransactions)
+    );
+    log.extend(c.markers_written(&job, 4).records);
+    let m = c.get("tx").unwrap();
+    assert_eq!(
+        (m.state, m.producer_epoch),
+        (TxnState::CompleteCommit, e + 1)
+    );
+    // A retry after completion answers what the first got, writing nothing.
+    let (r, out) = c.end_txn_v2("tx", pid, e, true, 5, &mut no_alloc);
+    assert_eq!(
+        r,
+        Ok(EndTxnV2 {
+            markers: false,
+            producer_id: pid,
+            producer_epoch: e + 1
+        })
+    );
+    assert!(out.records.is_empty());
+    // The old epoch is fenced; the next transaction runs at the bumped one.
+    assert_eq!(
+        c.add_partitions_with_version("tx", pid, e, &[tp("a", 0)], 2, 6)
+            .0,
+        Err(TxnError::ProducerFenced)
+    );
+    let (r, out) = c.add_partitions_with_version("tx", pid, e + 1, &[tp("b", 0)], 2, 6);
+    r.unwrap();
+    log.extend(out.records);
+    let live = c.get("tx").unwrap().clone();
+    let back = replayed(&log);
+    let m = back.get("tx").unwrap();
+    assert_eq!(
+        (
+            m.state,
+            m.producer_epoch,
+            &m.partitions,
+            m.client_transaction_version
+        ),
+        (live.state, live.producer_epoch, &live.partitions, 2)
+    );
+}
+
+#[test]
+fn a_tv2_abort_with_nothing_added_bumps_the_epoch_and_completes_without_markers() {
+    let (mut c, mut alloc) = coordinator();
+    let (pid, e) = c
+        .init_producer_id("tx", 60_000, None, 0, &mut alloc)
+        .0
+        .unwrap();
+    // A commit with no transaction is refused, as in Kafka.
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e, true, 1, &mut no_alloc).0,
+        Err(TxnError::InvalidTxnState)
+    );
+    let (r, out) = c.end_txn_v2("tx", pid, e, false, 1, &mut no_alloc);
+    assert_eq!(
+        r,
+        Ok(EndTxnV2 {
+            markers: false,
+            producer_id: pid,
+            producer_epoch: e + 1
+        })
+    );
+    assert!(out.markers.is_empty());
+    let states: Vec<TxnState> = out
+        .records
+        .iter()
+        .map(|r| r.value.as_ref().unwrap().state)
+        .collect();
+    assert_eq!(
+        states,
+        vec![TxnState::PrepareAbort, TxnState::CompleteAbort]
+    );
+    assert_eq!(c.get("tx").unwrap().state, TxnState::CompleteAbort);
+    // Its retry is answered with the current epoch; a stale epoch is fenced.
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e, false, 2, &mut no_alloc)
+            .0
+            .unwrap()
+            .producer_epoch,
+        e + 1
+    );
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e - 1, false, 2, &mut no_alloc).0,
+        Err(TxnError::ProducerFenced)
+    );
+    assert_eq!(
+        c.end_txn_v2("tx", 999, e + 1, false, 2, &mut no_alloc).0,
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    // Another empty abort at the current epoch bumps again.
+    assert_eq!(
+        c.end_txn_v2("tx", pid, e + 1, false, 3, &mut no_alloc)
+            .0
+            .unwrap()
+            .producer_epoch,
+        e + 2
+    );
+}
+
+#[test]
+fn a_tv2_end_at_an_exhausted_epoch_moves_to_a_new_producer_id_once_complete() {
+    let (mut c, mut alloc) = coordinator();
+    c.replay(&TxnRecord {
+        transactional_id: "tx".into(),
+        value: Some(TxnLogValue {
+            producer_id: 5,
+            producer_epoch: MAX_EPOCH,
+            transaction_timeout_ms: 60_000,
+            state: TxnState::Ongoing,
+            partitions: [tp("a", 0)].into_iter().collect(),
+            last_update_timestamp_ms: 0,
+            start_timestamp_ms: 0,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_transaction_version: 2,
+        }),
+    });
+    let mut log = Vec::new();
+    let (r, out) = c.end_txn_v2("tx", 5, MAX_EPOCH, true, 1, &mut alloc);
+    let r = r.unwrap();
+    assert!(r.markers);
+    assert_eq!(r.producer_epoch, 0);
+    let new_pid = r.producer_id;
+    assert_ne!(new_pid, 5);
+    // The markers are the old producer's, at the last epoch.
+    let job = out.markers[0].clone();
+    assert_eq!((job.producer_id, job.producer_epoch), (5, i16::MAX));
+    log.extend(out.records);
+    // Until the markers are written the new id is not in effect.
+    assert_eq!(
+        c.add_partitions_with_version("tx", new_pid, 0, &[tp("a", 0)], 2, 2)
+            .0,
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    // A crash here must not lose the new id: it is in the record (tag 1).
+    assert_eq!(replayed(&log).get("tx").unwrap().next_producer_id, new_pid);
+    log.extend(c.markers_written(&job, 3).records);
+    let m = c.get("tx").unwrap();
+    assert_eq!(
+        (
+            m.producer_id,
+            m.producer_epoch,
+            m.previous_producer_id,
+            m.next_producer_id
+        ),
+        (new_pid, 0, 5, -1)
+    );
+    let back = replayed(&log);
+    assert_eq!(back.get("tx").unwrap().producer_id, new_pid);
+    // A retry of the EndTxn by the old id is answered with the new one.
+    let (r, out) = c.end_txn_v2("tx", 5, MAX_EPOCH, true, 4, &mut alloc);
+    assert_eq!(
+        r,
+        Ok(EndTxnV2 {
+            markers: false,
+            producer_id: new_pid,
+            producer_epoch: 0
+        })
+    );
+    assert!(out.records.is_empty());
+    c.add_partitions_with_version("tx", new_pid, 0, &[tp("a", 0)], 2, 5)
+        .0
+        .unwrap();
+}
