@@ -17,6 +17,7 @@
 #
 # Usage: tests/compat/librdkafka/run.sh            (every listed test, both modes)
 #        TESTS="0018 0030" MODES=consumer tests/compat/librdkafka/run.sh
+#        PARALLEL_MODES=0 tests/compat/librdkafka/run.sh   (modes one after the other)
 # Needs: a built librdkafka (`cargo build` of this workspace builds it), gcc, g++, make, and
 # the shoal binary ($SHOAL_BIN, default $CARGO_TARGET_DIR/release/shoal).
 set -euo pipefail
@@ -59,16 +60,12 @@ fi
 
 RESULTS="$WORK/results"
 rm -rf "$RESULTS"; mkdir -p "$RESULTS"
-failures=0
-newly_passing=()
-summary=()
-
-flaky=()
 
 # run_one MODE TEST SUBTESTS LOG: one test-runner invocation; returns its exit code.
 run_one() {
   set +e
   (cd "$WORK/tests" && LD_LIBRARY_PATH=../src:../src-cpp TEST_KAFKA_VERSION=3.9.0 \
+    RDKAFKA_TEST_CONF="$RESULTS/test-$1.conf" \
     TEST_CONSUMER_GROUP_PROTOCOL="$1" TESTS="$2" SUBTESTS="$3" \
     timeout "$PER_TEST_TIMEOUT" ./test-runner -p1 -L >"$4" 2>&1 </dev/null) 2>/dev/null
   local rc=$?
@@ -89,7 +86,14 @@ show_failure() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-for mode in $MODES; do
+# run_mode MODE: every entry of expected.txt for MODE against its own Shoal. Prints one line
+# per entry as it ends; writes $RESULTS/{summary,flaky,newly,details}-MODE.txt; returns the
+# number of unexpected failures (0: all as expected).
+run_mode() {
+  local mode="$1" failures=0 data port shoal_pid
+  local summary="$RESULTS/summary-$mode.txt" flaky="$RESULTS/flaky-$mode.txt"
+  local newly="$RESULTS/newly-$mode.txt" details="$RESULTS/details-$mode.txt"
+  : >"$summary"; : >"$flaky"; : >"$newly"; : >"$details"
   data="$(mktemp -d)"
   port="$(free_port)"
   "$SHOAL_BIN" serve --kafka-addr "127.0.0.1:$port" --http-addr 127.0.0.1:0 --amqp-addr 127.0.0.1:0 \
@@ -100,7 +104,7 @@ for mode in $MODES; do
     grep -q "kafka listening" "$RESULTS/shoal-$mode.log" 2>/dev/null && break
     sleep 0.1
   done
-  echo "bootstrap.servers=127.0.0.1:$port" >"$WORK/tests/test.conf"
+  echo "bootstrap.servers=127.0.0.1:$port" >"$RESULTS/test-$mode.conf"
   while read -r t m want sub _; do
     case "$t" in ''|'#'*) continue ;; esac
     [ "$m" = both ] || [ "$m" = "$mode" ] || continue
@@ -115,32 +119,58 @@ for mode in $MODES; do
     if [ $rc -ne 0 ] && [ "$want" = pass ]; then
       # One retry for an entry expected to pass, reported as flaky (never as a plain pass):
       # these tests race real timers on a shared 2-core machine. The first log is kept.
-      show_failure "$log"
+      show_failure "$log" >>"$details"
       mv "$log" "${log%.log}.first-attempt.log"
       rc=0; run_one "$mode" "$t" "$sub" "$log" || rc=$?
       if [ $rc -eq 0 ]; then
         note=", flaky: failed once, passed on retry"
-        flaky+=("$t${sub:+ [$sub]} $mode")
+        echo "$t${sub:+ [$sub]} $mode" >>"$flaky"
       fi
     fi
     took=$(( $(date +%s) - start ))
     got=pass; [ $rc -eq 0 ] || got=fail
     line="$t${sub:+ [$sub]} $mode $got (${took}s, expected $want$note)"
-    summary+=("$line")
+    echo "$line" >>"$summary"
     echo "$line"
     if [ "$got" = fail ] && [ "$want" = pass ]; then
       failures=$((failures + 1))
-      show_failure "$log"
+      show_failure "$log" >>"$details"
     fi
-    if [ "$got" = pass ] && [ "$want" = fail ]; then newly_passing+=("$t $mode"); fi
+    if [ "$got" = pass ] && [ "$want" = fail ]; then echo "$t $mode" >>"$newly"; fi
   done <"$EXPECTED"
   kill "$shoal_pid" 2>/dev/null || true
   wait "$shoal_pid" 2>/dev/null || true
   if grep -q " ERROR " "$RESULTS/shoal-$mode.log"; then
-    echo "the broker logged errors in $mode mode:"; grep " ERROR " "$RESULTS/shoal-$mode.log" | head -20
+    { echo "the broker logged errors in $mode mode:"; grep " ERROR " "$RESULTS/shoal-$mode.log" | head -20; } >>"$details"
     failures=$((failures + 1))
   fi
   rm -rf "$data"
+  return "$failures"
+}
+
+# The modes run side by side, each with its own broker (PARALLEL_MODES=0: one after the
+# other). The tests mostly wait on group and session timers, so two lanes on two cores
+# take about as long as the longer lane alone.
+failures=0
+pids=()
+for mode in $MODES; do
+  if [ "${PARALLEL_MODES:-1}" = 1 ]; then
+    run_mode "$mode" & pids+=($!)
+  else
+    run_mode "$mode" || failures=$((failures + $?))
+  fi
+done
+for pid in "${pids[@]}"; do
+  wait "$pid" || failures=$((failures + $?))
+done
+for mode in $MODES; do
+  cat "$RESULTS/details-$mode.txt"
+done
+summary=(); flaky=(); newly_passing=()
+for mode in $MODES; do
+  while IFS= read -r l; do summary+=("$l"); done <"$RESULTS/summary-$mode.txt"
+  while IFS= read -r l; do flaky+=("$l"); done <"$RESULTS/flaky-$mode.txt"
+  while IFS= read -r l; do newly_passing+=("$l"); done <"$RESULTS/newly-$mode.txt"
 done
 
 echo
