@@ -42,6 +42,8 @@ use crate::topics::{Partition, CONSUMER_OFFSETS};
 type Tx<T> = oneshot::Sender<T>;
 type Delivery = Box<dyn FnOnce() + Send>;
 type Synced = (i64, Result<(), String>);
+/// A waiting EndTxn and the producer id and epoch it answers.
+type EndAnswer = (Tx<Result<ProducerIdAndEpoch, TxnError>>, ProducerIdAndEpoch);
 
 /// What produce-time verification needs of every transactional producer the coordinator
 /// knows: producer id -> (current epoch, the partitions of its Ongoing transaction, `None` when
@@ -118,6 +120,7 @@ enum Command {
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
+        client_transaction_version: i16,
         tx: Tx<Result<(), TxnError>>,
     },
     EndTxn {
@@ -125,7 +128,11 @@ enum Command {
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-        tx: Tx<Result<(), TxnError>>,
+        /// EndTxn v5+: transaction version 2 (an epoch bump per transaction).
+        tv2: bool,
+        /// A fresh producer id, used if the epoch is exhausted (transaction version 2).
+        fresh_producer_id: Option<i64>,
+        tx: Tx<Result<ProducerIdAndEpoch, TxnError>>,
     },
     Describe {
         transactional_id: String,
@@ -177,7 +184,8 @@ impl TxnHandle {
         .await?
     }
 
-    /// AddPartitionsToTxn / AddOffsetsToTxn. Errors: see
+    /// AddPartitionsToTxn / AddOffsetsToTxn (`client_transaction_version` 0), or the
+    /// implicit adds of Produce v12+ / TxnOffsetCommit v5+ (2, KIP-890 part 2). Errors: see
     /// [`TxnCoordinator::add_partitions`].
     pub async fn add_partitions(
         &self,
@@ -185,31 +193,40 @@ impl TxnHandle {
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
+        client_transaction_version: i16,
     ) -> Result<(), TxnError> {
         self.call(|tx| Command::AddPartitions {
             transactional_id,
             producer_id,
             producer_epoch,
             partitions,
+            client_transaction_version,
             tx,
         })
         .await?
     }
 
-    /// EndTxn; resolves once the transaction is complete (markers written). Errors: see
-    /// [`TxnCoordinator::end_txn`].
+    /// EndTxn; resolves once the transaction is complete (markers written), to the producer
+    /// id and epoch the client goes on with: with `tv2` (EndTxn v5+) the bumped epoch, or a
+    /// new producer id at epoch 0 (`fresh_producer_id`) when the epoch is exhausted;
+    /// otherwise the request's own. Errors: see [`TxnCoordinator::end_txn`] and
+    /// [`TxnCoordinator::end_txn_v2`].
     pub async fn end_txn(
         &self,
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), TxnError> {
+        tv2: bool,
+        fresh_producer_id: Option<i64>,
+    ) -> Result<ProducerIdAndEpoch, TxnError> {
         self.call(|tx| Command::EndTxn {
             transactional_id,
             producer_id,
             producer_epoch,
             commit,
+            tv2,
+            fresh_producer_id,
             tx,
         })
         .await?
@@ -248,8 +265,8 @@ struct Runtime {
     queue: BTreeSet<(i64, String)>,
     unsynced: VecDeque<(i64, Delivery)>,
     fsyncs: JoinSet<Synced>,
-    /// EndTxn answers waiting for their transaction to complete.
-    ending: HashMap<String, Vec<Tx<Result<(), TxnError>>>>,
+    /// EndTxn answers waiting for their transaction to complete, with what each answers.
+    ending: HashMap<String, Vec<EndAnswer>>,
     markers: mpsc::UnboundedSender<MarkerJob>,
 }
 
@@ -399,13 +416,15 @@ impl Runtime {
                 producer_id,
                 producer_epoch,
                 partitions,
+                client_transaction_version,
                 tx,
             } => {
-                let (r, out) = self.core.add_partitions(
+                let (r, out) = self.core.add_partitions_with_version(
                     &transactional_id,
                     producer_id,
                     producer_epoch,
                     &partitions,
+                    client_transaction_version,
                     now,
                 );
                 self.refresh_verifier(&transactional_id);
@@ -416,19 +435,45 @@ impl Runtime {
                 producer_id,
                 producer_epoch,
                 commit,
+                tv2,
+                fresh_producer_id,
                 tx,
             } => {
-                let (r, out) =
-                    self.core
-                        .end_txn(&transactional_id, producer_id, producer_epoch, commit, now);
+                let (r, out) = if tv2 {
+                    let mut fresh = fresh_producer_id;
+                    let (r, out) = self.core.end_txn_v2(
+                        &transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        commit,
+                        now,
+                        &mut || fresh.take(),
+                    );
+                    (
+                        r.map(|d| (d.markers, (d.producer_id, d.producer_epoch))),
+                        out,
+                    )
+                } else {
+                    let (r, out) = self.core.end_txn(
+                        &transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        commit,
+                        now,
+                    );
+                    (r.map(|m| (m, (producer_id, producer_epoch))), out)
+                };
                 self.refresh_verifier(&transactional_id);
                 match r {
-                    Ok(true) => {
+                    Ok((true, answer)) => {
                         // Answered once the transaction is complete.
-                        self.ending.entry(transactional_id).or_default().push(tx);
+                        self.ending
+                            .entry(transactional_id)
+                            .or_default()
+                            .push((tx, answer));
                         self.finish(out, None);
                     }
-                    Ok(false) => self.finish(out, reply(tx, Ok(()))),
+                    Ok((false, answer)) => self.finish(out, reply(tx, Ok(answer))),
                     Err(e) => self.finish(out, reply(tx, Err(e))),
                 }
             }
@@ -459,8 +504,8 @@ impl Runtime {
                 };
                 let deliver: Option<Delivery> = (!waiting.is_empty()).then(|| {
                     Box::new(move || {
-                        for tx in waiting {
-                            let _ = tx.send(Ok(()));
+                        for (tx, answer) in waiting {
+                            let _ = tx.send(Ok(answer));
                         }
                     }) as Delivery
                 });

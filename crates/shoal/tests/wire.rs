@@ -4,69 +4,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::wire::{connect, read_frame, read_response, request, send_raw, send_request};
 use common::{create_topic, produce, Shoal};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use shoal_log::testkit::TestBatch;
-
-fn connect(broker: &Shoal) -> TcpStream {
-    let s = TcpStream::connect(&broker.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s
-}
-
-fn send_raw(s: &mut TcpStream, payload: &[u8]) {
-    s.write_all(&(payload.len() as i32).to_be_bytes())
-        .expect("write len");
-    s.write_all(payload).expect("write body");
-}
-
-/// Reads one response frame; `None` when the broker closed the connection.
-fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).ok()?;
-    Some(Bytes::from(buf))
-}
-
-fn request<Req: Encodable, Resp: Decodable>(
-    s: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    req: &Req,
-) -> Resp {
-    send_request(s, key, version, req);
-    read_response(s, key, version)
-}
-
-fn send_request<Req: Encodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &Req) {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("wire-test")))
-        .encode(&mut buf, key.request_header_version(version))
-        .expect("encode header");
-    req.encode(&mut buf, version).expect("encode body");
-    send_raw(s, &buf);
-}
-
-fn read_response<Resp: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16) -> Resp {
-    let mut frame = read_frame(s).expect("response frame");
-    let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
-        .expect("response header");
-    assert_eq!(header.correlation_id, 7);
-    Resp::decode(&mut frame, version).expect("response body")
-}
 
 fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: i32) -> Bytes {
     let batch = (0..n).fold(

@@ -10,7 +10,7 @@ use super::code;
 
 /// `(api, min, max)` advertised in ApiVersions.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 9),
+    (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),
@@ -23,10 +23,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 5),
-    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 5),
@@ -84,11 +84,36 @@ fn table() -> Vec<ApiVersion> {
         .collect()
 }
 
-/// The ApiVersions response.
-pub fn api_versions() -> ApiVersionsResponse {
+/// `transaction.version` (KIP-890 part 2): the level Shoal finalizes.
+pub const TRANSACTION_VERSION: i16 = 2;
+
+/// The ApiVersions response for request `version`. v3+ carries the features (KIP-584):
+/// `transaction.version` finalized at 2 (min = max = 2, epoch 0: clients ignore an epoch of
+/// -1), which makes a Java client (4.0+) run transaction version 2; it is listed among the
+/// supported features (0-2) only for v4, as Kafka leaves out features whose minimum is 0
+/// below v4 (KAFKA-17011).
+pub fn api_versions(version: i16) -> ApiVersionsResponse {
+    use kafka_protocol::messages::api_versions_response::{
+        FinalizedFeatureKey, SupportedFeatureKey,
+    };
+    let name = || kafka_protocol::protocol::StrBytes::from_static_str("transaction.version");
+    let supported = if version >= 4 {
+        vec![SupportedFeatureKey::default()
+            .with_name(name())
+            .with_min_version(0)
+            .with_max_version(TRANSACTION_VERSION)]
+    } else {
+        Vec::new()
+    };
     ApiVersionsResponse::default()
         .with_error_code(code::NONE)
         .with_api_keys(table())
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(0)
+        .with_finalized_features(vec![FinalizedFeatureKey::default()
+            .with_name(name())
+            .with_max_version_level(TRANSACTION_VERSION)
+            .with_min_version_level(TRANSACTION_VERSION)])
 }
 
 /// Answer to an ApiVersions version we do not serve: `UNSUPPORTED_VERSION` with our table,

@@ -193,11 +193,20 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         Err(e) => return Outcome::Close(e),
     };
     let response = match request {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::api_versions()),
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(api_versions::api_versions(version))
+        }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(broker, &ctx, r)),
         RequestKind::Produce(r) => {
+            // Produce v12+ adds the transaction's new partitions first (KIP-890 part 2);
+            // awaited here, so this connection's later requests still append after it.
+            let refused = if version >= 12 {
+                produce::add_to_transaction(broker, &r).await
+            } else {
+                produce::Refused::new()
+            };
             // Appended now, in arrival order; answered once durable.
-            let pending = produce::append(broker, &ctx, r);
+            let pending = produce::append(broker, &ctx, r, &refused);
             let flusher = broker.flusher.clone();
             return Outcome::Deferred(Box::pin(async move {
                 match produce::finish(&flusher, pending).await {
@@ -428,6 +437,7 @@ pub mod code {
     pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
     pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
     pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     pub const PRODUCER_FENCED: i16 = 90;

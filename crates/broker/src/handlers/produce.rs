@@ -214,7 +214,91 @@ pub struct PendingProduce {
 /// request order. Calling it for the requests of a connection in arrival order keeps each
 /// partition's appends in that order, so the second phase ([`finish`], waiting for the
 /// fsync) can overlap for pipelined requests.
-pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> PendingProduce {
+/// Partitions a Produce must not append to, with the error code and message each answers.
+pub type Refused = std::collections::HashMap<(String, i32), (i16, String)>;
+
+/// Produce v12+ (KIP-890 part 2, transaction version 2): the partitions of the request's
+/// transactional batches that are not yet in the producer's Ongoing transaction are added to
+/// it, as Kafka's partition leader does through AddPartitionsToTxn. A
+/// CONCURRENT_TRANSACTIONS (the previous transaction's markers being written) is retried
+/// every 20 ms for up to 100 ms (`add.partitions.to.txn.retry.backoff.ms` and
+/// `.backoff.max.ms`), then answered. Returns the partitions whose add failed: a stale
+/// epoch answers INVALID_PRODUCER_EPOCH, an unavailable coordinator NOT_ENOUGH_REPLICAS,
+/// the rest their own code (INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE,
+/// CONCURRENT_TRANSACTIONS). Batches of a stale epoch are left to the append, which
+/// refuses them.
+pub async fn add_to_transaction(broker: &Broker, req: &ProduceRequest) -> Refused {
+    use crate::txn_coordinator::Unverified;
+    use shoal_txn::TxnError;
+    let mut refused = Refused::new();
+    let Some(transactional_id) = req.transactional_id.as_ref().map(|s| s.to_string()) else {
+        return refused;
+    };
+    let mut producer = None;
+    let mut missing = Vec::new();
+    for topic in &req.topic_data {
+        let name = topic.name.0.to_string();
+        for pd in &topic.partition_data {
+            let Some(records) = pd.records.as_ref() else {
+                continue;
+            };
+            let Ok(h) = shoal_log::batch::BatchHeader::parse(records) else {
+                continue;
+            };
+            if h.attributes & shoal_log::txn::TRANSACTIONAL_FLAG == 0 || !h.has_producer_id() {
+                continue;
+            }
+            if broker.topics.partition(&name, pd.index).is_none() {
+                continue;
+            }
+            let (pid, epoch) = *producer.get_or_insert((h.producer_id, h.producer_epoch));
+            if (pid, epoch) != (h.producer_id, h.producer_epoch) {
+                continue;
+            }
+            let checked = broker.txns.verifier.check(pid, epoch, &name, pd.index);
+            if checked == Err(Unverified::NotInTransaction) {
+                missing.push((name.clone(), pd.index));
+            }
+        }
+    }
+    let Some((pid, epoch)) = producer.filter(|_| !missing.is_empty()) else {
+        return refused;
+    };
+    let backoff = std::time::Duration::from_millis(20);
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+    let result = loop {
+        let r = broker
+            .txns
+            .add_partitions(transactional_id.clone(), pid, epoch, missing.clone(), 2)
+            .await;
+        match r {
+            Err(TxnError::ConcurrentTransactions)
+                if tokio::time::Instant::now() + backoff <= give_up =>
+            {
+                tokio::time::sleep(backoff).await;
+            }
+            r => break r,
+        }
+    };
+    if let Err(e) = result {
+        let c = match e {
+            TxnError::ProducerFenced => code::INVALID_PRODUCER_EPOCH,
+            TxnError::CoordinatorNotAvailable => code::NOT_ENOUGH_REPLICAS,
+            e => super::txn::txn_error_code(e, 12, 2),
+        };
+        for tp in missing {
+            refused.insert(tp, (c, e.to_string()));
+        }
+    }
+    refused
+}
+
+pub fn append(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+    refused: &Refused,
+) -> PendingProduce {
     let acks = req.acks;
     let mut to_sync: Vec<Arc<Partition>> = Vec::new();
     let mut writeback: Vec<Arc<Partition>> = Vec::new();
@@ -245,6 +329,11 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
                     .ok()
                     .and_then(|i| t.partitions.get(i))
             });
+            let refusal = if refused.is_empty() {
+                None
+            } else {
+                refused.get(&(name.clone(), pd.index))
+            };
             let result = match (acks, &topic_obj, partition) {
                 (a, _, _) if !matches!(a, -1..=1) => {
                     Appended::failed(code::INVALID_REQUIRED_ACKS, None)
@@ -254,6 +343,10 @@ pub fn append(broker: &Broker, ctx: &RequestContext, req: ProduceRequest) -> Pen
                     Some("cannot produce to an internal topic".into()),
                 ),
                 (_, _, None) => Appended::failed(code::UNKNOWN_TOPIC_OR_PARTITION, None),
+                (_, _, Some(_)) if refusal.is_some() => Appended::failed(
+                    refusal.map_or(code::INVALID_TXN_STATE, |r| r.0),
+                    refusal.map(|r| r.1.clone()),
+                ),
                 (_, _, Some(p)) => {
                     let compacted = topic_obj.as_ref().is_some_and(|t| t.is_compacted());
                     let r = append_one(broker, p, compacted, pd.records);

@@ -203,6 +203,7 @@ async fn add_one(
                 producer_id,
                 producer_epoch,
                 wanted.clone(),
+                0,
             )
             .await;
         let c = match r {
@@ -257,6 +258,7 @@ pub async fn add_offsets(
             req.producer_id.0,
             req.producer_epoch,
             vec![offsets_partition(&group_id)],
+            0,
         )
         .await;
     AddOffsetsToTxnResponse::default().with_error_code(match r {
@@ -277,10 +279,37 @@ pub async fn txn_offset_commit(
 ) -> TxnOffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
     let (ot, op) = offsets_partition(&group_id);
-    let verified = broker
+    let mut verified = broker
         .txns
         .verifier
         .check(req.producer_id.0, req.producer_epoch, &ot, op);
+    // v5+ (KIP-890 part 2): the offsets partition joins the transaction here, as Kafka's
+    // group coordinator adds it; no retry of CONCURRENT_TRANSACTIONS (Kafka has none here).
+    let mut add_error = None;
+    if ctx.api_version >= 5 && verified == Err(Unverified::NotInTransaction) && !group_id.is_empty()
+    {
+        let r = broker
+            .txns
+            .add_partitions(
+                req.transactional_id.0.to_string(),
+                req.producer_id.0,
+                req.producer_epoch,
+                vec![(ot.clone(), op)],
+                2,
+            )
+            .await;
+        match r {
+            Ok(()) => {
+                verified =
+                    broker
+                        .txns
+                        .verifier
+                        .check(req.producer_id.0, req.producer_epoch, &ot, op)
+            }
+            Err(TxnError::ProducerFenced) => add_error = Some(code::INVALID_PRODUCER_EPOCH),
+            Err(e) => add_error = Some(txn_error_code(e, ctx.api_version, 3)),
+        }
+    }
     let mut parts = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -295,6 +324,7 @@ pub async fn txn_offset_commit(
     }
     let n = parts.len();
     let codes: Vec<i16> = match verified {
+        _ if add_error.is_some() => vec![add_error.unwrap_or(code::NONE); n],
         Err(Unverified::Fenced) => {
             let c = txn_error_code(TxnError::ProducerFenced, ctx.api_version, 3);
             vec![c; n]
@@ -345,8 +375,19 @@ pub async fn txn_offset_commit(
 /// EndTxn: commits or aborts the transaction; answered once its markers are written in
 /// every partition (so a `read_committed` consumer sees a committed transaction once its
 /// producer is told). Errors: INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED (v2+),
-/// CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE. v5 answers the producer id and epoch.
+/// CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE.
+///
+/// v5+ is transaction version 2 (KIP-890 part 2; Kafka derives it from the version alone):
+/// the epoch is bumped by every commit or abort, and the answer's `producer_id` /
+/// `producer_epoch` are what the client goes on with (-1/-1 with an error).
 pub async fn end_txn(broker: &Broker, ctx: &RequestContext, req: EndTxnRequest) -> EndTxnResponse {
+    let tv2 = ctx.api_version >= 5;
+    // Only an exhausted epoch needs a new producer id; an unused one is only a gap.
+    let fresh = if tv2 && req.producer_epoch >= i16::MAX - 1 {
+        broker.topics.allocate_producer_id().ok()
+    } else {
+        None
+    };
     let r = broker
         .txns
         .end_txn(
@@ -354,15 +395,20 @@ pub async fn end_txn(broker: &Broker, ctx: &RequestContext, req: EndTxnRequest) 
             req.producer_id.0,
             req.producer_epoch,
             req.committed,
+            tv2,
+            fresh,
         )
         .await;
-    let resp = EndTxnResponse::default()
-        .with_producer_id(req.producer_id)
-        .with_producer_epoch(req.producer_epoch);
-    resp.with_error_code(match r {
-        Ok(()) => code::NONE,
-        Err(e) => txn_error_code(e, ctx.api_version, 2),
-    })
+    match r {
+        Ok((pid, epoch)) => EndTxnResponse::default()
+            .with_error_code(code::NONE)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
+        Err(e) => EndTxnResponse::default()
+            .with_error_code(txn_error_code(e, ctx.api_version, 2))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
 }
 
 /// DescribeTransactions: each id's state, producer, timeout, start time and partitions

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 
+pub mod wire;
+
 /// A running `shoal serve` process.
 pub struct Shoal {
     child: Option<Child>,
