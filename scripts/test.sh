@@ -18,12 +18,16 @@ if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; f
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (kcat; gcc/g++/make/python3-venv for librdkafka, its tests and the Python clients; chromium for the console test)"
+step "system packages (kcat; gcc/g++/make/python3-venv, libssl-dev/pkg-config/openssl for TLS for librdkafka, its tests and the Python clients; chromium for the console test)"
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+# librdkafka with TLS (the rdkafka crate's `ssl` feature) and the TLS tests' certificates.
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)

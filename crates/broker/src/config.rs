@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::server::listener::{self, Endpoint, SecurityProtocol};
+use crate::server::tls;
+
 /// A configuration problem, reported before the broker starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,9 +31,24 @@ pub enum ConfigError {
 /// All broker settings. Durations are milliseconds, sizes bytes.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// Kafka listener address (`--kafka-addr`, default 127.0.0.1:9092).
+    /// The first listener's address (`--kafka-addr`, default 127.0.0.1:9092); after start-up,
+    /// the address it is bound to.
     pub kafka_addr: SocketAddr,
-    /// Host advertised in Metadata (`advertised.host`); defaults to the listener's IP.
+    /// `listeners` (default `PLAINTEXT://127.0.0.1:9092`): see [`crate::server::listener`].
+    /// After start-up, port-0 entries carry the port they are bound to.
+    pub listeners: Vec<Endpoint>,
+    /// `advertised.listeners` (default: empty, every listener advertises its own address).
+    pub advertised_listeners: Vec<Endpoint>,
+    /// `listener.security.protocol.map` (Kafka's default maps each protocol name to itself).
+    pub listener_security_protocol_map: BTreeMap<String, SecurityProtocol>,
+    /// `ssl.*` settings as given (names and meaning in [`crate::server::tls`]); checked when
+    /// a TLS listener is built at start-up.
+    pub ssl: BTreeMap<String, String>,
+    /// `listener.name.<name>.<setting>` overrides, by upper-case listener name (Kafka's
+    /// per-listener prefix): an `ssl.*` setting here wins over the global one for that listener.
+    pub listener_overrides: BTreeMap<String, BTreeMap<String, String>>,
+    /// Host advertised in Metadata (`advertised.host`, Shoal's older setting) for listeners
+    /// `advertised.listeners` does not name; defaults to the listener's host.
     pub advertised_host: Option<String>,
     /// HTTP address for the admin API and metrics (`--http-addr`, default 127.0.0.1:8080).
     pub http_addr: SocketAddr,
@@ -143,6 +161,15 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            listeners: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+            }],
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: listener::default_protocol_map(),
+            ssl: BTreeMap::new(),
+            listener_overrides: BTreeMap::new(),
             advertised_host: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
@@ -229,6 +256,14 @@ fn segment_bytes(key: &str, value: &str) -> Result<u64, ConfigError> {
     })
 }
 
+fn invalid<'a>(key: &'a str, value: &'a str) -> impl Fn(String) -> ConfigError + 'a {
+    move |reason| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason,
+    }
+}
+
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
@@ -250,9 +285,54 @@ impl BrokerConfig {
     /// [`ConfigError::InvalidValue`] when the value does not parse.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         match key {
-            "kafka.addr" | "listeners" => {
-                let v = value.trim_start_matches("PLAINTEXT://");
-                self.kafka_addr = parse(key, v)?
+            "kafka.addr" => self.set_kafka_addr(parse(key, value)?),
+            "listeners" => {
+                let l = listener::parse_endpoints(value).map_err(invalid(key, value))?;
+                if l.is_empty() {
+                    return Err(invalid(key, value)(
+                        "at least one listener is needed".into(),
+                    ));
+                }
+                self.listeners = l;
+                if let Some(a) = self.listeners.first().and_then(|e| {
+                    let host = if e.host.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &e.host
+                    };
+                    host.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, e.port))
+                }) {
+                    self.kafka_addr = a;
+                }
+            }
+            "advertised.listeners" => {
+                self.advertised_listeners =
+                    listener::parse_endpoints(value).map_err(invalid(key, value))?
+            }
+            "listener.security.protocol.map" => {
+                self.listener_security_protocol_map =
+                    listener::parse_protocol_map(value).map_err(invalid(key, value))?
+            }
+            k if k.starts_with("ssl.") => {
+                if !tls::is_setting(k) {
+                    return Err(ConfigError::UnknownKey(k.to_string()));
+                }
+                self.ssl.insert(k.to_string(), value.to_string());
+            }
+            k if k.starts_with("listener.name.") => {
+                let rest = &k["listener.name.".len()..];
+                let (name, setting) = rest
+                    .split_once('.')
+                    .ok_or_else(|| ConfigError::UnknownKey(k.to_string()))?;
+                if !tls::is_setting(setting) {
+                    return Err(ConfigError::UnknownKey(k.to_string()));
+                }
+                self.listener_overrides
+                    .entry(name.to_ascii_uppercase())
+                    .or_default()
+                    .insert(setting.to_string(), value.to_string());
             }
             "http.addr" => self.http_addr = parse(key, value)?,
             "advertised.host" | "advertised.host.name" => {
@@ -450,13 +530,118 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Host and port clients should connect to.
+    /// Sets the first listener's address, keeping its name (`--kafka-addr`).
+    pub fn set_kafka_addr(&mut self, addr: SocketAddr) {
+        self.kafka_addr = addr;
+        let endpoint = Endpoint {
+            name: self
+                .listeners
+                .first()
+                .map_or_else(|| "PLAINTEXT".to_string(), |e| e.name.clone()),
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        match self.listeners.first_mut() {
+            Some(first) => *first = endpoint,
+            None => self.listeners.push(endpoint),
+        }
+    }
+
+    /// Host and port clients of the first listener should connect to.
     pub fn advertised(&self) -> (String, i32) {
-        let host = self
-            .advertised_host
-            .clone()
-            .unwrap_or_else(|| self.kafka_addr.ip().to_string());
-        (host, i32::from(self.kafka_addr.port()))
+        let first = self
+            .listeners
+            .first()
+            .map(|l| l.name.as_str())
+            .unwrap_or("");
+        self.advertised_for(first)
+    }
+
+    /// Host and port published to clients connected through `listener` (Metadata,
+    /// FindCoordinator, DescribeCluster): its `advertised.listeners` entry, else
+    /// `advertised.host` with its own port, else its own address; a wildcard or empty host
+    /// becomes this machine's host name.
+    pub fn advertised_for(&self, listener: &str) -> (String, i32) {
+        let own = self
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .or(self.listeners.first());
+        let own_port = own.map_or(self.kafka_addr.port(), |l| l.port);
+        let (host, port) = match self
+            .advertised_listeners
+            .iter()
+            .find(|l| l.name == listener)
+        {
+            Some(a) => (a.host.clone(), if a.port == 0 { own_port } else { a.port }),
+            None => (
+                self.advertised_host
+                    .clone()
+                    .or_else(|| own.map(|l| l.host.clone()))
+                    .unwrap_or_else(|| self.kafka_addr.ip().to_string()),
+                own_port,
+            ),
+        };
+        let host = match host.as_str() {
+            "" | "0.0.0.0" | "::" => listener::local_host_name(),
+            _ => host,
+        };
+        (host, i32::from(port))
+    }
+
+    /// The `ssl.*` settings in force on `listener`: the global ones overlaid with its
+    /// `listener.name.<name>.ssl.*` overrides.
+    pub fn ssl_settings(&self, listener: &str) -> BTreeMap<String, String> {
+        let mut s = self.ssl.clone();
+        if let Some(o) = self.listener_overrides.get(listener) {
+            s.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        s
+    }
+
+    /// The security protocol of each listener, in `listeners` order.
+    ///
+    /// Errors: a listener name missing from `listener.security.protocol.map`, an
+    /// `advertised.listeners` name that is not a listener, or a per-listener override for a
+    /// listener that does not exist (Kafka's start-up checks).
+    pub fn listener_protocols(&self) -> Result<Vec<(Endpoint, SecurityProtocol)>, ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: String::new(),
+            reason,
+        };
+        for a in &self.advertised_listeners {
+            if !self.listeners.iter().any(|l| l.name == a.name) {
+                return Err(bad(
+                    "advertised.listeners",
+                    format!("{} is not one of the listeners", a.name),
+                ));
+            }
+        }
+        for name in self.listener_overrides.keys() {
+            if !self.listeners.iter().any(|l| &l.name == name) {
+                return Err(bad(
+                    "listener.name",
+                    format!("settings are given for listener {name}, which is not in listeners"),
+                ));
+            }
+        }
+        self.listeners
+            .iter()
+            .map(|l| {
+                let p = self
+                    .listener_security_protocol_map
+                    .get(&l.name)
+                    .copied()
+                    .ok_or_else(|| {
+                        bad(
+                            "listener.security.protocol.map",
+                            format!("no security protocol is defined for listener {}", l.name),
+                        )
+                    })?;
+                Ok((l.clone(), p))
+            })
+            .collect()
     }
 }
 

@@ -4,6 +4,7 @@
 //! Entry point: [`startup::run`] with a [`config::BrokerConfig`].
 
 pub mod alloc_guard;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod coordinator;

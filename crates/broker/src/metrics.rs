@@ -5,6 +5,8 @@
 //! - `shoal_requests_total{api}` and `shoal_request_duration_seconds{api}` (histogram, s):
 //!   every Kafka request by API name (`Produce`, `Fetch`, ...), from its frame to its answer;
 //! - `shoal_connections` (open) and `shoal_connections_accepted_total`;
+//! - `shoal_failed_authentication_total`: TLS handshakes that failed and client certificates
+//!   that mapped to no principal (Kafka's `failed-authentication-total`);
 //! - `shoal_topic_bytes_in_total{topic}`, `shoal_topic_records_in_total{topic}`: appended
 //!   batches; `shoal_topic_bytes_out_total{topic}`, `shoal_topic_records_out_total{topic}`:
 //!   fetched batches (records counted from each batch header, never decoded);
@@ -204,6 +206,7 @@ pub struct Metrics {
     request_seconds: HistogramFamily<ApiLabel>,
     connections: Gauge,
     connections_accepted: Counter,
+    failed_authentication: Counter,
     bytes_in: Family<TopicLabel, Counter>,
     records_in: Family<TopicLabel, Counter>,
     bytes_out: Family<TopicLabel, Counter>,
@@ -256,6 +259,7 @@ impl Metrics {
             request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             connections: Gauge::default(),
             connections_accepted: Counter::default(),
+            failed_authentication: Counter::default(),
             bytes_in: Family::default(),
             records_in: Family::default(),
             bytes_out: Family::default(),
@@ -310,6 +314,11 @@ impl Metrics {
             "shoal_connections_accepted",
             "Kafka connections accepted",
             m.connections_accepted.clone(),
+        );
+        registry.register(
+            "shoal_failed_authentication",
+            "Connections whose TLS handshake or authentication failed",
+            m.failed_authentication.clone(),
         );
         registry.register(
             "shoal_topic_bytes_in",
@@ -445,6 +454,11 @@ impl Metrics {
     pub fn connection_opened(&self) {
         self.connections.inc();
         self.connections_accepted.inc();
+    }
+
+    /// A connection failed its TLS handshake or authentication.
+    pub fn failed_authentication(&self) {
+        self.failed_authentication.inc();
     }
 
     /// A connection closed.

@@ -147,14 +147,11 @@ pub async fn run_with(
     on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<(), BrokerError> {
     let bind_error = |addr, flag| move |source| BrokerError::Bind { addr, flag, source };
-    let listener = TcpListener::bind(config.kafka_addr)
-        .await
-        .map_err(bind_error(config.kafka_addr, "--kafka-addr"))?;
+    let mut config = config;
+    let listeners = bind_listeners(&mut config).await?;
     let http_listener = TcpListener::bind(config.http_addr)
         .await
         .map_err(bind_error(config.http_addr, "--http-addr"))?;
-    let mut config = config;
-    config.kafka_addr = listener.local_addr()?;
     config.http_addr = http_listener.local_addr()?;
     let broker = Broker::start(config)?;
     tracing::info!(kafka_addr = %broker.config.kafka_addr, http_addr = %broker.config.http_addr, data_dir = %broker.config.data_dir.display(), "shoal broker listening");
@@ -207,7 +204,7 @@ pub async fn run_with(
             }
         });
     }
-    crate::server::serve(Arc::clone(&broker), listener, shutdown).await;
+    crate::server::serve(Arc::clone(&broker), listeners, shutdown).await;
     tracing::info!("shoal broker: connections closed; syncing logs");
     let parts: Vec<_> = broker
         .topics
@@ -217,6 +214,82 @@ pub async fn run_with(
         .collect();
     let _ = broker.flusher.sync(parts).await;
     Ok(())
+}
+
+/// Binds every `listeners` entry (an empty host binds all interfaces, a host name its first
+/// address) and builds the TLS side of SSL listeners; records the bound ports in `config`
+/// (and the first listener's address in `config.kafka_addr`).
+///
+/// Errors: [`BrokerError::Config`] for a listener without a security protocol, SASL
+/// listeners (not served yet), TLS settings that do not build, a host that does not
+/// resolve; [`BrokerError::Bind`] for an address that cannot be bound.
+async fn bind_listeners(
+    config: &mut BrokerConfig,
+) -> Result<Vec<crate::server::BoundListener>, BrokerError> {
+    let mut out = Vec::new();
+    for (i, (endpoint, protocol)) in config
+        .listener_protocols()
+        .map_err(|e| BrokerError::Config(e.to_string()))?
+        .into_iter()
+        .enumerate()
+    {
+        if protocol.sasl() {
+            return Err(BrokerError::Config(format!(
+                "listener {endpoint}: {} is not served yet (PLAINTEXT and SSL are)",
+                protocol.name()
+            )));
+        }
+        let tls = if protocol.tls() {
+            Some(
+                crate::server::tls::build(&config.ssl_settings(&endpoint.name), &endpoint.name)
+                    .map_err(BrokerError::Config)?,
+            )
+        } else {
+            None
+        };
+        let host = if endpoint.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            endpoint.host.as_str()
+        };
+        let addr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, endpoint.port),
+            Err(_) => tokio::net::lookup_host((host, endpoint.port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    BrokerError::Config(format!(
+                        "listener {endpoint}: host `{host}` does not resolve"
+                    ))
+                })?,
+        };
+        let flag = if i == 0 {
+            "--kafka-addr / listeners"
+        } else {
+            "listeners"
+        };
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BrokerError::Bind { addr, flag, source })?;
+        let bound = tcp.local_addr()?;
+        if i == 0 {
+            config.kafka_addr = bound;
+        }
+        let mut endpoint = endpoint;
+        endpoint.port = bound.port();
+        if let Some(e) = config.listeners.get_mut(i) {
+            e.port = bound.port();
+        }
+        tracing::info!(listener = %endpoint, protocol = protocol.name(), %bound, "listener bound");
+        out.push(crate::server::BoundListener {
+            endpoint,
+            protocol,
+            tcp,
+            tls,
+        });
+    }
+    Ok(out)
 }
 
 /// Samples every group's lag into the console's history every

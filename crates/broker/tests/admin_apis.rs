@@ -36,10 +36,7 @@ async fn call<R: Request>(broker: &Broker, version: i16, req: R) -> R::Response 
         .encode(&mut frame, R::header_version(version))
         .unwrap();
     req.encode(&mut frame, version).unwrap();
-    let conn = ConnInfo {
-        peer: "127.0.0.1:1".parse().unwrap(),
-        id: 1,
-    };
+    let conn = ConnInfo::plaintext("127.0.0.1:1".parse().unwrap(), 1);
     let bytes = match dispatch(broker, frame.freeze(), &conn).await {
         Outcome::Respond(b) => b.to_vec(),
         Outcome::RespondParts(parts) => {

@@ -459,7 +459,8 @@ struct ConvergenceArgs {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Kafka listener address.
+    /// Kafka listener address: the first entry of `listeners` (PLAINTEXT unless `listeners`
+    /// names it otherwise); more listeners with `--set listeners=...`.
     #[arg(long, env = "SHOAL_KAFKA_ADDR")]
     kafka_addr: Option<SocketAddr>,
     /// HTTP address (admin API, metrics).
@@ -550,7 +551,7 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         config.set_pair(&pair)?;
     }
     if let Some(a) = args.kafka_addr {
-        config.kafka_addr = a;
+        config.set_kafka_addr(a);
     }
     if let Some(a) = args.http_addr {
         config.http_addr = a;
@@ -633,6 +634,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config,
             rx,
             move |broker, shutdown| {
+                // One line per further Kafka listener (the first is the `kafka` line).
+                for l in broker.config.listeners.iter().skip(1) {
+                    println!("shoal: kafka listener {} listening on {l}", l.name);
+                }
                 if let Some(listener) = amqp_listener {
                     let amqp = shoal_amqp::Amqp::new(
                         std::sync::Arc::clone(broker),

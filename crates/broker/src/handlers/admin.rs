@@ -443,8 +443,12 @@ pub async fn describe_configs(
 }
 
 /// DescribeCluster (v0-v1): this node, as controller too.
-pub fn describe_cluster(broker: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (host, port) = broker.config.advertised();
+pub fn describe_cluster(
+    broker: &Broker,
+    ctx: &RequestContext,
+    _req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let (host, port) = broker.config.advertised_for(&ctx.listener);
     let node = BrokerId(broker.config.node_id);
     DescribeClusterResponse::default()
         .with_error_code(code::NONE)

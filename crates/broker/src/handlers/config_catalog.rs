@@ -554,11 +554,32 @@ fn shoal_value(name: &str, c: &BrokerConfig) -> Option<Option<String>> {
     let v = |s: String| Some(Some(s));
     let week_ms = 168 * 3_600_000;
     match name {
-        "advertised.listeners" => {
-            let (host, port) = c.advertised();
-            v(format!("PLAINTEXT://{host}:{port}"))
-        }
-        "listeners" => v(format!("PLAINTEXT://{}", c.kafka_addr)),
+        "advertised.listeners" => v(c
+            .listeners
+            .iter()
+            .map(|l| {
+                let (host, port) = c.advertised_for(&l.name);
+                crate::server::listener::Endpoint {
+                    name: l.name.clone(),
+                    host,
+                    port: u16::try_from(port).unwrap_or(0),
+                }
+                .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(",")),
+        "listeners" => v(c
+            .listeners
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",")),
+        "listener.security.protocol.map" => v(c
+            .listener_security_protocol_map
+            .iter()
+            .map(|(n, p)| format!("{n}:{}", p.name()))
+            .collect::<Vec<_>>()
+            .join(",")),
         "log.dirs" => v(c.data_dir.display().to_string()),
         "node.id" | "broker.id" => v(c.node_id.to_string()),
         "process.roles" => v("broker,controller".into()),

@@ -28,7 +28,7 @@ pub fn find_coordinator(
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.config.advertised();
+    let (host, port) = broker.config.advertised_for(&ctx.listener);
     let node = BrokerId(broker.config.node_id);
     if ctx.api_version >= 4 {
         let coordinators = req

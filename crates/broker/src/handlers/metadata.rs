@@ -39,7 +39,7 @@ fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
 /// Answers Metadata. Unknown topics get `UNKNOWN_TOPIC_OR_PARTITION` unless auto-created;
 /// invalid names get `INVALID_TOPIC_EXCEPTION`.
 pub fn metadata(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
-    let (host, port) = broker.config.advertised();
+    let (host, port) = broker.config.advertised_for(&ctx.listener);
     let node = BrokerId(broker.config.node_id);
     let all = req.topics.as_ref().is_none()
         || (ctx.api_version == 0 && req.topics.as_ref().is_some_and(|t| t.is_empty()));

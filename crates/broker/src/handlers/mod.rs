@@ -74,6 +74,24 @@ pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     /// Unique per connection in this process.
     pub id: u64,
+    /// The name of the listener it came in on (`PLAINTEXT`, `SSL`, ...): Metadata and
+    /// FindCoordinator answer with that listener's advertised address.
+    pub listener: std::sync::Arc<str>,
+    /// Who it authenticated as (`User:ANONYMOUS` without TLS client certificate or SASL).
+    pub principal: std::sync::Arc<crate::auth::principal::KafkaPrincipal>,
+}
+
+impl ConnInfo {
+    /// A connection on the `PLAINTEXT` listener as `User:ANONYMOUS` (tests, in-process
+    /// callers).
+    pub fn plaintext(peer: std::net::SocketAddr, id: u64) -> Self {
+        Self {
+            peer,
+            id,
+            listener: std::sync::Arc::from("PLAINTEXT"),
+            principal: std::sync::Arc::new(crate::auth::principal::KafkaPrincipal::anonymous()),
+        }
+    }
 }
 
 /// Everything a handler knows about the request besides its body.
@@ -84,6 +102,10 @@ pub struct RequestContext {
     pub peer: std::net::SocketAddr,
     /// The connection's id ([`ConnInfo::id`]).
     pub connection_id: u64,
+    /// [`ConnInfo::listener`].
+    pub listener: std::sync::Arc<str>,
+    /// [`ConnInfo::principal`].
+    pub principal: std::sync::Arc<crate::auth::principal::KafkaPrincipal>,
 }
 
 /// Decodes the request body for `api_key` at `version`. The only place untrusted request
@@ -170,6 +192,8 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             .unwrap_or_default(),
         peer: conn.peer,
         connection_id: conn.id,
+        listener: std::sync::Arc::clone(&conn.listener),
+        principal: std::sync::Arc::clone(&conn.principal),
     };
     let correlation_id = header.correlation_id;
     tracing::trace!(peer = %conn.peer, api = ?api_key, version, correlation_id, client_id = %ctx.client_id, "request");
@@ -265,7 +289,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::DescribeTopicPartitions(partitions::describe_topic_partitions(broker, r))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, &ctx, r))
         }
         RequestKind::InitProducerId(r) => match r.transactional_id.as_ref() {
             Some(id) => {

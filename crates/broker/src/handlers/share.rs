@@ -563,11 +563,14 @@ pub async fn fetch(
                 })
                 .collect(),
         )
-        .with_node_endpoints(node_endpoints(broker))
+        .with_node_endpoints(node_endpoints(broker, ctx))
 }
 
-fn node_endpoints(broker: &Broker) -> Vec<share_fetch_response::NodeEndpoint> {
-    let (host, port) = broker.config.advertised();
+fn node_endpoints(
+    broker: &Broker,
+    ctx: &RequestContext,
+) -> Vec<share_fetch_response::NodeEndpoint> {
+    let (host, port) = broker.config.advertised_for(&ctx.listener);
     vec![share_fetch_response::NodeEndpoint::default()
         .with_node_id(BrokerId(broker.config.node_id))
         .with_host(s(host))
@@ -658,7 +661,7 @@ pub async fn acknowledge(
                 .collect(),
         )
         .with_node_endpoints({
-            let (host, port) = broker.config.advertised();
+            let (host, port) = broker.config.advertised_for(&ctx.listener);
             vec![share_acknowledge_response::NodeEndpoint::default()
                 .with_node_id(BrokerId(broker.config.node_id))
                 .with_host(s(host))

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 
+pub mod pki;
 pub mod wire;
 
 /// A running `shoal serve` process.
@@ -19,6 +20,8 @@ pub struct Shoal {
     pub addr: String,
     /// `host:port` of the admin HTTP listener.
     pub http_addr: String,
+    /// `(name, host:port)` of each listener after the first (`--set listeners=...`).
+    pub listeners: Vec<(String, String)>,
     pub data_dir: PathBuf,
     /// ERROR log lines containing one of these are expected by the test (not a failure).
     pub allowed_errors: Vec<&'static str>,
@@ -60,27 +63,36 @@ impl Shoal {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut http = String::new();
+            let mut listeners = Vec::new();
             while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("shoal: kafka listener ") {
+                    // `NAME listening on NAME://host:port`
+                    if let Some((name, endpoint)) = rest.split_once(" listening on ") {
+                        let addr = endpoint.split_once("://").map_or(endpoint, |(_, a)| a);
+                        listeners.push((name.to_string(), addr.trim().to_string()));
+                    }
+                }
                 if let Some(a) = line.strip_prefix("shoal: http listening on ") {
                     http = a.trim().to_string();
                 }
                 if let Some(a) = line.strip_prefix("shoal: kafka listening on ") {
-                    let _ = tx.send((a.trim().to_string(), http.clone()));
+                    let _ = tx.send((a.trim().to_string(), http.clone(), listeners.clone()));
                 }
             }
         });
-        let (addr, http_addr) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(data_dir.with_extension("broker.log"))
-                    .unwrap_or_default();
-                panic!("shoal did not start; its log:\n{log}");
-            });
+        let (addr, http_addr, listeners) =
+            rx.recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(data_dir.with_extension("broker.log"))
+                        .unwrap_or_default();
+                    panic!("shoal did not start; its log:\n{log}");
+                });
         Shoal {
             child: Some(child),
             addr,
             http_addr,
+            listeners,
             data_dir: data_dir.to_path_buf(),
             allowed_errors: Vec::new(),
         }
@@ -144,6 +156,15 @@ impl Shoal {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.addr);
         c
+    }
+
+    /// `host:port` of the listener named `name` (after the first).
+    pub fn listener(&self, name: &str) -> &str {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.as_str())
+            .unwrap_or_else(|| panic!("no listener {name}: {:?}", self.listeners))
     }
 
     /// The broker's stderr log so far (for assertion messages).

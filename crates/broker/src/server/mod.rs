@@ -20,23 +20,46 @@
 //! come in parts, stored batches among them as file ranges, which the writer sends with
 //! `sendfile`.
 //!
+//! Listeners ([`listener`]): one accept loop per `listeners` entry, all sharing
+//! `max.connections`. On SSL listeners ([`tls`]) the TLS handshake must finish within
+//! `connections.max.idle.ms`; a Fetch's stored batches then go through the TLS stream in
+//! 256 KiB reads instead of `sendfile` (as Kafka, which also loses zero-copy under TLS). The
+//! connection's principal ([`crate::auth::principal`]) is `User:ANONYMOUS` unless a client
+//! certificate names it.
+//!
 //! Graceful shutdown (after mini-redis's `server.rs`): when `shutdown` turns true the listener
 //! stops accepting and is closed; every connection stops reading new requests (a frame not yet
 //! fully received is dropped with the connection), finishes the requests it is handling and
 //! writes their answers, then closes. [`serve`] returns once every connection task has ended,
 //! or after [`SHUTDOWN_DRAIN_TIMEOUT`], whichever comes first; the caller then syncs the logs.
 
+pub mod listener;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::auth::principal::KafkaPrincipal;
 use crate::handlers::{self, ConnInfo, Outcome};
 use crate::state::Broker;
+use listener::{Endpoint, SecurityProtocol};
+
+/// A bound `listeners` entry, ready to accept.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// Its entry, with the port it is bound to.
+    pub endpoint: Endpoint,
+    pub protocol: SecurityProtocol,
+    pub tcp: TcpListener,
+    /// Set for SSL and SASL_SSL.
+    pub tls: Option<tls::TlsListener>,
+}
 
 /// Smallest valid request: api_key, api_version, correlation_id, client_id length.
 const MIN_FRAME: i32 = 10;
@@ -55,62 +78,32 @@ pub const SHUTDOWN_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::fro
 /// Connection ids, unique in this process (share sessions remember theirs).
 static NEXT_CONNECTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Accepts connections until `shutdown` becomes true, then waits (at most
+/// Accepts connections on every listener until `shutdown` becomes true, then waits (at most
 /// [`SHUTDOWN_DRAIN_TIMEOUT`]) for the open connections to answer the requests they are
 /// handling and close.
 pub async fn serve(
     broker: Arc<Broker>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    listeners: Vec<BoundListener>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     // Every connection task holds a clone; `recv` returns `None` once all are dropped.
     let (running, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if open.load(Ordering::Relaxed) >= broker.config.max_connections {
-                    tracing::warn!(%peer, "max.connections reached; closing new connection");
-                    drop(stream);
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                open.fetch_add(1, Ordering::Relaxed);
-                broker.metrics.connection_opened();
-                let broker = Arc::clone(&broker);
-                let open = Arc::clone(&open);
-                let shutdown = shutdown.clone();
-                let running = running.clone();
-                let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let metrics = Arc::clone(&broker.metrics);
-                    let groups = broker.groups.clone();
-                    if let Err(e) = connection(broker, stream, ConnInfo { peer, id }, shutdown).await {
-                        tracing::debug!(%peer, error = %e, "connection closed");
-                    }
-                    // Share-group records acquired over this connection go back at once.
-                    groups.connection_closed(id);
-                    open.fetch_sub(1, Ordering::Relaxed);
-                    metrics.connection_closed();
-                    drop(running);
-                });
-            }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    break;
-                }
-            }
-        }
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(accept(
+                Arc::clone(&broker),
+                l,
+                Arc::clone(&open),
+                running.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    for a in accepting {
+        let _ = a.await;
     }
-    drop(listener);
     drop(running);
     let busy = open.load(Ordering::Relaxed);
     if busy > 0 {
@@ -131,13 +124,122 @@ pub async fn serve(
     }
 }
 
+/// One listener's accept loop; returns (closing the listener) once `shutdown` is true.
+async fn accept(
+    broker: Arc<Broker>,
+    listener: BoundListener,
+    open: Arc<AtomicUsize>,
+    running: tokio::sync::mpsc::Sender<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name: Arc<str> = Arc::from(listener.endpoint.name.as_str());
+    loop {
+        tokio::select! {
+            accepted = listener.tcp.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, listener = %name, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if open.load(Ordering::Relaxed) >= broker.config.max_connections {
+                    tracing::warn!(%peer, "max.connections reached; closing new connection");
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                open.fetch_add(1, Ordering::Relaxed);
+                broker.metrics.connection_opened();
+                let broker = Arc::clone(&broker);
+                let open = Arc::clone(&open);
+                let shutdown = shutdown.clone();
+                let running = running.clone();
+                let tls = listener.tls.clone();
+                let conn = ConnInfo {
+                    peer,
+                    id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+                    listener: Arc::clone(&name),
+                    principal: Arc::new(KafkaPrincipal::anonymous()),
+                };
+                tokio::spawn(async move {
+                    let metrics = Arc::clone(&broker.metrics);
+                    let groups = broker.groups.clone();
+                    let id = conn.id;
+                    if let Err(e) = connection(broker, stream, conn, tls, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "connection closed");
+                    }
+                    // Share-group records acquired over this connection go back at once.
+                    groups.connection_closed(id);
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    metrics.connection_closed();
+                    drop(running);
+                });
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
+    mut conn: ConnInfo,
+    tls: Option<tls::TlsListener>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        let (rd, wr) = stream.into_split();
+        return serve_connection(broker, rd, Writer::Plain(wr), conn, shutdown).await;
+    };
+    let idle =
+        std::time::Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
+    let stream = match tokio::time::timeout(idle, tls.acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(peer = %conn.peer, listener = %conn.listener, error = %e, "TLS handshake failed");
+            broker.metrics.failed_authentication();
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::info!(peer = %conn.peer, listener = %conn.listener, "TLS handshake not done within connections.max.idle.ms; closing");
+            return Ok(());
+        }
+    };
+    if let Some(cert) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        let name =
+            crate::auth::principal::subject_dn(cert).and_then(|dn| tls.principal_mapper.name(&dn));
+        match name {
+            Ok(name) => conn.principal = Arc::new(KafkaPrincipal::user(name)),
+            Err(e) => {
+                tracing::info!(peer = %conn.peer, listener = %conn.listener, error = %e, "TLS client certificate maps to no principal; closing");
+                broker.metrics.failed_authentication();
+                return Ok(());
+            }
+        }
+    }
+    tracing::debug!(peer = %conn.peer, listener = %conn.listener, principal = %conn.principal, "TLS connection established");
+    let (rd, wr) = tokio::io::split(stream);
+    serve_connection(broker, rd, Writer::Tls(wr), conn, shutdown).await
+}
+
+async fn serve_connection<R: AsyncRead + Unpin + Send>(
+    broker: Arc<Broker>,
+    rd: R,
+    wr: Writer,
     conn: ConnInfo,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let (rd, wr) = stream.into_split();
     let (tx, rx) = tokio::sync::mpsc::channel::<Outcome>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, rx, conn.peer));
     let read = read_requests(Arc::clone(&broker), rd, &conn, shutdown, tx).await;
@@ -148,10 +250,72 @@ async fn connection(
     read.and(written)
 }
 
+/// The sending half of a connection.
+enum Writer {
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Bytes of a stored range read per step when it cannot be `sendfile`d (TLS).
+const TLS_FILE_CHUNK: usize = 256 * 1024;
+
+impl Writer {
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(w) => w.write_all(b).await,
+            Writer::Tls(w) => w.write_all(b).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(w) => w.flush().await,
+            Writer::Tls(w) => w.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(w) => w.shutdown().await,
+            Writer::Tls(w) => w.shutdown().await,
+        }
+    }
+
+    /// A stored range: `sendfile` on plain TCP; read and encrypted in
+    /// [`TLS_FILE_CHUNK`] steps under TLS.
+    ///
+    /// Errors: socket or file errors; `UnexpectedEof` if the file is shorter than the range.
+    async fn send_file(&mut self, slice: &shoal_log::FileSlice) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(w) => send_file(w, slice).await,
+            Writer::Tls(w) => {
+                let mut pos = slice.position;
+                let end = slice.position + slice.len as u64;
+                while pos < end {
+                    let n = usize::try_from(end - pos)
+                        .unwrap_or(TLS_FILE_CHUNK)
+                        .min(TLS_FILE_CHUNK);
+                    let file = Arc::clone(&slice.file);
+                    let chunk = tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0u8; n];
+                        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, pos)?;
+                        Ok::<_, std::io::Error>(buf)
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+                    w.write_all(&chunk).await?;
+                    pos += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Writes each answer in order, waiting for deferred ones; stops at a `Close` or a write
 /// error (dropping `rx`, which stops the reader).
 async fn write_responses(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut wr: Writer,
     mut rx: tokio::sync::mpsc::Receiver<Outcome>,
     peer: SocketAddr,
 ) -> std::io::Result<()> {
@@ -160,14 +324,19 @@ async fn write_responses(
             outcome = fut.await;
         }
         match outcome {
-            Outcome::Respond(resp) => wr.write_all(&resp).await?,
+            Outcome::Respond(resp) => {
+                wr.write_all(&resp).await?;
+                // TLS keeps records it could not write yet; plain TCP has nothing to flush.
+                wr.flush().await?;
+            }
             Outcome::RespondParts(parts) => {
                 for part in parts {
                     match part {
                         handlers::Part::Bytes(b) => wr.write_all(&b).await?,
-                        handlers::Part::File(f) => send_file(&mut wr, &f).await?,
+                        handlers::Part::File(f) => wr.send_file(&f).await?,
                     }
                 }
+                wr.flush().await?;
             }
             Outcome::NoResponse | Outcome::Deferred(_) => {}
             Outcome::Close(reason) => {
@@ -184,8 +353,8 @@ async fn write_responses(
 /// the bytes that arrive (at most doubling what is already there, from 64 KiB) rather than
 /// with a length the client claims. `Ok(false)`: the peer closed the connection, or the
 /// bytes did not arrive before `deadline`, or the broker is shutting down.
-async fn fill(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn fill<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut BytesMut,
     want: usize,
     deadline: tokio::time::Instant,
@@ -242,9 +411,9 @@ async fn send_file(
     Ok(())
 }
 
-async fn read_requests(
+async fn read_requests<R: AsyncRead + Unpin>(
     broker: Arc<Broker>,
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: R,
     conn: &ConnInfo,
     mut shutdown: watch::Receiver<bool>,
     tx: tokio::sync::mpsc::Sender<Outcome>,
