@@ -32,7 +32,6 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use bytes::BytesMut;
 use shoal_broker::topics::Partition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::dispatch::{Dispatcher, Shared, Subscriber, Unacked};
@@ -53,7 +52,7 @@ pub enum Event {
 
 /// How long the client has for each step of the handshake (RabbitMQ's
 /// `handshake_timeout`, 10 s).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A short string from `s`, cut at 255 bytes (on a character boundary) if longer.
 pub(crate) fn short(s: &str) -> ShortString {
@@ -191,15 +190,19 @@ struct Conn {
     published: bool,
 }
 
+/// The receiving half of a connection: TCP, or TLS over TCP.
+pub type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+/// The sending half of a connection.
+pub type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
 /// Serves one connection until it ends; always cleans up after it.
 pub async fn run(
     amqp: Arc<Amqp>,
-    stream: TcpStream,
+    (mut reader, writer): (Reader, Writer),
     peer: SocketAddr,
     id: u64,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, writer) = stream.into_split();
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let mut buf = BytesMut::with_capacity(64 << 10);
@@ -258,7 +261,7 @@ pub async fn run(
     let _ = writer_task.await;
 }
 
-async fn write_loop(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop(mut w: Writer, mut rx: mpsc::Receiver<Vec<u8>>) {
     while let Some(mut chunk) = rx.recv().await {
         while chunk.len() < (256 << 10) {
             match rx.try_recv() {
@@ -266,7 +269,8 @@ async fn write_loop(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiv
                 Err(_) => break,
             }
         }
-        if w.write_all(&chunk).await.is_err() {
+        // TLS holds records until flushed; plain TCP has nothing to flush.
+        if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
             return;
         }
     }
@@ -275,7 +279,7 @@ async fn write_loop(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiv
 
 /// Reads until a whole frame is buffered. `Ok(None)`: the peer closed.
 async fn read_frame(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut Reader,
     buf: &mut BytesMut,
     frame_max: usize,
 ) -> Result<Option<AMQPFrame>, FrameError> {
@@ -367,7 +371,7 @@ async fn close_connection(out: &mpsc::Sender<Vec<u8>>, e: &AmqpError) {
 /// seconds)` as negotiated. Errors: why it failed (the client was told when AMQP says so).
 async fn handshake(
     amqp: &Amqp,
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut Reader,
     buf: &mut BytesMut,
     out: &mpsc::Sender<Vec<u8>>,
     peer: SocketAddr,
@@ -520,7 +524,7 @@ fn server_name(prefix: &str) -> String {
 impl Conn {
     async fn serve(
         &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        reader: &mut Reader,
         buf: &mut BytesMut,
         mut events: mpsc::UnboundedReceiver<Event>,
         heartbeat: u16,
@@ -631,12 +635,7 @@ impl Conn {
     }
 
     /// Sends `connection.close` for `e` and waits (briefly) for `close-ok`.
-    async fn fail(
-        &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
-        buf: &mut BytesMut,
-        e: AmqpError,
-    ) -> End {
+    async fn fail(&mut self, reader: &mut Reader, buf: &mut BytesMut, e: AmqpError) -> End {
         close_connection(&self.out, &e).await;
         let wait = async {
             loop {

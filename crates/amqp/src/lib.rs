@@ -429,8 +429,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves AMQP connections on `listener` until `shutdown` turns true; then open
-/// connections get `connection.close` 320 CONNECTION_FORCED.
-pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// connections get `connection.close` 320 CONNECTION_FORCED. With `tls` (the `AMQP` entry of
+/// `listener.security.protocol.map` is SSL: RabbitMQ's `amqps`), each connection first
+/// completes a TLS handshake within the AMQP handshake timeout; one that fails is closed and
+/// counted in `shoal_failed_authentication_total`.
+pub async fn serve(
+    amqp: Arc<Amqp>,
+    listener: TcpListener,
+    tls: Option<shoal_broker::server::tls::TlsListener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tokio::spawn(connection::expiry_loop(Arc::clone(&amqp), shutdown.clone()));
     tokio::spawn(alarm_loop(Arc::clone(&amqp), shutdown.clone()));
     tokio::spawn(stats::sample_loop(Arc::clone(&amqp), shutdown.clone()));
@@ -455,8 +463,29 @@ pub async fn serve(amqp: Arc<Amqp>, listener: TcpListener, mut shutdown: watch::
                 let a = Arc::clone(&amqp);
                 let sd = shutdown.clone();
                 amqp.open_connections.fetch_add(1, Ordering::Relaxed);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    connection::run(Arc::clone(&a), stream, peer, id, sd).await;
+                    let halves: (connection::Reader, connection::Writer) = match tls {
+                        None => {
+                            let (r, w) = stream.into_split();
+                            (Box::new(r), Box::new(w))
+                        }
+                        Some(tls) => match tls.handshake(stream, connection::HANDSHAKE_TIMEOUT).await {
+                            Ok((s, _principal)) => {
+                                let (r, w) = tokio::io::split(s);
+                                (Box::new(r), Box::new(w))
+                            }
+                            Err(e) => {
+                                tracing::info!(%peer, error = %e, "AMQP TLS connection refused");
+                                if e.is_failure() {
+                                    a.broker.metrics.failed_authentication();
+                                }
+                                a.open_connections.fetch_sub(1, Ordering::Relaxed);
+                                return;
+                            }
+                        },
+                    };
+                    connection::run(Arc::clone(&a), halves, peer, id, sd).await;
                     a.open_connections.fetch_sub(1, Ordering::Relaxed);
                 });
             }

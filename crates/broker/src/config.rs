@@ -47,6 +47,19 @@ pub struct BrokerConfig {
     /// `listener.name.<name>.<setting>` overrides, by upper-case listener name (Kafka's
     /// per-listener prefix): an `ssl.*` setting here wins over the global one for that listener.
     pub listener_overrides: BTreeMap<String, BTreeMap<String, String>>,
+    /// `sasl.enabled.mechanisms` (Shoal's default `SCRAM-SHA-256,SCRAM-SHA-512`; Kafka's is
+    /// GSSAPI, which Shoal does not serve): mechanisms SASL listeners offer.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// `connections.max.reauth.ms` (KIP-368, default 0 = sessions never expire): a SASL
+    /// session lives this long; a client must re-authenticate before it ends or its
+    /// connection is closed at its next request.
+    pub connections_max_reauth_ms: i64,
+    /// `sasl.server.max.receive.size` (default 524288 bytes): the largest frame a SASL
+    /// connection may send before it has authenticated.
+    pub sasl_server_max_receive_size: i32,
+    /// `connection.failed.authentication.delay.ms` (default 100): how long the answer to a
+    /// failed authentication, and the close after it, are held back.
+    pub connection_failed_authentication_delay_ms: i64,
     /// Host advertised in Metadata (`advertised.host`, Shoal's older setting) for listeners
     /// `advertised.listeners` does not name; defaults to the listener's host.
     pub advertised_host: Option<String>,
@@ -170,6 +183,10 @@ impl Default for BrokerConfig {
             listener_security_protocol_map: listener::default_protocol_map(),
             ssl: BTreeMap::new(),
             listener_overrides: BTreeMap::new(),
+            sasl_enabled_mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
+            sasl_server_max_receive_size: 524_288,
             advertised_host: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
@@ -256,6 +273,31 @@ fn segment_bytes(key: &str, value: &str) -> Result<u64, ConfigError> {
     })
 }
 
+/// Settings a `listener.name.<name>.` prefix may override besides `ssl.*`.
+const LISTENER_SASL_SETTINGS: &[&str] = &["sasl.enabled.mechanisms", "connections.max.reauth.ms"];
+
+/// Parses `sasl.enabled.mechanisms`: the names Shoal serves, upper case.
+fn mechanisms(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = value
+        .split(',')
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty())
+        .collect();
+    for m in &list {
+        if !crate::auth::sasl::MECHANISMS.contains(&m.as_str()) {
+            return Err(invalid(key, value)(format!(
+                "{m} is not served (Shoal serves {})",
+                crate::auth::sasl::MECHANISMS.join(", ")
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// Names that `listener.security.protocol.map` and `listener.name.<name>.ssl.*` use for the
+/// AMQP and admin HTTP ports; no Kafka listener may take them.
+pub const SIDE_PORTS: &[&str] = &["AMQP", "HTTP"];
+
 fn invalid<'a>(key: &'a str, value: &'a str) -> impl Fn(String) -> ConfigError + 'a {
     move |reason| ConfigError::InvalidValue {
         key: key.to_string(),
@@ -326,8 +368,13 @@ impl BrokerConfig {
                 let (name, setting) = rest
                     .split_once('.')
                     .ok_or_else(|| ConfigError::UnknownKey(k.to_string()))?;
-                if !tls::is_setting(setting) {
+                if !tls::is_setting(setting) && !LISTENER_SASL_SETTINGS.contains(&setting) {
                     return Err(ConfigError::UnknownKey(k.to_string()));
+                }
+                if LISTENER_SASL_SETTINGS.contains(&setting) {
+                    // Checked now, read per listener later.
+                    let mut probe = self.clone();
+                    probe.set(setting, value)?;
                 }
                 self.listener_overrides
                     .entry(name.to_ascii_uppercase())
@@ -335,6 +382,14 @@ impl BrokerConfig {
                     .insert(setting.to_string(), value.to_string());
             }
             "http.addr" => self.http_addr = parse(key, value)?,
+            "sasl.enabled.mechanisms" => self.sasl_enabled_mechanisms = mechanisms(key, value)?,
+            "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse(key, value)?,
+            "sasl.server.max.receive.size" => {
+                self.sasl_server_max_receive_size = parse(key, value)?
+            }
+            "connection.failed.authentication.delay.ms" => {
+                self.connection_failed_authentication_delay_ms = parse(key, value)?
+            }
             "advertised.host" | "advertised.host.name" => {
                 self.advertised_host = Some(value.to_string())
             }
@@ -599,6 +654,34 @@ impl BrokerConfig {
         s
     }
 
+    /// Whether the AMQP or admin HTTP port (`name` = `AMQP` / `HTTP`) speaks TLS: when
+    /// `listener.security.protocol.map` maps that name to SSL. Its TLS settings are
+    /// [`BrokerConfig::ssl_settings`] of that name (`listener.name.amqp.ssl.*` overrides).
+    pub fn side_port_tls(&self, name: &str) -> bool {
+        self.listener_security_protocol_map
+            .get(name)
+            .is_some_and(|p| p.tls())
+    }
+
+    /// `sasl.enabled.mechanisms` on `listener` (its `listener.name.<name>.` override, else
+    /// the global value).
+    pub fn sasl_mechanisms_for(&self, listener: &str) -> Vec<String> {
+        self.listener_overrides
+            .get(listener)
+            .and_then(|o| o.get("sasl.enabled.mechanisms"))
+            .and_then(|v| mechanisms("sasl.enabled.mechanisms", v).ok())
+            .unwrap_or_else(|| self.sasl_enabled_mechanisms.clone())
+    }
+
+    /// `connections.max.reauth.ms` on `listener` (override, else global).
+    pub fn reauth_ms_for(&self, listener: &str) -> i64 {
+        self.listener_overrides
+            .get(listener)
+            .and_then(|o| o.get("connections.max.reauth.ms"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(self.connections_max_reauth_ms)
+    }
+
     /// The security protocol of each listener, in `listeners` order.
     ///
     /// Errors: a listener name missing from `listener.security.protocol.map`, an
@@ -618,8 +701,28 @@ impl BrokerConfig {
                 ));
             }
         }
+        for l in &self.listeners {
+            if SIDE_PORTS.contains(&l.name.as_str()) {
+                return Err(bad(
+                    "listeners",
+                    format!("the name {} is reserved for the {} port", l.name, l.name),
+                ));
+            }
+        }
+        for name in SIDE_PORTS {
+            if let Some(p) = self.listener_security_protocol_map.get(*name) {
+                if p.sasl() {
+                    return Err(bad(
+                        "listener.security.protocol.map",
+                        format!("the {name} port speaks PLAINTEXT or SSL, not {}", p.name()),
+                    ));
+                }
+            }
+        }
         for name in self.listener_overrides.keys() {
-            if !self.listeners.iter().any(|l| &l.name == name) {
+            if !self.listeners.iter().any(|l| &l.name == name)
+                && !SIDE_PORTS.contains(&name.as_str())
+            {
                 return Err(bad(
                     "listener.name",
                     format!("settings are given for listener {name}, which is not in listeners"),

@@ -104,6 +104,9 @@ impl Broker {
             flusher.clone(),
         )?;
         let (appended, _) = watch::channel(0u64);
+        let credentials = crate::auth::scram::CredentialStore::load(&topics);
+        let sasl = crate::auth::sasl::SaslAuthenticator::new(Arc::clone(&credentials))
+            .map_err(BrokerError::Config)?;
         let broker = Arc::new(Self {
             config,
             topics,
@@ -114,6 +117,8 @@ impl Broker {
             metrics,
             history,
             http_extension: std::sync::OnceLock::new(),
+            credentials,
+            sasl,
         });
         crate::dead_letter::spawn(Arc::downgrade(&broker), dead_letter_rx);
         crate::txn_coordinator::spawn_marker_writer(Arc::downgrade(&broker), markers);
@@ -149,6 +154,7 @@ pub async fn run_with(
     let bind_error = |addr, flag| move |source| BrokerError::Bind { addr, flag, source };
     let mut config = config;
     let listeners = bind_listeners(&mut config).await?;
+    let http_tls = side_port_tls(&config, "HTTP")?;
     let http_listener = TcpListener::bind(config.http_addr)
         .await
         .map_err(bind_error(config.http_addr, "--http-addr"))?;
@@ -161,6 +167,7 @@ pub async fn run_with(
     tokio::spawn(crate::http::serve(
         Arc::clone(&broker),
         http_listener,
+        http_tls,
         shutdown.clone(),
     ));
     on_ready(broker.config.kafka_addr, broker.config.http_addr);
@@ -216,6 +223,22 @@ pub async fn run_with(
     Ok(())
 }
 
+/// The TLS side of the AMQP or admin HTTP port (`name` = `AMQP` / `HTTP`), when
+/// `listener.security.protocol.map` maps it to SSL ([`BrokerConfig::side_port_tls`]).
+///
+/// Errors: [`BrokerError::Config`] when its TLS settings do not build.
+pub fn side_port_tls(
+    config: &BrokerConfig,
+    name: &str,
+) -> Result<Option<crate::server::tls::TlsListener>, BrokerError> {
+    if !config.side_port_tls(name) {
+        return Ok(None);
+    }
+    crate::server::tls::build(&config.ssl_settings(name), name)
+        .map(Some)
+        .map_err(BrokerError::Config)
+}
+
 /// Binds every `listeners` entry (an empty host binds all interfaces, a host name its first
 /// address) and builds the TLS side of SSL listeners; records the bound ports in `config`
 /// (and the first listener's address in `config.kafka_addr`).
@@ -233,9 +256,9 @@ async fn bind_listeners(
         .into_iter()
         .enumerate()
     {
-        if protocol.sasl() {
+        if protocol.sasl() && config.sasl_mechanisms_for(&endpoint.name).is_empty() {
             return Err(BrokerError::Config(format!(
-                "listener {endpoint}: {} is not served yet (PLAINTEXT and SSL are)",
+                "listener {endpoint}: {} needs at least one of sasl.enabled.mechanisms",
                 protocol.name()
             )));
         }

@@ -34,6 +34,10 @@ pub struct Broker {
     /// end's queues): set at most once, from `run_with`'s `on_start`, before the HTTP server
     /// builds its router ([`crate::http::Extension`]).
     pub http_extension: OnceLock<Arc<dyn crate::http::Extension>>,
+    /// SCRAM credentials ([`crate::auth::scram`]), replayed from `__shoal_metadata`.
+    pub credentials: Arc<crate::auth::scram::CredentialStore>,
+    /// Runs SASL exchanges against [`Broker::credentials`].
+    pub sasl: crate::auth::sasl::SaslAuthenticator,
 }
 
 impl Broker {

@@ -59,6 +59,44 @@ enum Command {
     Consume(ConsumeArgs),
     /// AMQP queues: list, declare, purge, delete (through a Shoal broker's admin HTTP API).
     Queue(cli::queue::QueueArgs),
+    /// SCRAM users: create, delete, list (like kafka-configs.sh --entity-type users).
+    User(UserArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct UserArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user, or replace its password (AlterUserScramCredentials).
+    Create {
+        name: String,
+        /// The password; else `SHOAL_USER_PASSWORD`; else the first line of stdin.
+        #[arg(long, env = "SHOAL_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// SCRAM-SHA-256, SCRAM-SHA-512, or all (both).
+        #[arg(long, default_value = "all")]
+        mechanism: String,
+        /// PBKDF2 iterations (Kafka: 4096 to 16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: i32,
+    },
+    /// Delete a user's credentials (all of them unless --mechanism names one).
+    Delete {
+        name: String,
+        #[arg(long)]
+        mechanism: Option<String>,
+    },
+    /// Users with SCRAM credentials and their mechanisms (DescribeUserScramCredentials).
+    List {
+        /// Only these users.
+        names: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -595,6 +633,7 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce(args),
         Command::Consume(args) => consume(args),
         Command::Queue(args) => client_runtime().and_then(|rt| rt.block_on(cli::queue::run(args))),
+        Command::User(args) => client_runtime().and_then(|rt| rt.block_on(user(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -629,6 +668,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
         let amqp_addr = amqp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        // `listener.security.protocol.map=...,AMQP:SSL`: amqps on --amqp-addr.
+        let amqp_tls = shoal_broker::startup::side_port_tls(&config, "AMQP")?;
         let disk_free_limit = args.amqp_disk_free_limit;
         shoal_broker::run_with(
             config,
@@ -648,7 +689,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     );
                     // Queues and exchanges on the admin HTTP port, `rabbitmq_*` on /metrics.
                     shoal_amqp::admin::register(&amqp);
-                    tokio::spawn(shoal_amqp::serve(amqp, listener, shutdown));
+                    tokio::spawn(shoal_amqp::serve(amqp, listener, amqp_tls, shutdown));
                 }
             },
             |addr, http| {
@@ -762,6 +803,62 @@ fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> 
                 .with_context(|| format!("{flag} expects key=value, got `{kv}`"))
         })
         .collect()
+}
+
+async fn user(args: UserArgs) -> anyhow::Result<()> {
+    use cli::user;
+    let out = args.client.output;
+    let mut c = cli::client::Client::connect(&args.client.bootstrap_server).await?;
+    match args.command {
+        UserCommand::Create {
+            name,
+            password,
+            mechanism,
+            iterations,
+        } => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.is_empty() {
+                anyhow::bail!("an empty password is not allowed");
+            }
+            let mechs = user::mechanisms(&mechanism)?;
+            user::create(&mut c, &name, &password, &mechs, iterations).await?;
+            let names: Vec<&str> = mechs.iter().map(|m| m.name()).collect();
+            let v = serde_json::json!({"user": name, "mechanisms": names});
+            cli::group::print(out, &v, || {
+                format!("Created user {name} ({}).\n", names.join(", "))
+            });
+        }
+        UserCommand::Delete { name, mechanism } => {
+            let mechs = match mechanism {
+                Some(m) => user::mechanisms(&m)?,
+                None => user::list(&mut c, std::slice::from_ref(&name))
+                    .await?
+                    .into_iter()
+                    .flat_map(|u| u.credentials)
+                    .filter_map(|c| {
+                        shoal_broker::auth::scram::ScramMechanism::from_name(&c.mechanism)
+                    })
+                    .collect(),
+            };
+            user::delete(&mut c, &name, &mechs).await?;
+            let v = serde_json::json!({"deleted": name});
+            cli::group::print(out, &v, || format!("Deleted user {name}.\n"));
+        }
+        UserCommand::List { names } => {
+            let users = user::list(&mut c, &names).await?;
+            cli::group::print(out, &users, || user::list_text(&users));
+        }
+    }
+    Ok(())
 }
 
 async fn topic(args: TopicArgs) -> anyhow::Result<()> {

@@ -135,6 +135,7 @@ fn ssl_listener_beside_plaintext_with_mtls_and_mapped_principals() {
     let log = broker.log();
     assert!(log.contains("maps to no principal"), "{log}");
     assert!(log.contains("TLS handshake failed"), "{log}");
+    assert!(log.contains("TLS connection refused"), "{log}");
     let (_, metrics) = common::http_get(&broker, "/metrics");
     let failed: f64 = metrics
         .lines()

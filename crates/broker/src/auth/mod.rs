@@ -3,3 +3,5 @@
 //! does. ACLs and quotas will key on it.
 
 pub mod principal;
+pub mod sasl;
+pub mod scram;

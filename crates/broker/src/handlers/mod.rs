@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partitions;
 pub mod produce;
+pub mod security;
 pub mod share;
 pub mod txn;
 
@@ -395,6 +396,25 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         RequestKind::DeleteShareGroupOffsets(r) => {
             ResponseKind::DeleteShareGroupOffsets(share::delete_offsets(broker, r).await)
         }
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            security::alter_user_scram_credentials(broker, r),
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            security::describe_user_scram_credentials(broker, r),
+        ),
+        // SASL listeners answer these before dispatch (`server::sasl`); here the connection
+        // is not in a SASL exchange, as Kafka's KafkaApis answers them.
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default()
+                .with_error_code(code::ILLEGAL_SASL_STATE),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(code::ILLEGAL_SASL_STATE)
+                .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "SaslAuthenticate request received outside a SASL exchange",
+                ))),
+        ),
         other => return Outcome::Close(format!("no handler for {other:?}")),
     };
     respond(api_key, version, correlation_id, &response)
@@ -419,7 +439,9 @@ fn seen(
     }
 }
 
-fn respond(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Outcome {
+/// Encodes `body` as the answer to request `correlation_id`; a response that cannot be
+/// encoded closes the connection.
+pub fn respond(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Outcome {
     match encode_response(api_key, version, correlation_id, body) {
         Ok(frame) => Outcome::Respond(frame),
         Err(e) => Outcome::Close(format!(
@@ -466,4 +488,10 @@ pub mod code {
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     pub const PRODUCER_FENCED: i16 = 90;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+    pub const DUPLICATE_RESOURCE: i16 = 92;
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 }

@@ -285,24 +285,102 @@ pub fn router(broker: Arc<Broker>) -> Router {
     }
 }
 
-/// Serves the admin API on `listener` until `shutdown` turns true.
+/// Serves the admin API on `listener` until `shutdown` turns true; over TLS when `tls` is
+/// set (`listener.security.protocol.map` maps `HTTP` to SSL), each handshake bounded by
+/// [`HTTP_TLS_HANDSHAKE_TIMEOUT`] and run beside the others, so a slow client delays no one.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
+    tls: Option<crate::server::tls::TlsListener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(broker);
+    let app = router(Arc::clone(&broker));
+    let mut stop_rx = shutdown.clone();
     let stop = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
+        while !*stop_rx.borrow() {
+            if stop_rx.changed().await.is_err() {
                 break;
             }
         }
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(tls) => {
+            let addr = match listener.local_addr() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "admin HTTP listener has no address");
+                    return;
+                }
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, peer)) = accepted else {
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                continue;
+                            };
+                            let (tls, tx, metrics) = (tls.clone(), tx.clone(), Arc::clone(&broker.metrics));
+                            tokio::spawn(async move {
+                                match tls.handshake(stream, HTTP_TLS_HANDSHAKE_TIMEOUT).await {
+                                    Ok((stream, _principal)) => {
+                                        let _ = tx.send((stream, peer)).await;
+                                    }
+                                    Err(e) => {
+                                        tracing::info!(%peer, error = %e, "admin HTTP TLS connection refused");
+                                        if e.is_failure() {
+                                            metrics.failed_authentication();
+                                        }
+                                    }
+                                }
+                            });
+                        }
+                        _ = shutdown.changed() => {
+                            if *shutdown.borrow() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            axum::serve(TlsIncoming { rx, addr }, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "admin HTTP server failed");
+    }
+}
+
+/// Longest TLS handshake on the admin HTTP port (ms).
+pub const HTTP_TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// TLS connections whose handshake is done, as axum's listener.
+struct TlsIncoming {
+    rx: tokio::sync::mpsc::Receiver<(crate::server::tls::TlsStream, std::net::SocketAddr)>,
+    addr: std::net::SocketAddr,
+}
+
+impl axum::serve::Listener for TlsIncoming {
+    type Io = crate::server::tls::TlsStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The acceptor stopped (shutdown): nothing more comes.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
     }
 }

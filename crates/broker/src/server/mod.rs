@@ -34,6 +34,7 @@
 //! or after [`SHUTDOWN_DRAIN_TIMEOUT`], whichever comes first; the caller then syncs the logs.
 
 pub mod listener;
+pub mod sasl;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -157,6 +158,7 @@ async fn accept(
                 let shutdown = shutdown.clone();
                 let running = running.clone();
                 let tls = listener.tls.clone();
+                let sasl = listener.protocol.sasl();
                 let conn = ConnInfo {
                     peer,
                     id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -167,7 +169,7 @@ async fn accept(
                     let metrics = Arc::clone(&broker.metrics);
                     let groups = broker.groups.clone();
                     let id = conn.id;
-                    if let Err(e) = connection(broker, stream, conn, tls, shutdown).await {
+                    if let Err(e) = connection(broker, stream, conn, tls, sasl, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                     // Share-group records acquired over this connection go back at once.
@@ -191,58 +193,45 @@ async fn connection(
     stream: TcpStream,
     mut conn: ConnInfo,
     tls: Option<tls::TlsListener>,
+    sasl: bool,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let sasl = sasl.then(|| sasl::SaslConn::new(&broker, &conn.listener));
     let Some(tls) = tls else {
         let (rd, wr) = stream.into_split();
-        return serve_connection(broker, rd, Writer::Plain(wr), conn, shutdown).await;
+        return serve_connection(broker, rd, Writer::Plain(wr), conn, sasl, shutdown).await;
     };
     let idle =
         std::time::Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
-    let stream = match tokio::time::timeout(idle, tls.acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(peer = %conn.peer, listener = %conn.listener, error = %e, "TLS handshake failed");
-            broker.metrics.failed_authentication();
-            return Ok(());
+    let stream = match tls.handshake(stream, idle).await {
+        Ok((stream, principal)) => {
+            conn.principal = Arc::new(principal);
+            stream
         }
-        Err(_) => {
-            tracing::info!(peer = %conn.peer, listener = %conn.listener, "TLS handshake not done within connections.max.idle.ms; closing");
+        Err(e) => {
+            tracing::info!(peer = %conn.peer, listener = %conn.listener, error = %e, "TLS connection refused");
+            if e.is_failure() {
+                broker.metrics.failed_authentication();
+            }
             return Ok(());
         }
     };
-    if let Some(cert) = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-    {
-        let name =
-            crate::auth::principal::subject_dn(cert).and_then(|dn| tls.principal_mapper.name(&dn));
-        match name {
-            Ok(name) => conn.principal = Arc::new(KafkaPrincipal::user(name)),
-            Err(e) => {
-                tracing::info!(peer = %conn.peer, listener = %conn.listener, error = %e, "TLS client certificate maps to no principal; closing");
-                broker.metrics.failed_authentication();
-                return Ok(());
-            }
-        }
-    }
     tracing::debug!(peer = %conn.peer, listener = %conn.listener, principal = %conn.principal, "TLS connection established");
     let (rd, wr) = tokio::io::split(stream);
-    serve_connection(broker, rd, Writer::Tls(wr), conn, shutdown).await
+    serve_connection(broker, rd, Writer::Tls(wr), conn, sasl, shutdown).await
 }
 
 async fn serve_connection<R: AsyncRead + Unpin + Send>(
     broker: Arc<Broker>,
     rd: R,
     wr: Writer,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
+    sasl: Option<sasl::SaslConn>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Outcome>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, rx, conn.peer));
-    let read = read_requests(Arc::clone(&broker), rd, &conn, shutdown, tx).await;
+    let read = read_requests(Arc::clone(&broker), rd, &mut conn, sasl, shutdown, tx).await;
     // The writer finishes the answers already queued, then ends.
     let written = writer
         .await
@@ -253,7 +242,7 @@ async fn serve_connection<R: AsyncRead + Unpin + Send>(
 /// The sending half of a connection.
 enum Writer {
     Plain(tokio::net::tcp::OwnedWriteHalf),
-    Tls(tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(tokio::io::WriteHalf<tls::TlsStream>),
 }
 
 /// Bytes of a stored range read per step when it cannot be `sendfile`d (TLS).
@@ -414,7 +403,8 @@ async fn send_file(
 async fn read_requests<R: AsyncRead + Unpin>(
     broker: Arc<Broker>,
     mut rd: R,
-    conn: &ConnInfo,
+    conn: &mut ConnInfo,
+    mut sasl: Option<sasl::SaslConn>,
     mut shutdown: watch::Receiver<bool>,
     tx: tokio::sync::mpsc::Sender<Outcome>,
 ) -> std::io::Result<()> {
@@ -441,7 +431,16 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .get(0..4)
             .and_then(|b| b.try_into().ok())
             .map_or(0, i32::from_be_bytes);
-        if !(MIN_FRAME..=max).contains(&len) {
+        // Before authentication, `sasl.server.max.receive.size` bounds frames; a v0 raw SASL
+        // token has no request header, so it may be shorter than one.
+        let (min, max) = match sasl.as_ref() {
+            Some(s) if !s.is_authenticated() => (
+                if s.expects_raw_token() { 0 } else { MIN_FRAME },
+                max.min(broker.config.sasl_server_max_receive_size),
+            ),
+            _ => (MIN_FRAME, max),
+        };
+        if !(min..=max).contains(&len) {
             tracing::warn!(peer = %conn.peer, frame_bytes = len, max_bytes = max, "request frame size out of bounds; closing connection");
             return Ok(());
         }
@@ -453,6 +452,20 @@ async fn read_requests<R: AsyncRead + Unpin>(
         }
         buf.advance(4);
         let frame = buf.split_to(len as usize).freeze();
+        if let Some(s) = sasl.as_mut() {
+            if let sasl::Intercept::Answer { outcomes, close } = s.intercept(&broker, &frame, conn)
+            {
+                for o in outcomes {
+                    if tx.send(o).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if close {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         let api = frame
             .get(0..2)
             .and_then(|b| b.try_into().ok())

@@ -84,6 +84,86 @@ impl std::fmt::Debug for TlsListener {
     }
 }
 
+/// Why a TLS handshake did not give a connection.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The peer closed, or sent nothing, before the handshake ended (a port probe): not an
+    /// authentication failure.
+    Closed(String),
+    /// Refused: a bad or missing certificate, no common version or suite, an unmapped
+    /// subject (`failed-authentication` in Kafka's metrics).
+    Failed(String),
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Closed(m) | Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl HandshakeError {
+    /// Whether it counts as a failed authentication.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed(_))
+    }
+}
+
+/// A TLS session over TCP, as [`TlsListener::handshake`] returns it.
+pub type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl TlsListener {
+    /// Runs the server side of the TLS handshake on `stream`, bounded by `timeout`, and names
+    /// the client: the mapped subject of its certificate, or `User:ANONYMOUS` without one.
+    ///
+    /// Errors: [`HandshakeError::Failed`] for a refused handshake (untrusted, expired or
+    /// missing-but-required certificate, no common protocol or suite) or a certificate subject
+    /// that no `ssl.principal.mapping.rules` rule maps; [`HandshakeError::Closed`] when the
+    /// peer hung up or `timeout` passed first.
+    pub async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+        timeout: std::time::Duration,
+    ) -> Result<(TlsStream, crate::auth::principal::KafkaPrincipal), HandshakeError> {
+        use crate::auth::principal::{subject_dn, KafkaPrincipal};
+        let stream = match tokio::time::timeout(timeout, self.acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(HandshakeError::Closed(format!(
+                    "TLS handshake: peer closed ({e})"
+                )))
+            }
+            Ok(Err(e)) => return Err(HandshakeError::Failed(format!("TLS handshake failed: {e}"))),
+            Err(_) => {
+                return Err(HandshakeError::Closed(format!(
+                    "TLS handshake not done within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        };
+        let principal = match stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            Some(cert) => {
+                let name = subject_dn(cert)
+                    .and_then(|dn| self.principal_mapper.name(&dn))
+                    .map_err(|e| {
+                        HandshakeError::Failed(format!(
+                            "TLS client certificate maps to no principal: {e}"
+                        ))
+                    })?;
+                KafkaPrincipal::user(name)
+            }
+            None => KafkaPrincipal::anonymous(),
+        };
+        Ok((stream, principal))
+    }
+}
+
 /// Builds the TLS side of listener `listener` from its `ssl.*` settings
 /// ([`crate::BrokerConfig::ssl_settings`]).
 ///

@@ -15,6 +15,7 @@ pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod queue;
 pub(crate) mod topic;
+pub(crate) mod user;
 
 use clap::ValueEnum;
 use kafka_protocol::error::ParseResponseErrorCode;

@@ -1,0 +1,572 @@
+"""SSL listeners, configured with Kafka's names, against real clients: a PLAINTEXT and an SSL
+listener side by side on one broker with mTLS (`ssl.client.auth=required`) and
+`ssl.principal.mapping.rules` that only map OU=eng subjects. kcat, kafka-python,
+confluent-kafka and kafkajs produce and consume over TLS with a client certificate, and
+Metadata names the SSL port to them; clients without a certificate, with an expired one, one
+from another CA, one whose subject no rule maps, or that do not trust the broker's CA are
+refused, and /metrics counts the refusals. A second broker reads an encrypted PKCS#8 key and
+its certificate chain as inline PEM (`ssl.keystore.key`, `ssl.key.password`) with
+`ssl.client.auth=none`. Certificates are made with the `openssl` CLI."""
+import concurrent.futures
+import json
+import logging
+import os
+import pathlib
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import confluent_kafka
+import pytest
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from conftest import Broker, free_port, wait_port
+
+KAFKAJS = pathlib.Path(__file__).parent / "kafkajs"
+MAPPING_RULE = "RULE:^CN=(.*?),OU=eng,.*$/$1/L"
+KEY_PASSWORD = "s3cret-pass"
+
+CA_CNF = """\
+[ca]
+default_ca = this_ca
+[this_ca]
+dir = .
+database = index.txt
+new_certs_dir = newcerts
+serial = serial
+certificate = ca.pem
+private_key = ca.key
+default_md = sha256
+policy = any_subject
+unique_subject = no
+[any_subject]
+commonName = supplied
+organizationalUnitName = optional
+organizationName = optional
+[server_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+"""
+
+
+def openssl(*args, cwd):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"openssl {' '.join(args)} failed:\n{r.stderr}"
+
+
+class Ca:
+    """A CA in its own directory, issuing with `openssl ca` (which can back-date)."""
+
+    def __init__(self, root, name, cn):
+        self.dir = os.path.join(root, name)
+        os.makedirs(os.path.join(self.dir, "newcerts"))
+        with open(os.path.join(self.dir, "ca.cnf"), "w") as f:
+            f.write(CA_CNF)
+        open(os.path.join(self.dir, "index.txt"), "w").close()
+        with open(os.path.join(self.dir, "serial"), "w") as f:
+            f.write("01\n")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", f"/CN={cn}",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
+        self.cert = os.path.join(self.dir, "ca.pem")
+
+    def issue(self, name, subject, ext, expired=False):
+        """A key and certificate; `subject` in openssl's /A=../B=.. order (most general first,
+        so RFC 2253 prints it the other way round). Returns (cert, key) paths."""
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
+                cwd=self.dir)
+        validity = (["-startdate", "20200101000000Z", "-enddate", "20201231000000Z"] if expired
+                    else ["-days", "2"])
+        openssl("ca", "-batch", "-config", "ca.cnf", "-preserveDN", "-notext", "-extensions", ext,
+                *validity, "-in", f"{name}.csr", "-out", f"{name}.pem", cwd=self.dir)
+        return os.path.join(self.dir, f"{name}.pem"), os.path.join(self.dir, f"{name}.key")
+
+
+class Pki:
+    pass
+
+
+@pytest.fixture(scope="module")
+def pki():
+    root = tempfile.mkdtemp(prefix="shoal-tls-pki-")
+    p = Pki()
+    ca = Ca(root, "ca", "Shoal Test CA")
+    # An impostor: another key under the same name, so clients that pick their certificate
+    # by the CA names the broker sends (librdkafka) still present dave's.
+    other = Ca(root, "other", "Shoal Test CA")
+    p.ca, p.other_ca = ca.cert, other.cert
+    p.server_cert, p.server_key = ca.issue("server", "/O=Shoal/CN=localhost", "server_ext")
+    p.keystore = os.path.join(root, "server.keystore.pem")
+    pathlib.Path(p.keystore).write_text(
+        pathlib.Path(p.server_key).read_text() + pathlib.Path(p.server_cert).read_text())
+    p.server_key_encrypted = os.path.join(root, "server.key.enc")
+    openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", p.server_key,
+            "-out", p.server_key_encrypted, "-passout", f"pass:{KEY_PASSWORD}", cwd=root)
+    # Subjects, RFC 2253: CN=alice,OU=eng,O=Shoal (mapped to "alice"); CN=bob,OU=ops,O=Shoal
+    # (no rule maps it); carol is OU=eng but expired in 2020; dave is OU=eng from another CA.
+    p.alice = ca.issue("alice", "/O=Shoal/OU=eng/CN=alice", "client_ext")
+    p.bob = ca.issue("bob", "/O=Shoal/OU=ops/CN=bob", "client_ext")
+    p.expired = ca.issue("carol", "/O=Shoal/OU=eng/CN=carol", "client_ext", expired=True)
+    p.stranger = other.issue("dave", "/O=Shoal/OU=eng/CN=dave", "client_ext")
+    r = subprocess.run(["openssl", "x509", "-in", p.alice[0], "-noout", "-subject",
+                        "-nameopt", "RFC2253"], capture_output=True, text=True, timeout=10)
+    assert r.stdout.strip() == "subject=CN=alice,OU=eng,O=Shoal", r.stdout
+    yield p
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def listening_ports(pid):
+    """The TCP ports process `pid` listens on (its sockets' inodes in /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:   # 0A: LISTEN
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def http_address(b):
+    """conftest starts the broker with `--http-addr 127.0.0.1:0` and its stdout discarded
+    (and `--http-addr` cannot be given twice), so the admin HTTP port is found among the
+    process's listening ports: the one that answers GET /metrics."""
+    for port in sorted(listening_ports(b.proc.pid) - {b.port, b.ssl_port}):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                if r.status == 200:
+                    return f"127.0.0.1:{port}"
+        except Exception:
+            continue
+    raise AssertionError(f"no listening port of pid {b.proc.pid} serves /metrics")
+
+
+def start_with_ssl(settings):
+    """A `Broker` whose first listener is PLAINTEXT on its own port, plus an SSL listener on
+    `broker.ssl_port`."""
+    b = Broker(dict(settings), prefix="shoal-tls-")
+    b.ssl_port = free_port()
+    b.ssl_bootstrap = f"127.0.0.1:{b.ssl_port}"
+    b.settings["listeners"] = f"PLAINTEXT://{b.bootstrap},SSL://{b.ssl_bootstrap}"
+    try:
+        b.start()
+        wait_port("127.0.0.1", b.ssl_port, timeout=10)
+    except BaseException:
+        b.stop()
+        shutil.rmtree(b.root, ignore_errors=True)
+        raise
+    return b
+
+
+@pytest.fixture(scope="module")
+def tls_broker(pki):
+    """PLAINTEXT + SSL (mTLS, OU=eng subjects only) on one broker for the module."""
+    b = start_with_ssl({
+        "group.initial.rebalance.delay.ms": 0,
+        "ssl.keystore.location": pki.keystore,
+        "ssl.truststore.location": pki.ca,
+        "ssl.client.auth": "required",
+        "ssl.principal.mapping.rules": MAPPING_RULE,
+    })
+    b.http = http_address(b)
+    yield b
+    b.finish()
+
+
+def broker_log(b):
+    with open(b.logs[-1], errors="replace") as f:
+        return f.read()
+
+
+def failed_authentications(b):
+    with urllib.request.urlopen(f"http://{b.http}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r"^shoal_failed_authentication_total (\S+)$", text, re.M)
+    assert m, "no shoal_failed_authentication_total on /metrics"
+    return float(m.group(1))
+
+
+# ---- client configurations -------------------------------------------------------------
+
+def kcat(b, pki, *args, cert=None, ca=None, input=None, timeout=20):
+    cert, key = cert if cert else (None, None)
+    tls = ["-X", "security.protocol=ssl", "-X", f"ssl.ca.location={ca or pki.ca}"]
+    if cert:
+        tls += ["-X", f"ssl.certificate.location={cert}", "-X", f"ssl.key.location={key}"]
+    r = subprocess.run(["kcat", "-b", b.ssl_bootstrap, *tls, *args], input=input,
+                       capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def rdkafka_ssl(b, pki, cert=None, ca=None, **extra):
+    conf = {"bootstrap.servers": b.ssl_bootstrap, "security.protocol": "ssl",
+            "ssl.ca.location": ca or pki.ca, "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 500}
+    if cert:
+        conf["ssl.certificate.location"], conf["ssl.key.location"] = cert
+    conf.update(extra)
+    return conf
+
+
+def kpy_ssl(b, pki, cert=None, ca=None, **extra):
+    conf = dict(bootstrap_servers=b.ssl_bootstrap, security_protocol="SSL",
+                ssl_cafile=ca or pki.ca, request_timeout_ms=10000)
+    if cert:
+        conf["ssl_certfile"], conf["ssl_keyfile"] = cert
+    conf.update(extra)
+    return conf
+
+
+# ---- over TLS ----------------------------------------------------------------------------
+
+def test_kcat_produces_consumes_and_sees_the_ssl_listener(tls_broker, pki):
+    lines = "".join(f"key{i}:tls-value-{i}\n" for i in range(15))
+    rc, _, err = kcat(tls_broker, pki, "-P", "-t", "tls-kcat", "-K:", cert=pki.alice, input=lines)
+    assert rc == 0, err
+    rc, out, err = kcat(tls_broker, pki, "-C", "-t", "tls-kcat", "-e", "-f", "%k=%s\n",
+                        cert=pki.alice)
+    assert rc == 0, err
+    assert out.splitlines() == [f"key{i}=tls-value-{i}" for i in range(15)]
+
+    rc, out, err = kcat(tls_broker, pki, "-L", "-t", "tls-kcat", cert=pki.alice)
+    assert rc == 0, err
+    brokers = re.findall(r"broker \d+ at (\S+)", out)
+    assert brokers == [tls_broker.ssl_bootstrap], out
+    assert 'topic "tls-kcat" with 1 partitions' in out, out
+
+
+def test_kafka_python_admin_produce_group_commit_over_ssl(tls_broker, pki):
+    topic = "tls-kpy"
+    admin = KafkaAdminClient(**kpy_ssl(tls_broker, pki, pki.alice, bootstrap_timeout_ms=10000))
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        cluster = admin.describe_cluster()
+        assert [(b["host"], b["port"]) for b in cluster["brokers"]] == \
+            [("127.0.0.1", tls_broker.ssl_port)], cluster
+    finally:
+        admin.close()
+
+    producer = KafkaProducer(**kpy_ssl(tls_broker, pki, pki.alice, bootstrap_timeout_ms=10000))
+    try:
+        for i in range(20):
+            producer.send(topic, key=f"k{i}".encode(), value=f"kpy-{i}".encode()).get(timeout=10)
+        producer.flush(10)
+    finally:
+        producer.close(timeout=5)
+
+    consumer = KafkaConsumer(topic, **kpy_ssl(
+        tls_broker, pki, pki.alice, group_id="tls-kpy-group", auto_offset_reset="earliest",
+        enable_auto_commit=False, bootstrap_timeout_ms=10000))
+    try:
+        got = {}
+        deadline = time.monotonic() + 20
+        while len(got) < 20 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    got[r.key.decode()] = r.value.decode()
+        assert got == {f"k{i}": f"kpy-{i}" for i in range(20)}
+        consumer.commit()
+        committed = sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in (0, 1))
+        assert committed == 20, "the group's commit over TLS covers every record"
+    finally:
+        consumer.close()
+
+
+def test_confluent_kafka_produce_group_and_metadata_over_ssl(tls_broker, pki):
+    topic = "tls-ck"
+    admin = AdminClient(rdkafka_ssl(tls_broker, pki, pki.alice))
+    md = admin.list_topics(timeout=10)
+    assert [(b.host, b.port) for b in md.brokers.values()] == [("127.0.0.1", tls_broker.ssl_port)]
+
+    producer = confluent_kafka.Producer(rdkafka_ssl(tls_broker, pki, pki.alice, **{"linger.ms": 5}))
+    for i in range(30):
+        producer.produce(topic, key=f"k{i}".encode(), value=f"ck-{i}-{'x' * (i * 37)}".encode())
+    assert producer.flush(15) == 0
+
+    consumer = confluent_kafka.Consumer(rdkafka_ssl(
+        tls_broker, pki, pki.alice, **{"group.id": "tls-ck-group", "auto.offset.reset": "earliest",
+                                    "enable.auto.commit": False}))
+    try:
+        consumer.subscribe([topic])
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 30 and time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            got.append((m.key().decode(), m.value().decode()))
+        assert got == [(f"k{i}", f"ck-{i}-{'x' * (i * 37)}") for i in range(30)]
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed([confluent_kafka.TopicPartition(topic, 0)], timeout=10)
+        assert committed[0].offset == 30
+    finally:
+        consumer.close()
+    assert topic in admin.list_topics(timeout=10).topics
+
+
+def test_kafkajs_produces_and_consumes_over_ssl(tls_broker, pki):
+    cert, key = pki.alice
+    r = subprocess.run(["node", str(KAFKAJS / "tls.js"), tls_broker.ssl_bootstrap, pki.ca, cert,
+                        key, "tls-kjs"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    assert found["brokers"] == [tls_broker.ssl_bootstrap]
+    assert found["got"] == sorted(f"k{i}=kjs-tls-{i}" for i in range(10))
+
+
+def test_plaintext_listener_beside_ssl(tls_broker, pki):
+    """PLAINTEXT clients work beside TLS ones, see the PLAINTEXT port in Metadata, and read
+    what TLS clients wrote (and the other way round)."""
+    plain = {"bootstrap.servers": tls_broker.bootstrap}
+    md = AdminClient(plain).list_topics(timeout=10)
+    assert [(b.host, b.port) for b in md.brokers.values()] == [("127.0.0.1", tls_broker.port)]
+
+    p = confluent_kafka.Producer(plain)
+    p.produce("tls-mixed", key=b"plain", value=b"from-plaintext")
+    assert p.flush(10) == 0
+    p = confluent_kafka.Producer(rdkafka_ssl(tls_broker, pki, pki.alice))
+    p.produce("tls-mixed", key=b"tls", value=b"from-ssl")
+    assert p.flush(10) == 0
+
+    def read(conf):
+        c = confluent_kafka.Consumer({**conf, "group.id": f"mixed-{time.monotonic_ns()}",
+                                      "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe(["tls-mixed"])
+            got, deadline = [], time.monotonic() + 15
+            while len(got) < 2 and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and m.error() is None:
+                    got.append((m.key(), m.value()))
+            return got
+        finally:
+            c.close()
+
+    want = [(b"plain", b"from-plaintext"), (b"tls", b"from-ssl")]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        via_plain = pool.submit(read, plain)
+        via_ssl = pool.submit(read, rdkafka_ssl(tls_broker, pki, pki.alice))
+        assert via_plain.result() == want
+        assert via_ssl.result() == want
+
+
+def tls_handshake(port, ca, cert=None, version=None):
+    """A bare TLS handshake with Python's ssl; returns the negotiated version."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    if cert:
+        ctx.load_cert_chain(*cert)
+    if version:
+        ctx.minimum_version = ctx.maximum_version = version
+        if version < ssl.TLSVersion.TLSv1_2:
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+            return t.version()
+
+
+def test_tls_versions_1_2_and_1_3_only(tls_broker, pki):
+    port = tls_broker.ssl_port
+    assert tls_handshake(port, pki.ca, pki.alice, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    assert tls_handshake(port, pki.ca, pki.alice, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError) as e:
+        tls_handshake(port, pki.ca, pki.alice, ssl.TLSVersion.TLSv1_1)
+    # The broker refused the TLS 1.1 ClientHello with an alert (rustls sends
+    # handshake_failure: a TLS 1.1 hello has no signature_algorithms), not the client itself.
+    assert "ALERT" in str(e.value).upper(), e.value
+
+
+# ---- refusals ----------------------------------------------------------------------------
+
+class Collect(logging.Handler):
+    """Keeps the messages of the records that pass `accept`."""
+
+    def __init__(self, accept=lambda record: True):
+        super().__init__(logging.DEBUG)
+        self.accept, self.lines = accept, []
+
+    def emit(self, record):
+        if self.accept(record):
+            self.lines.append(record.getMessage())
+
+
+def refused_confluent(name, conf):
+    """Metadata through librdkafka must fail within its timeout; returns what librdkafka
+    logged and reported about the connection attempts."""
+    logger = logging.getLogger(f"shoal-tls-rdkafka-{name}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    collect = Collect()
+    logger.addHandler(collect)
+    conf = {**conf, "logger": logger, "error_cb": lambda err: collect.lines.append(str(err)),
+            "socket.connection.setup.timeout.ms": 3000}
+    admin = AdminClient(conf)
+    start = time.monotonic()
+    try:
+        admin.list_topics(timeout=4)
+    except confluent_kafka.KafkaException:
+        pass
+    else:
+        raise AssertionError(f"confluent-kafka, {name}: Metadata answered; the client got in")
+    assert time.monotonic() - start < 10
+    admin.poll(0.5)   # serves the queued log and error callbacks
+    logger.removeHandler(collect)
+    return "\n".join(collect.lines)
+
+
+def refused_kafka_python(name, conf):
+    """kafka-python's bootstrap must fail within its timeout; returns what it logged (on this
+    thread or its own IO thread) and the exception."""
+    client_id = f"refused-{re.sub(r'[^a-z]+', '-', name)}"
+    threads = {threading.current_thread().name, f"kafka-io-{client_id}"}
+    collect = Collect(lambda record: record.threadName in threads)
+    logging.getLogger("kafka").addHandler(collect)
+    start = time.monotonic()
+    try:
+        admin = KafkaAdminClient(**conf, client_id=client_id, bootstrap_timeout_ms=4000,
+                                 reconnect_backoff_ms=100, reconnect_backoff_max_ms=500)
+        try:
+            topics = admin.list_topics()
+        finally:
+            admin.close()
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    else:
+        raise AssertionError(f"kafka-python, {name}: listed topics {topics}; the client got in")
+    finally:
+        logging.getLogger("kafka").removeHandler(collect)
+    assert time.monotonic() - start < 15
+    return "\n".join(collect.lines + [error])
+
+
+def test_refused_clients_and_the_failed_authentication_metric(tls_broker, pki):
+    before = failed_authentications(tls_broker)
+    cases = {
+        "no certificate": dict(cert=None),
+        "expired certificate": dict(cert=pki.expired),
+        "other CA's certificate": dict(cert=pki.stranger),
+        "unmapped subject (OU=ops)": dict(cert=pki.bob),
+        "client not trusting the broker's CA": dict(cert=pki.alice, ca=pki.other_ca),
+    }
+    with concurrent.futures.ThreadPoolExecutor(2 * len(cases)) as pool:
+        ck = {name: pool.submit(refused_confluent, name, rdkafka_ssl(tls_broker, pki, **c))
+              for name, c in cases.items()}
+        kp = {name: pool.submit(refused_kafka_python, name, kpy_ssl(tls_broker, pki, **c))
+              for name, c in cases.items()}
+        ck = {name: f.result() for name, f in ck.items()}
+        kp = {name: f.result() for name, f in kp.items()}
+
+    # What each client saw: the broker's alert for the certificate it refused (a sent one
+    # that it could not verify: rustls says decrypt_error for a bad signature), the
+    # connection closed after the handshake for the unmapped subject, and the client's own
+    # verification failure when it does not trust the tls_broker.
+    rejected_cert = r"alert (decrypt error|unknown ca|bad certificate|certificate unknown)"
+    expect = {
+        "no certificate": r"alert certificate required",
+        "expired certificate": r"alert certificate expired",
+        "other CA's certificate": rejected_cert,
+        "unmapped subject (OU=ops)": r"(closed by peer|socket disconnected)",
+        "client not trusting the broker's CA": r"(?i)certificate verify failed",
+    }
+    for name, pattern in expect.items():
+        for client, seen in (("confluent-kafka", ck[name]), ("kafka-python", kp[name])):
+            assert re.search(pattern, seen), f"{client}, {name}: {seen[-3000:]}"
+            if name == "unmapped subject (OU=ops)":
+                # The handshake itself succeeded: the broker closed after mapping the subject.
+                assert not re.search(r"(?i)alert|verify failed", seen), f"{client}: {seen[-3000:]}"
+
+    log = broker_log(tls_broker)
+    refusals = [line for line in log.splitlines() if "TLS" in line]
+    assert any("CN=bob,OU=ops,O=Shoal" in line for line in refusals), \
+        "the broker's refusal of bob names the subject no rule maps:\n" + log[-3000:]
+    assert any("expired" in line for line in refusals), log[-3000:]
+    assert not any(re.search(r"CN=(alice|carol|dave),", line) for line in refusals), \
+        "only bob's subject fails the mapping (carol and dave fail verification first)"
+
+    # Two clients per case, each refused at least once.
+    after = failed_authentications(tls_broker)
+    assert after - before >= 2 * len(cases), (before, after)
+
+    # alice, with the same settings, still gets through.
+    assert AdminClient(rdkafka_ssl(tls_broker, pki, pki.alice)).list_topics(timeout=10).brokers
+
+
+# ---- encrypted key, inline PEM, no client authentication ---------------------------------
+
+def test_inline_pem_encrypted_key_without_client_auth(pki):
+    chain = pathlib.Path(pki.server_cert).read_text()
+    key = pathlib.Path(pki.server_key_encrypted).read_text()
+    assert "BEGIN ENCRYPTED PRIVATE KEY" in key
+    b = start_with_ssl({
+        "ssl.keystore.certificate.chain": chain,
+        "ssl.keystore.key": key,
+        "ssl.key.password": KEY_PASSWORD,
+        "ssl.client.auth": "none",
+    })
+    try:
+        # No client certificate needed: the broker only proves itself.
+        conf = {"bootstrap.servers": b.ssl_bootstrap, "security.protocol": "ssl",
+                "ssl.ca.location": pki.ca}
+        md = AdminClient(conf).list_topics(timeout=10)
+        assert [(x.host, x.port) for x in md.brokers.values()] == [("127.0.0.1", b.ssl_port)]
+        p = confluent_kafka.Producer(conf)
+        for i in range(5):
+            p.produce("tls-inline", value=f"inline-{i}".encode())
+        assert p.flush(10) == 0
+        r = subprocess.run(["kcat", "-b", b.ssl_bootstrap, "-X", "security.protocol=ssl",
+                            "-X", f"ssl.ca.location={pki.ca}", "-C", "-t", "tls-inline", "-e"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == [f"inline-{i}" for i in range(5)]
+
+        kc = KafkaConsumer("tls-inline", bootstrap_servers=b.ssl_bootstrap, security_protocol="SSL",
+                           ssl_cafile=pki.ca, auto_offset_reset="earliest",
+                           bootstrap_timeout_ms=10000, consumer_timeout_ms=10000)
+        try:
+            got = []
+            for m in kc:
+                got.append(m.value.decode())
+                if len(got) == 5:
+                    break
+            assert got == [f"inline-{i}" for i in range(5)]
+        finally:
+            kc.close()
+    finally:
+        b.finish()
+
+    # A wrong ssl.key.password stops start-up with a message naming the setting.
+    bad = Broker({"ssl.keystore.certificate.chain": chain, "ssl.keystore.key": key,
+                  "ssl.key.password": "wrong"}, prefix="shoal-tls-bad-")
+    bad.settings["listeners"] = f"PLAINTEXT://{bad.bootstrap},SSL://127.0.0.1:{free_port()}"
+    try:
+        with pytest.raises(RuntimeError, match="exited") as e:
+            bad.start(timeout=15)
+        assert "ssl.key.password" in str(e.value), e.value
+    finally:
+        bad.stop()
+        shutil.rmtree(bad.root, ignore_errors=True)
