@@ -54,6 +54,14 @@ pub struct BrokerConfig {
     /// session lives this long; a client must re-authenticate before it ends or its
     /// connection is closed at its next request.
     pub connections_max_reauth_ms: i64,
+    /// `authorizer.class.name` (default empty: no authorizer, nothing is checked, and the
+    /// ACL APIs answer SECURITY_DISABLED, as Kafka): Kafka's `StandardAuthorizer` or
+    /// `AclAuthorizer` class name turns ACLs on ([`crate::auth::acl`]).
+    pub authorizer_class_name: String,
+    /// `super.users`: principals allowed everything (`User:admin;User:ops`).
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found` (default false).
+    pub allow_everyone_if_no_acl_found: bool,
     /// `sasl.server.max.receive.size` (default 524288 bytes): the largest frame a SASL
     /// connection may send before it has authenticated.
     pub sasl_server_max_receive_size: i32,
@@ -187,6 +195,9 @@ impl Default for BrokerConfig {
             connections_max_reauth_ms: 0,
             connection_failed_authentication_delay_ms: 100,
             sasl_server_max_receive_size: 524_288,
+            authorizer_class_name: String::new(),
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             advertised_host: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
@@ -384,6 +395,34 @@ impl BrokerConfig {
             "http.addr" => self.http_addr = parse(key, value)?,
             "sasl.enabled.mechanisms" => self.sasl_enabled_mechanisms = mechanisms(key, value)?,
             "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse(key, value)?,
+            "authorizer.class.name" => match value.trim() {
+                "" | "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                | "kafka.security.authorizer.AclAuthorizer" => {
+                    self.authorizer_class_name = value.trim().to_string()
+                }
+                _ => {
+                    return Err(invalid(key, value)(
+                        "Shoal's authorizer serves org.apache.kafka.metadata.authorizer.StandardAuthorizer (or kafka.security.authorizer.AclAuthorizer); empty turns ACLs off".into(),
+                    ))
+                }
+            },
+            "super.users" => {
+                let users: Vec<String> = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if let Some(bad) = users.iter().find(|u| !u.contains(':')) {
+                    return Err(invalid(key, value)(format!(
+                        "`{bad}` is not a principal (User:name), and entries are separated by `;`"
+                    )));
+                }
+                self.super_users = users;
+            }
+            "allow.everyone.if.no.acl.found" => {
+                self.allow_everyone_if_no_acl_found = parse(key, value)?
+            }
             "sasl.server.max.receive.size" => {
                 self.sasl_server_max_receive_size = parse(key, value)?
             }

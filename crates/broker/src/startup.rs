@@ -107,6 +107,14 @@ impl Broker {
         let credentials = crate::auth::scram::CredentialStore::load(&topics);
         let sasl = crate::auth::sasl::SaslAuthenticator::new(Arc::clone(&credentials))
             .map_err(BrokerError::Config)?;
+        let authorizer = crate::auth::acl::Authorizer::load(
+            crate::auth::acl::AuthorizerConfig {
+                enabled: !config.authorizer_class_name.is_empty(),
+                super_users: config.super_users.clone(),
+                allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
+            },
+            &topics,
+        );
         let broker = Arc::new(Self {
             config,
             topics,
@@ -119,6 +127,7 @@ impl Broker {
             http_extension: std::sync::OnceLock::new(),
             credentials,
             sasl,
+            authorizer,
         });
         crate::dead_letter::spawn(Arc::downgrade(&broker), dead_letter_rx);
         crate::txn_coordinator::spawn_marker_writer(Arc::downgrade(&broker), markers);

@@ -38,6 +38,8 @@ pub struct Broker {
     pub credentials: Arc<crate::auth::scram::CredentialStore>,
     /// Runs SASL exchanges against [`Broker::credentials`].
     pub sasl: crate::auth::sasl::SaslAuthenticator,
+    /// ACLs ([`crate::auth::acl`]), replayed from `__shoal_metadata`.
+    pub authorizer: crate::auth::acl::Authorizer,
 }
 
 impl Broker {

@@ -61,6 +61,114 @@ enum Command {
     Queue(cli::queue::QueueArgs),
     /// SCRAM users: create, delete, list (like kafka-configs.sh --entity-type users).
     User(UserArgs),
+    /// ACLs: add, remove, list (like kafka-acls.sh).
+    Acl(AclArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AclArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: AclCommand,
+}
+
+/// The resource and entry of `shoal acl` (absent = any, for `list` and `remove`).
+#[derive(clap::Args, Debug)]
+struct AclSelector {
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long)]
+    transactional_id: Option<String>,
+    /// The cluster resource (`kafka-cluster`).
+    #[arg(long)]
+    cluster: bool,
+    /// literal (default for add), prefixed; for list/remove also match, any.
+    #[arg(long)]
+    pattern_type: Option<String>,
+    /// `User:alice`, `User:*`.
+    #[arg(long)]
+    principal: Option<String>,
+    /// Client IP, or `*` (add: default `*`).
+    #[arg(long)]
+    host: Option<String>,
+    /// read, write, create, delete, alter, describe, cluster_action, describe_configs,
+    /// alter_configs, idempotent_write, all (repeatable, or comma-separated).
+    #[arg(long = "operation")]
+    operations: Vec<String>,
+    /// DENY instead of ALLOW.
+    #[arg(long)]
+    deny: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum AclCommand {
+    /// Add ACLs (CreateAcls): one per operation.
+    Add(AclSelector),
+    /// Remove the ACLs matching (DeleteAcls).
+    Remove(AclSelector),
+    /// List the ACLs matching (DescribeAcls).
+    List(AclSelector),
+}
+
+fn acl_selector(a: &AclSelector, add: bool) -> anyhow::Result<cli::acl::Selector> {
+    use shoal_broker::auth::acl::{Permission, ResourceType};
+    let named: Vec<(ResourceType, String)> = [
+        a.topic.clone().map(|n| (ResourceType::Topic, n)),
+        a.group.clone().map(|n| (ResourceType::Group, n)),
+        a.transactional_id
+            .clone()
+            .map(|n| (ResourceType::TransactionalId, n)),
+        a.cluster
+            .then(|| (ResourceType::Cluster, "kafka-cluster".to_string())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if named.len() > 1 {
+        anyhow::bail!("name one resource: --topic, --group, --transactional-id or --cluster");
+    }
+    Ok(cli::acl::Selector {
+        resource: named.into_iter().next(),
+        pattern: a
+            .pattern_type
+            .as_deref()
+            .map(cli::acl::pattern)
+            .transpose()?,
+        principal: a.principal.clone(),
+        host: a.host.clone(),
+        operations: cli::acl::operations(&a.operations)?,
+        permission: match (a.deny, add) {
+            (true, _) => Some(Permission::Deny),
+            (false, true) => Some(Permission::Allow),
+            (false, false) => None,
+        },
+    })
+}
+
+async fn acl(args: AclArgs) -> anyhow::Result<()> {
+    let out = args.client.output;
+    let mut c = args.client.connect().await?;
+    match args.command {
+        AclCommand::Add(a) => {
+            let n = cli::acl::add(&mut c, &acl_selector(&a, true)?).await?;
+            let v = serde_json::json!({"added": n});
+            cli::group::print(out, &v, || format!("Added {n} ACL(s).\n"));
+        }
+        AclCommand::Remove(a) => {
+            let rows = cli::acl::remove(&mut c, &acl_selector(&a, false)?).await?;
+            cli::group::print(out, &rows, || {
+                format!("Removed {} ACL(s).\n{}", rows.len(), cli::acl::text(&rows))
+            });
+        }
+        AclCommand::List(a) => {
+            let rows = cli::acl::list(&mut c, &acl_selector(&a, false)?).await?;
+            cli::group::print(out, &rows, || cli::acl::text(&rows));
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,9 +265,38 @@ struct ClientArgs {
         global = true
     )]
     bootstrap_server: String,
+    /// Authenticate with SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on a SASL_PLAINTEXT
+    /// listener.
+    #[arg(long, env = "SHOAL_SASL_MECHANISM", global = true)]
+    sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[arg(long, env = "SHOAL_SASL_USERNAME", global = true)]
+    sasl_username: Option<String>,
+    /// SASL password.
+    #[arg(
+        long,
+        env = "SHOAL_SASL_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    sasl_password: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     output: cli::OutputFormat,
+}
+
+impl ClientArgs {
+    /// Connects to `--bootstrap-server`, authenticating when `--sasl-mechanism` is given.
+    async fn connect(&self) -> anyhow::Result<cli::client::Client> {
+        let mut c = cli::client::Client::connect(&self.bootstrap_server).await?;
+        if let Some(m) = &self.sasl_mechanism {
+            let (Some(u), Some(p)) = (&self.sasl_username, &self.sasl_password) else {
+                anyhow::bail!("--sasl-mechanism needs --sasl-username and --sasl-password");
+            };
+            c.authenticate(&m.to_ascii_uppercase(), u, p).await?;
+        }
+        Ok(c)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -634,6 +771,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => consume(args),
         Command::Queue(args) => client_runtime().and_then(|rt| rt.block_on(cli::queue::run(args))),
         Command::User(args) => client_runtime().and_then(|rt| rt.block_on(user(args))),
+        Command::Acl(args) => client_runtime().and_then(|rt| rt.block_on(acl(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -808,7 +946,7 @@ fn pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> 
 async fn user(args: UserArgs) -> anyhow::Result<()> {
     use cli::user;
     let out = args.client.output;
-    let mut c = cli::client::Client::connect(&args.client.bootstrap_server).await?;
+    let mut c = args.client.connect().await?;
     match args.command {
         UserCommand::Create {
             name,
@@ -864,7 +1002,7 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
 async fn topic(args: TopicArgs) -> anyhow::Result<()> {
     use cli::topic;
     let out = args.client.output;
-    let mut c = cli::client::Client::connect(&args.client.bootstrap_server).await?;
+    let mut c = args.client.connect().await?;
     match args.command {
         TopicCommand::List { include_internal } => {
             let names = topic::list(&mut c, include_internal).await?;
@@ -942,7 +1080,7 @@ fn parse_datetime(s: &str) -> anyhow::Result<i64> {
 async fn group(args: GroupArgs) -> anyhow::Result<()> {
     use cli::group;
     let out = args.client.output;
-    let mut c = cli::client::Client::connect(&args.client.bootstrap_server).await?;
+    let mut c = args.client.connect().await?;
     match args.command {
         GroupCommand::List => {
             let groups = group::list(&mut c).await?;

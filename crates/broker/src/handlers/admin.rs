@@ -140,6 +140,18 @@ pub fn create_topics(
                 .iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                 .collect();
+            // ACLs: CREATE on the cluster or on the topic.
+            if !super::cluster_allowed(broker, ctx, crate::auth::acl::Operation::Create)
+                && !super::allowed(
+                    broker,
+                    ctx,
+                    crate::auth::acl::Operation::Create,
+                    crate::auth::acl::ResourceType::Topic,
+                    &name,
+                )
+            {
+                return result.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+            }
             if let Some(Err((code, msg))) = assigned {
                 return result
                     .with_error_code(code)
@@ -237,6 +249,23 @@ pub async fn delete_topics(
             let base = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(s(n))))
                 .with_topic_id(id);
+            // ACLs: DELETE on the topic (TOPIC_AUTHORIZATION_FAILED, existing or not).
+            let denied = |n: &str| {
+                !super::allowed(
+                    broker,
+                    ctx,
+                    crate::auth::acl::Operation::Delete,
+                    crate::auth::acl::ResourceType::Topic,
+                    n,
+                )
+            };
+            if resolved
+                .as_deref()
+                .map_or(name.is_none() && broker.authorizer.config.enabled, denied)
+            {
+                responses.push(base.with_error_code(code::TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             match resolved.map(|n| (broker.topics.delete(&n), n)) {
                 None => base.with_error_code(code::UNKNOWN_TOPIC_ID),
                 Some((Ok(id), n)) => {

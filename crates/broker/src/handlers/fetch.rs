@@ -46,6 +46,7 @@ fn read_all(
     req: &FetchRequest,
     slots: &[Slot],
     names: &[String],
+    readable: &[bool],
 ) -> (Vec<(PartitionData, Option<FileSlice>)>, usize) {
     let mut remaining = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
     let committed = req.isolation_level == 1;
@@ -58,6 +59,10 @@ fn read_all(
             .with_log_start_offset(-1)
             .with_high_watermark(-1)
             .with_records(Some(Bytes::new()));
+        if !readable.get(s.topic_index).copied().unwrap_or(false) {
+            out.push((base.with_error_code(code::TOPIC_AUTHORIZATION_FAILED), None));
+            continue;
+        }
         let Some(p) = names
             .get(s.topic_index)
             .and_then(|n| broker.topics.partition(n, s.partition))
@@ -164,13 +169,22 @@ fn aborted(
 /// partition's `records` hold the sentinel, which [`respond`] replaces with the range.
 pub async fn fetch(
     broker: &Broker,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: FetchRequest,
 ) -> (FetchResponse, Vec<(Bytes, FileSlice)>) {
     let mut names = Vec::with_capacity(req.topics.len());
+    let mut readable = Vec::with_capacity(req.topics.len());
     let mut slots = Vec::new();
     for (i, t) in req.topics.iter().enumerate() {
         names.push(t.topic.0.to_string());
+        // ACLs: READ on the topic (TOPIC_AUTHORIZATION_FAILED per partition otherwise).
+        readable.push(super::allowed(
+            broker,
+            ctx,
+            crate::auth::acl::Operation::Read,
+            crate::auth::acl::ResourceType::Topic,
+            &t.topic.0,
+        ));
         for p in &t.partitions {
             slots.push(Slot {
                 topic_index: i,
@@ -186,7 +200,7 @@ pub async fn fetch(
     let mut watch = broker.appended.subscribe();
     let results = loop {
         watch.mark_unchanged();
-        let (results, total) = read_all(broker, &req, &slots, &names);
+        let (results, total) = read_all(broker, &req, &slots, &names, &readable);
         let any_error = results.iter().any(|(r, _)| r.error_code != code::NONE);
         if total >= min_bytes.max(1) || any_error || tokio::time::Instant::now() >= deadline {
             break results;
@@ -195,7 +209,7 @@ pub async fn fetch(
             .await
             .is_err()
         {
-            let (results, _) = read_all(broker, &req, &slots, &names);
+            let (results, _) = read_all(broker, &req, &slots, &names, &readable);
             break results;
         }
     };
@@ -398,6 +412,13 @@ pub fn list_offsets(
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let described = super::allowed(
+                broker,
+                ctx,
+                crate::auth::acl::Operation::Describe,
+                crate::auth::acl::ResourceType::Topic,
+                &name,
+            );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -406,6 +427,9 @@ pub fn list_offsets(
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if !described {
+                        return resp.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(part) = broker.topics.partition(&name, p.partition_index) else {
                         return resp.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
                     };
@@ -448,6 +472,7 @@ pub fn list_offsets(
 /// log end offset; a later epoch is unknown (`-1`, `-1`).
 pub fn offset_for_leader_epoch(
     broker: &Broker,
+    ctx: &RequestContext,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = req
@@ -455,11 +480,24 @@ pub fn offset_for_leader_epoch(
         .into_iter()
         .map(|t| {
             let name = t.topic.0.to_string();
+            let described = super::allowed(
+                broker,
+                ctx,
+                crate::auth::acl::Operation::Describe,
+                crate::auth::acl::ResourceType::Topic,
+                &name,
+            );
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let resp = EpochEndOffset::default().with_partition(p.partition);
+                    if !described {
+                        return resp
+                            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
+                    }
                     let Some(part) = broker.topics.partition(&name, p.partition) else {
                         return resp
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)

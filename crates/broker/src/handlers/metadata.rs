@@ -8,7 +8,8 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{code, RequestContext};
+use super::{allowed, cluster_allowed, code, RequestContext};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
 
@@ -38,6 +39,11 @@ fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
 
 /// Answers Metadata. Unknown topics get `UNKNOWN_TOPIC_OR_PARTITION` unless auto-created;
 /// invalid names get `INVALID_TOPIC_EXCEPTION`.
+///
+/// ACLs (as Kafka's KafkaApis): listing all topics shows only those the principal may
+/// DESCRIBE; a topic asked for by name or id without DESCRIBE, existing or not, answers
+/// `TOPIC_AUTHORIZATION_FAILED`; auto-creation needs CREATE on the cluster or the topic
+/// (`TOPIC_AUTHORIZATION_FAILED` otherwise).
 pub fn metadata(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let (host, port) = broker.config.advertised_for(&ctx.listener);
     let node = BrokerId(broker.config.node_id);
@@ -48,6 +54,15 @@ pub fn metadata(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> 
             .topics
             .list()
             .iter()
+            .filter(|t| {
+                allowed(
+                    broker,
+                    ctx,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    &t.name,
+                )
+            })
             .map(|t| topic_entry(broker, t))
             .collect()
     } else {
@@ -61,17 +76,39 @@ pub fn metadata(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> 
                     .then(|| broker.topics.get_by_id(rt.topic_id))
                     .flatten();
                 let name = rt.name.map(|n| n.0.to_string()).unwrap_or_default();
-                if let Some(t) = by_id.or_else(|| broker.topics.get(&name)) {
-                    return topic_entry(broker, &t);
-                }
                 let missing = |code: i16| {
                     MetadataResponseTopic::default()
                         .with_error_code(code)
                         .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
                         .with_topic_id(rt.topic_id)
                 };
+                let found = by_id.or_else(|| broker.topics.get(&name));
+                let described = found.as_ref().map_or(name.as_str(), |t| t.name.as_str());
+                if !allowed(
+                    broker,
+                    ctx,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    described,
+                ) {
+                    let denied = missing(code::TOPIC_AUTHORIZATION_FAILED);
+                    // Asked by id: the name is not revealed.
+                    return if name.is_empty() {
+                        denied.with_name(None)
+                    } else {
+                        denied
+                    };
+                }
+                if let Some(t) = found {
+                    return topic_entry(broker, &t);
+                }
                 if !allow || name.is_empty() {
                     return missing(code::UNKNOWN_TOPIC_OR_PARTITION);
+                }
+                if !cluster_allowed(broker, ctx, Operation::Create)
+                    && !allowed(broker, ctx, Operation::Create, ResourceType::Topic, &name)
+                {
+                    return missing(code::TOPIC_AUTHORIZATION_FAILED);
                 }
                 match broker.topics.create(
                     &name,

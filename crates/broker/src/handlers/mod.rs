@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod authz;
 pub mod config_catalog;
 pub mod fetch;
 pub mod groups;
@@ -217,6 +218,14 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         Ok(r) => r,
         Err(e) => return Outcome::Close(e),
     };
+    match authz::check(broker, &ctx, api_key, &request) {
+        Ok(None) => {}
+        Ok(Some(refused)) => return respond(api_key, version, correlation_id, &refused),
+        Err(why) => {
+            tracing::info!(peer = %ctx.peer, principal = %ctx.principal, reason = %why, "request not authorized");
+            return Outcome::Close(why);
+        }
+    }
     let response = match request {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(api_versions::api_versions(version))
@@ -225,7 +234,10 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         RequestKind::Produce(r) => {
             // Produce v12+ adds the transaction's new partitions first (KIP-890 part 2);
             // awaited here, so this connection's later requests still append after it.
-            let refused = if version >= 12 {
+            let refused = if let Some(denied) = produce::transactional_id_refusals(broker, &ctx, &r)
+            {
+                denied
+            } else if version >= 12 {
                 produce::add_to_transaction(broker, &r).await
             } else {
                 produce::Refused::new()
@@ -253,7 +265,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, r))
+            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, &ctx, r))
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(broker, &ctx, r))
@@ -355,7 +367,13 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::OffsetCommit(offsets::commit(broker, &ctx, r).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offsets::fetch(broker, &ctx, r).await)
+            let asked_all: Vec<bool> = if version >= 8 {
+                r.groups.iter().map(|g| g.topics.is_none()).collect()
+            } else {
+                vec![r.topics.is_none()]
+            };
+            let resp = offsets::fetch(broker, &ctx, r).await;
+            ResponseKind::OffsetFetch(authz::filter_offset_fetch(broker, &ctx, &asked_all, resp))
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let group_id = r.group_id.0.to_string();
@@ -397,11 +415,20 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::DeleteShareGroupOffsets(share::delete_offsets(broker, r).await)
         }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-            security::alter_user_scram_credentials(broker, r),
+            security::alter_user_scram_credentials(broker, &ctx, r),
         ),
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
-            security::describe_user_scram_credentials(broker, r),
+            security::describe_user_scram_credentials(broker, &ctx, r),
         ),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(security::create_acls(broker, &ctx, r))
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(security::describe_acls(broker, &ctx, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(security::delete_acls(broker, &ctx, r))
+        }
         // SASL listeners answer these before dispatch (`server::sasl`); here the connection
         // is not in a SASL exchange, as Kafka's KafkaApis answers them.
         RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
@@ -437,6 +464,35 @@ fn seen(
             .groups
             .member_seen(ctx.connection_id, group_id, member_id);
     }
+}
+
+/// Whether the connection's principal may do `op` on `resource` `name` (always, without an
+/// authorizer): [`crate::auth::acl::Authorizer::authorize`].
+pub fn allowed(
+    broker: &Broker,
+    ctx: &RequestContext,
+    op: crate::auth::acl::Operation,
+    resource: crate::auth::acl::ResourceType,
+    name: &str,
+) -> bool {
+    broker
+        .authorizer
+        .authorize(&ctx.principal, ctx.peer.ip(), op, resource, name)
+}
+
+/// [`allowed`] on the cluster resource (`kafka-cluster`).
+pub fn cluster_allowed(
+    broker: &Broker,
+    ctx: &RequestContext,
+    op: crate::auth::acl::Operation,
+) -> bool {
+    allowed(
+        broker,
+        ctx,
+        op,
+        crate::auth::acl::ResourceType::Cluster,
+        "kafka-cluster",
+    )
 }
 
 /// Encodes `body` as the answer to request `correlation_id`; a response that cannot be
@@ -488,6 +544,10 @@ pub mod code {
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     pub const PRODUCER_FENCED: i16 = 90;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const SECURITY_DISABLED: i16 = 54;
     pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     pub const ILLEGAL_SASL_STATE: i16 = 34;
     pub const SASL_AUTHENTICATION_FAILED: i16 = 58;

@@ -33,15 +33,35 @@ pub async fn commit(
     // Per topic: (partition, error decided here or None = ask the coordinator).
     type Row = Vec<(i32, Option<i16>)>;
     let mut layout: Vec<(TopicName, Row)> = Vec::new();
+    // ACLs (Kafka's KafkaApis): READ on the group, else every partition answers
+    // GROUP_AUTHORIZATION_FAILED; READ on each topic, else TOPIC_AUTHORIZATION_FAILED.
+    let group_ok = super::allowed(
+        broker,
+        ctx,
+        crate::auth::acl::Operation::Read,
+        crate::auth::acl::ResourceType::Group,
+        &req.group_id.0,
+    );
     for t in &req.topics {
         let name = t.name.0.to_string();
         let topic = broker.topics.get(&name);
+        let topic_ok = super::allowed(
+            broker,
+            ctx,
+            crate::auth::acl::Operation::Read,
+            crate::auth::acl::ResourceType::Topic,
+            &name,
+        );
         let mut row = Vec::new();
         for p in &t.partitions {
             let exists = topic.as_ref().is_some_and(|tp| {
                 usize::try_from(p.partition_index).is_ok_and(|i| i < tp.partitions.len())
             });
-            if exists {
+            if !group_ok {
+                row.push((p.partition_index, Some(code::GROUP_AUTHORIZATION_FAILED)));
+            } else if !topic_ok {
+                row.push((p.partition_index, Some(code::TOPIC_AUTHORIZATION_FAILED)));
+            } else if exists {
                 partitions.push(CommitPartition {
                     topic: name.clone(),
                     partition: p.partition_index,

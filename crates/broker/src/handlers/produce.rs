@@ -22,6 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use shoal_log::{BatchError, LogError};
 
 use super::{code, RequestContext};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::clock::now_ms;
 use crate::state::Broker;
 use crate::topics::{Partition, TopicError};
@@ -227,6 +228,38 @@ pub type Refused = std::collections::HashMap<(String, i32), (i16, String)>;
 /// the rest their own code (INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE,
 /// CONCURRENT_TRANSACTIONS). Batches of a stale epoch are left to the append, which
 /// refuses them.
+/// A transactional Produce from a principal without WRITE on its `transactional_id`: every
+/// partition answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED (Kafka fails the whole request).
+pub fn transactional_id_refusals(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: &ProduceRequest,
+) -> Option<Refused> {
+    let id = req.transactional_id.as_ref()?;
+    if super::allowed(
+        broker,
+        ctx,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        id,
+    ) {
+        return None;
+    }
+    Some(
+        req.topic_data
+            .iter()
+            .flat_map(|t| {
+                t.partition_data.iter().map(|p| {
+                    (
+                        (t.name.0.to_string(), p.index),
+                        (code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, String::new()),
+                    )
+                })
+            })
+            .collect(),
+    )
+}
+
 pub async fn add_to_transaction(broker: &Broker, req: &ProduceRequest) -> Refused {
     use crate::txn_coordinator::Unverified;
     use shoal_txn::TxnError;
@@ -306,8 +339,15 @@ pub fn append(
     let mut appended_any = false;
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
+        // ACLs: WRITE on the topic; auto-creation also CREATE on the cluster or the topic.
+        let can_write = super::allowed(broker, ctx, Operation::Write, ResourceType::Topic, &name);
         let mut topic_obj = broker.topics.get(&name);
-        if topic_obj.is_none() && broker.config.auto_create_topics_enable {
+        if topic_obj.is_none()
+            && broker.config.auto_create_topics_enable
+            && can_write
+            && (super::cluster_allowed(broker, ctx, Operation::Create)
+                || super::allowed(broker, ctx, Operation::Create, ResourceType::Topic, &name))
+        {
             topic_obj = match broker.topics.create(
                 &name,
                 broker.config.num_partitions,
@@ -338,6 +378,7 @@ pub fn append(
                 (a, _, _) if !matches!(a, -1..=1) => {
                     Appended::failed(code::INVALID_REQUIRED_ACKS, None)
                 }
+                _ if !can_write => Appended::failed(code::TOPIC_AUTHORIZATION_FAILED, None),
                 (_, Some(t), _) if t.internal => Appended::failed(
                     code::INVALID_TOPIC_EXCEPTION,
                     Some("cannot produce to an internal topic".into()),
@@ -345,7 +386,7 @@ pub fn append(
                 (_, _, None) => Appended::failed(code::UNKNOWN_TOPIC_OR_PARTITION, None),
                 (_, _, Some(_)) if refusal.is_some() => Appended::failed(
                     refusal.map_or(code::INVALID_TXN_STATE, |r| r.0),
-                    refusal.map(|r| r.1.clone()),
+                    refusal.map(|r| r.1.clone()).filter(|m| !m.is_empty()),
                 ),
                 (_, _, Some(p)) => {
                     let compacted = topic_obj.as_ref().is_some_and(|t| t.is_compacted());

@@ -1,3 +1,7 @@
+//! ACLs (KIP-140, KIP-290): CreateAcls, DescribeAcls, DeleteAcls v1-3, which need ALTER
+//! (create, delete) or DESCRIBE (describe) on the cluster and answer SECURITY_DISABLED without
+//! `authorizer.class.name`; invalid bindings get INVALID_REQUEST with Kafka's message.
+//!
 //! SCRAM credential management (KIP-554): AlterUserScramCredentials and
 //! DescribeUserScramCredentials v0, with Kafka's checks and errors (its
 //! `ScramControlManager`):
@@ -24,9 +28,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::code;
+use super::{cluster_allowed, code, RequestContext};
+use crate::auth::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
 use crate::auth::scram::{ScramCredential, ScramMechanism};
 use crate::state::Broker;
+use kafka_protocol::messages::{
+    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DescribeAclsRequest, DescribeAclsResponse,
+};
 
 fn s(v: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(v.into()))
@@ -40,8 +49,27 @@ enum Change {
 /// AlterUserScramCredentials: one result per user named.
 pub fn alter_user_scram_credentials(
     broker: &Broker,
+    ctx: &RequestContext,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !cluster_allowed(broker, ctx, Operation::Alter) {
+        let users: BTreeSet<String> = req
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(
+            users
+                .into_iter()
+                .map(|u| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(StrBytes::from_string(u))
+                        .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
+                })
+                .collect(),
+        );
+    }
     let mut seen: BTreeMap<(String, i8), usize> = BTreeMap::new();
     for key in req
         .deletions
@@ -184,8 +212,13 @@ pub fn alter_user_scram_credentials(
 /// with a credential when `users` is null or empty).
 pub fn describe_user_scram_credentials(
     broker: &Broker,
+    ctx: &RequestContext,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !cluster_allowed(broker, ctx, Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let all = broker.credentials.list();
     let info = |creds: &Vec<(ScramMechanism, u32)>| {
         creds
@@ -236,4 +269,217 @@ pub fn describe_user_scram_credentials(
         }
     };
     DescribeUserScramCredentialsResponse::default().with_results(results)
+}
+
+fn disabled() -> (i16, Option<StrBytes>) {
+    (
+        code::SECURITY_DISABLED,
+        s("No Authorizer is configured (authorizer.class.name)"),
+    )
+}
+
+fn filter_of(
+    rt: i8,
+    name: Option<&StrBytes>,
+    pt: i8,
+    principal: Option<&StrBytes>,
+    host: Option<&StrBytes>,
+    op: i8,
+    perm: i8,
+) -> Result<AclFilter, String> {
+    fn need<T>(v: Option<T>, what: &str) -> Result<T, String> {
+        v.ok_or_else(|| format!("Invalid {what} in filter"))
+    }
+    Ok(AclFilter {
+        resource_type: Some(need(ResourceType::from_wire(rt), "resource type")?),
+        resource_name: name.map(|n| n.to_string()),
+        pattern_type: Some(need(PatternType::from_wire(pt), "pattern type")?),
+        principal: principal.map(|p| p.to_string()),
+        host: host.map(|h| h.to_string()),
+        operation: Some(need(Operation::from_wire(op), "operation")?),
+        permission: Some(need(Permission::from_wire(perm), "permission type")?),
+    })
+}
+
+/// CreateAcls: one result per creation, in order.
+pub fn create_acls(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: CreateAclsRequest,
+) -> CreateAclsResponse {
+    use kafka_protocol::messages::create_acls_response::AclCreationResult;
+    let result = |(c, m): (i16, Option<StrBytes>)| {
+        AclCreationResult::default()
+            .with_error_code(c)
+            .with_error_message(m)
+    };
+    let results = req
+        .creations
+        .into_iter()
+        .map(|c| {
+            if !broker.authorizer.config.enabled {
+                return result(disabled());
+            }
+            if !cluster_allowed(broker, ctx, Operation::Alter) {
+                return result((code::CLUSTER_AUTHORIZATION_FAILED, None));
+            }
+            let binding = (|| {
+                Some(AclBinding {
+                    resource_type: ResourceType::from_wire(c.resource_type)?,
+                    resource_name: c.resource_name.to_string(),
+                    pattern_type: PatternType::from_wire(c.resource_pattern_type)?,
+                    principal: c.principal.to_string(),
+                    host: c.host.to_string(),
+                    operation: Operation::from_wire(c.operation)?,
+                    permission: Permission::from_wire(c.permission_type)?,
+                })
+            })()
+            .ok_or_else(|| "Invalid ACL creation: unknown resource type, pattern type, operation or permission type".to_string())
+            .and_then(|b| b.validate().map(|()| b));
+            match binding {
+                Err(e) => result((code::INVALID_REQUEST, s(e))),
+                Ok(b) => match broker.authorizer.create(&broker.topics, b.clone()) {
+                    Ok(()) => {
+                        tracing::info!(principal = %ctx.principal, acl = ?b, "ACL created");
+                        result((code::NONE, None))
+                    }
+                    Err(e) => result((code::KAFKA_STORAGE_ERROR, s(e))),
+                },
+            }
+        })
+        .collect();
+    CreateAclsResponse::default().with_results(results)
+}
+
+fn description(b: &AclBinding) -> kafka_protocol::messages::describe_acls_response::AclDescription {
+    kafka_protocol::messages::describe_acls_response::AclDescription::default()
+        .with_principal(StrBytes::from_string(b.principal.clone()))
+        .with_host(StrBytes::from_string(b.host.clone()))
+        .with_operation(b.operation.wire())
+        .with_permission_type(b.permission.wire())
+}
+
+/// DescribeAcls: the bindings matching the filter, grouped by resource pattern.
+pub fn describe_acls(
+    broker: &Broker,
+    ctx: &RequestContext,
+    r: DescribeAclsRequest,
+) -> DescribeAclsResponse {
+    use kafka_protocol::messages::describe_acls_response::DescribeAclsResource;
+    if !broker.authorizer.config.enabled {
+        let (c, m) = disabled();
+        return DescribeAclsResponse::default()
+            .with_error_code(c)
+            .with_error_message(m);
+    }
+    if !cluster_allowed(broker, ctx, Operation::Describe) {
+        return DescribeAclsResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+    }
+    let filter = match filter_of(
+        r.resource_type_filter,
+        r.resource_name_filter.as_ref(),
+        r.pattern_type_filter,
+        r.principal_filter.as_ref(),
+        r.host_filter.as_ref(),
+        r.operation,
+        r.permission_type,
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            return DescribeAclsResponse::default()
+                .with_error_code(code::INVALID_REQUEST)
+                .with_error_message(s(e))
+        }
+    };
+    let mut by_resource: BTreeMap<(ResourceType, String, PatternType), Vec<AclBinding>> =
+        BTreeMap::new();
+    for b in broker.authorizer.describe(&filter) {
+        by_resource
+            .entry((b.resource_type, b.resource_name.clone(), b.pattern_type))
+            .or_default()
+            .push(b);
+    }
+    DescribeAclsResponse::default().with_resources(
+        by_resource
+            .into_iter()
+            .map(|((rt, name, pt), acls)| {
+                DescribeAclsResource::default()
+                    .with_resource_type(rt.wire())
+                    .with_resource_name(StrBytes::from_string(name))
+                    .with_pattern_type(pt.wire())
+                    .with_acls(acls.iter().map(description).collect())
+            })
+            .collect(),
+    )
+}
+
+/// DeleteAcls: per filter, the bindings it removed.
+pub fn delete_acls(
+    broker: &Broker,
+    ctx: &RequestContext,
+    r: DeleteAclsRequest,
+) -> DeleteAclsResponse {
+    use kafka_protocol::messages::delete_acls_response::{
+        DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+    };
+    let results = r
+        .filters
+        .into_iter()
+        .map(|f| {
+            if !broker.authorizer.config.enabled {
+                let (c, m) = disabled();
+                return DeleteAclsFilterResult::default()
+                    .with_error_code(c)
+                    .with_error_message(m);
+            }
+            if !cluster_allowed(broker, ctx, Operation::Alter) {
+                return DeleteAclsFilterResult::default()
+                    .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+            }
+            let filter = match filter_of(
+                f.resource_type_filter,
+                f.resource_name_filter.as_ref(),
+                f.pattern_type_filter,
+                f.principal_filter.as_ref(),
+                f.host_filter.as_ref(),
+                f.operation,
+                f.permission_type,
+            ) {
+                Ok(f) => f,
+                Err(e) => {
+                    return DeleteAclsFilterResult::default()
+                        .with_error_code(code::INVALID_REQUEST)
+                        .with_error_message(s(e))
+                }
+            };
+            match broker.authorizer.delete(&broker.topics, &filter) {
+                Ok(removed) => {
+                    for b in &removed {
+                        tracing::info!(principal = %ctx.principal, acl = ?b, "ACL deleted");
+                    }
+                    DeleteAclsFilterResult::default().with_matching_acls(
+                        removed
+                            .iter()
+                            .map(|b| {
+                                DeleteAclsMatchingAcl::default()
+                                    .with_resource_type(b.resource_type.wire())
+                                    .with_resource_name(StrBytes::from_string(
+                                        b.resource_name.clone(),
+                                    ))
+                                    .with_pattern_type(b.pattern_type.wire())
+                                    .with_principal(StrBytes::from_string(b.principal.clone()))
+                                    .with_host(StrBytes::from_string(b.host.clone()))
+                                    .with_operation(b.operation.wire())
+                                    .with_permission_type(b.permission.wire())
+                            })
+                            .collect(),
+                    )
+                }
+                Err(e) => DeleteAclsFilterResult::default()
+                    .with_error_code(code::KAFKA_STORAGE_ERROR)
+                    .with_error_message(s(e)),
+            }
+        })
+        .collect();
+    DeleteAclsResponse::default().with_filter_results(results)
 }

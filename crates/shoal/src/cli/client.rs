@@ -69,6 +69,72 @@ impl Client {
             .context("is the broker running? check --bootstrap-server")
     }
 
+    /// Authenticates with SASL (`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`): SaslHandshake v1,
+    /// then SaslAuthenticate until the exchange ends (KIP-152), through rsasl's client.
+    ///
+    /// Errors: the broker refuses the mechanism (with its list) or the credentials (with its
+    /// message), or the connection fails.
+    pub(crate) async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        use rsasl::prelude::{Mechname, SASLClient, SASLConfig, State};
+        let (hs, _) = self
+            .call(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_string(mechanism.to_string())),
+                1,
+            )
+            .await?;
+        if hs.error_code != 0 {
+            let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
+            bail!(
+                "{} refuses SASL mechanism {mechanism} (it offers {})",
+                self.addr,
+                offered.join(", ")
+            );
+        }
+        let config = SASLConfig::with_credentials(None, user.to_string(), password.to_string())
+            .map_err(|e| anyhow!("SASL client: {e}"))?;
+        let name = Mechname::parse(mechanism.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+        let mut session = SASLClient::new(config)
+            .start_suggested(&[name])
+            .map_err(|e| anyhow!("SASL client: {e}"))?;
+        let mut input: Option<Vec<u8>> = None;
+        loop {
+            let mut out = std::io::Cursor::new(Vec::new());
+            let state = session
+                .step(input.as_deref(), &mut out)
+                .map_err(|e| anyhow!("SASL {mechanism}: {e}"))?;
+            let finished = matches!(state, State::Finished(_));
+            if finished && out.get_ref().is_empty() && input.is_some() {
+                return Ok(());
+            }
+            let (resp, _) = self
+                .call(
+                    SaslAuthenticateRequest::default()
+                        .with_auth_bytes(Bytes::from(out.into_inner())),
+                    2,
+                )
+                .await?;
+            if resp.error_code != 0 {
+                bail!(
+                    "SASL authentication as {user} failed: {}",
+                    resp.error_message
+                        .map(|m| m.to_string())
+                        .unwrap_or_default()
+                );
+            }
+            if finished {
+                return Ok(());
+            }
+            input = Some(resp.auth_bytes.to_vec());
+        }
+    }
+
     /// The version to use for `R`: the highest both the broker and the CLI (`ours`) support.
     fn version<R: Request>(&self, ours: i16) -> anyhow::Result<i16> {
         let Some((min, max)) = self.versions.get(&R::KEY).copied() else {

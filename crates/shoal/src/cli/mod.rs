@@ -8,6 +8,7 @@
 //! Errors are printed as one line saying what failed and what to do (the binary's `main`
 //! prints the `anyhow` chain without a backtrace).
 
+pub(crate) mod acl;
 pub(crate) mod client;
 pub(crate) mod consume;
 pub(crate) mod group;

@@ -1,0 +1,290 @@
+//! ACL checks that decide a whole request before its handler runs, with the error Kafka's
+//! KafkaApis answers (GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+//! CLUSTER_AUTHORIZATION_FAILED). Checks per topic or partition (Metadata, Produce, Fetch,
+//! ListOffsets, OffsetForLeaderEpoch, OffsetCommit, OffsetFetch, CreateTopics, DeleteTopics)
+//! live in their handlers.
+//!
+//! With an authorizer configured, the APIs whose per-resource checks are not written yet
+//! ([`needs_cluster_alter`]) are served only to principals with ALTER on the cluster (super
+//! users included); for anyone else the connection is closed, so no request goes unchecked.
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use super::{allowed, cluster_allowed, code, RequestContext};
+use crate::auth::acl::{Operation, ResourceType};
+use crate::state::Broker;
+
+/// APIs served to ALTER-on-cluster principals only while an authorizer is on.
+pub fn needs_cluster_alter(api: ApiKey) -> bool {
+    use ApiKey::*;
+    matches!(
+        api,
+        CreatePartitions
+            | DescribeConfigs
+            | AlterConfigs
+            | IncrementalAlterConfigs
+            | DeleteRecords
+            | DescribeTopicPartitions
+            | DescribeProducers
+            | DescribeTransactions
+            | ListTransactions
+            | ListGroups
+            | DescribeGroups
+            | DeleteGroups
+            | OffsetDelete
+            | ConsumerGroupDescribe
+            | ShareGroupDescribe
+            | DescribeShareGroupOffsets
+            | AlterShareGroupOffsets
+            | DeleteShareGroupOffsets
+            | AddPartitionsToTxn
+            | ShareFetch
+            | ShareAcknowledge
+            | ElectLeaders
+            | AlterPartitionReassignments
+            | ListPartitionReassignments
+            | AlterReplicaLogDirs
+            | DescribeLogDirs
+            | WriteTxnMarkers
+    )
+}
+
+fn group(broker: &Broker, ctx: &RequestContext, op: Operation, id: &str) -> bool {
+    allowed(broker, ctx, op, ResourceType::Group, id)
+}
+
+fn txn(broker: &Broker, ctx: &RequestContext, id: &str) -> bool {
+    allowed(
+        broker,
+        ctx,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        id,
+    )
+}
+
+/// The answer to a request refused as a whole, or `None` to run its handler. `Err` closes
+/// the connection (an API in [`needs_cluster_alter`] from a principal without ALTER on the
+/// cluster).
+///
+/// Errors: the reason the connection is closed.
+pub fn check(
+    broker: &Broker,
+    ctx: &RequestContext,
+    api: ApiKey,
+    request: &RequestKind,
+) -> Result<Option<ResponseKind>, String> {
+    use kafka_protocol::messages::*;
+    if !broker.authorizer.config.enabled {
+        return Ok(None);
+    }
+    if needs_cluster_alter(api) && !cluster_allowed(broker, ctx, Operation::Alter) {
+        return Err(format!(
+            "{} may not send {api:?}: with an authorizer, Shoal serves it to principals with ALTER on the cluster only",
+            ctx.principal
+        ));
+    }
+    const GROUP_DENIED: i16 = code::GROUP_AUTHORIZATION_FAILED;
+    const TXN_DENIED: i16 = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    let refused = match request {
+        RequestKind::JoinGroup(r) if !group(broker, ctx, Operation::Read, &r.group_id) => {
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(GROUP_DENIED))
+        }
+        RequestKind::SyncGroup(r) if !group(broker, ctx, Operation::Read, &r.group_id) => {
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(GROUP_DENIED))
+        }
+        RequestKind::Heartbeat(r) if !group(broker, ctx, Operation::Read, &r.group_id) => {
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(GROUP_DENIED))
+        }
+        RequestKind::LeaveGroup(r) if !group(broker, ctx, Operation::Read, &r.group_id) => {
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(GROUP_DENIED))
+        }
+        RequestKind::ConsumerGroupHeartbeat(r)
+            if !group(broker, ctx, Operation::Read, &r.group_id) =>
+        {
+            ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(GROUP_DENIED),
+            )
+        }
+        RequestKind::ShareGroupHeartbeat(r)
+            if !group(broker, ctx, Operation::Read, &r.group_id) =>
+        {
+            ResponseKind::ShareGroupHeartbeat(
+                ShareGroupHeartbeatResponse::default().with_error_code(GROUP_DENIED),
+            )
+        }
+        RequestKind::FindCoordinator(r) => {
+            let key_type = r.key_type;
+            let denied = |key: &str| match key_type {
+                1 => !allowed(
+                    broker,
+                    ctx,
+                    Operation::Describe,
+                    ResourceType::TransactionalId,
+                    key,
+                ),
+                _ => !group(broker, ctx, Operation::Describe, key),
+            };
+            let error = if key_type == 1 {
+                TXN_DENIED
+            } else {
+                GROUP_DENIED
+            };
+            if ctx.api_version >= 4 {
+                // Batched keys: refused only when every key is (others are answered).
+                if r.coordinator_keys.iter().all(|k| denied(k)) && !r.coordinator_keys.is_empty() {
+                    ResponseKind::FindCoordinator(
+                        FindCoordinatorResponse::default().with_coordinators(
+                            r.coordinator_keys
+                                .iter()
+                                .map(|k| {
+                                    find_coordinator_response::Coordinator::default()
+                                        .with_key(k.clone())
+                                        .with_node_id(BrokerId(-1))
+                                        .with_port(-1)
+                                        .with_error_code(error)
+                                })
+                                .collect(),
+                        ),
+                    )
+                } else {
+                    return Ok(None);
+                }
+            } else if denied(&r.key) {
+                ResponseKind::FindCoordinator(
+                    FindCoordinatorResponse::default()
+                        .with_error_code(error)
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
+                )
+            } else {
+                return Ok(None);
+            }
+        }
+        RequestKind::InitProducerId(r) => match r.transactional_id.as_ref() {
+            Some(id) if !txn(broker, ctx, id) => ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(TXN_DENIED)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ),
+            None if !cluster_allowed(broker, ctx, Operation::IdempotentWrite)
+                && !broker.authorizer.authorize_any(
+                    &ctx.principal,
+                    ctx.peer.ip(),
+                    Operation::Write,
+                    ResourceType::Topic,
+                ) =>
+            {
+                ResponseKind::InitProducerId(
+                    InitProducerIdResponse::default()
+                        .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1),
+                )
+            }
+            _ => return Ok(None),
+        },
+        RequestKind::AddOffsetsToTxn(r) if !txn(broker, ctx, &r.transactional_id) => {
+            ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(TXN_DENIED),
+            )
+        }
+        RequestKind::AddOffsetsToTxn(r) if !group(broker, ctx, Operation::Read, &r.group_id) => {
+            ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(GROUP_DENIED),
+            )
+        }
+        RequestKind::EndTxn(r) if !txn(broker, ctx, &r.transactional_id) => {
+            ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(TXN_DENIED))
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            let error = if !txn(broker, ctx, &r.transactional_id) {
+                TXN_DENIED
+            } else if !group(broker, ctx, Operation::Read, &r.group_id) {
+                GROUP_DENIED
+            } else if r
+                .topics
+                .iter()
+                .any(|t| !allowed(broker, ctx, Operation::Read, ResourceType::Topic, &t.name))
+            {
+                code::TOPIC_AUTHORIZATION_FAILED
+            } else {
+                return Ok(None);
+            };
+            ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default().with_topics(
+                r.topics
+                    .iter()
+                    .map(|t| {
+                        txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(error)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ))
+        }
+        RequestKind::OffsetFetch(r)
+            if ctx.api_version < 8 && !group(broker, ctx, Operation::Describe, &r.group_id) =>
+        {
+            ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_error_code(GROUP_DENIED))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(refused))
+}
+
+/// OffsetFetch after its handler: a v8+ group the principal may not DESCRIBE answers
+/// GROUP_AUTHORIZATION_FAILED with no topics; topics it may not DESCRIBE answer
+/// TOPIC_AUTHORIZATION_FAILED per partition (offset -1) when named, and are left out when
+/// the request asked for every topic (as Kafka filters them).
+pub fn filter_offset_fetch(
+    broker: &Broker,
+    ctx: &RequestContext,
+    asked_all: &[bool],
+    mut resp: kafka_protocol::messages::OffsetFetchResponse,
+) -> kafka_protocol::messages::OffsetFetchResponse {
+    if !broker.authorizer.config.enabled {
+        return resp;
+    }
+    let topic_ok =
+        |name: &str| allowed(broker, ctx, Operation::Describe, ResourceType::Topic, name);
+    let all0 = asked_all.first().copied().unwrap_or(false);
+    resp.topics.retain(|t| !all0 || topic_ok(&t.name));
+    for t in &mut resp.topics {
+        if !topic_ok(&t.name) {
+            for p in &mut t.partitions {
+                p.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                p.committed_offset = -1;
+                p.metadata = None;
+            }
+        }
+    }
+    for (i, g) in resp.groups.iter_mut().enumerate() {
+        if !group(broker, ctx, Operation::Describe, &g.group_id) {
+            g.error_code = code::GROUP_AUTHORIZATION_FAILED;
+            g.topics.clear();
+            continue;
+        }
+        let all = asked_all.get(i).copied().unwrap_or(false);
+        g.topics.retain(|t| !all || topic_ok(&t.name));
+        for t in &mut g.topics {
+            if !topic_ok(&t.name) {
+                for p in &mut t.partitions {
+                    p.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                    p.committed_offset = -1;
+                    p.metadata = None;
+                }
+            }
+        }
+    }
+    resp
+}
