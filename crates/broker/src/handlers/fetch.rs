@@ -178,11 +178,10 @@ pub async fn fetch(
     for (i, t) in req.topics.iter().enumerate() {
         names.push(t.topic.0.to_string());
         // ACLs: READ on the topic (TOPIC_AUTHORIZATION_FAILED per partition otherwise).
-        readable.push(super::allowed(
+        readable.push(super::topic_allowed(
             broker,
             ctx,
             crate::auth::acl::Operation::Read,
-            crate::auth::acl::ResourceType::Topic,
             &t.topic.0,
         ));
         for p in &t.partitions {
@@ -412,13 +411,8 @@ pub fn list_offsets(
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
-            let described = super::allowed(
-                broker,
-                ctx,
-                crate::auth::acl::Operation::Describe,
-                crate::auth::acl::ResourceType::Topic,
-                &name,
-            );
+            let described =
+                super::topic_allowed(broker, ctx, crate::auth::acl::Operation::Describe, &name);
             let partitions = t
                 .partitions
                 .into_iter()
@@ -480,13 +474,8 @@ pub fn offset_for_leader_epoch(
         .into_iter()
         .map(|t| {
             let name = t.topic.0.to_string();
-            let described = super::allowed(
-                broker,
-                ctx,
-                crate::auth::acl::Operation::Describe,
-                crate::auth::acl::ResourceType::Topic,
-                &name,
-            );
+            let described =
+                super::topic_allowed(broker, ctx, crate::auth::acl::Operation::Describe, &name);
             let partitions = t
                 .partitions
                 .into_iter()

@@ -480,6 +480,16 @@ pub fn allowed(
         .authorize(&ctx.principal, ctx.peer.ip(), op, resource, name)
 }
 
+/// [`allowed`] on topic `name`.
+pub fn topic_allowed(
+    broker: &Broker,
+    ctx: &RequestContext,
+    op: crate::auth::acl::Operation,
+    name: &str,
+) -> bool {
+    allowed(broker, ctx, op, crate::auth::acl::ResourceType::Topic, name)
+}
+
 /// [`allowed`] on the cluster resource (`kafka-cluster`).
 pub fn cluster_allowed(
     broker: &Broker,

@@ -45,13 +45,7 @@ pub async fn commit(
     for t in &req.topics {
         let name = t.name.0.to_string();
         let topic = broker.topics.get(&name);
-        let topic_ok = super::allowed(
-            broker,
-            ctx,
-            crate::auth::acl::Operation::Read,
-            crate::auth::acl::ResourceType::Topic,
-            &name,
-        );
+        let topic_ok = super::topic_allowed(broker, ctx, crate::auth::acl::Operation::Read, &name);
         let mut row = Vec::new();
         for p in &t.partitions {
             let exists = topic.as_ref().is_some_and(|tp| {

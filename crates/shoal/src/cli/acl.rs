@@ -104,6 +104,20 @@ fn name_of<T>(v: i8, f: impl Fn(i8) -> Option<T>, n: impl Fn(T) -> String) -> St
     f(v).map_or_else(|| format!("UNKNOWN({v})"), n)
 }
 
+/// A row from wire values: (resource type, name, pattern type), then (principal, host,
+/// operation, permission type).
+fn row(resource: (i8, String, i8), entry: (&StrBytes, &StrBytes, i8, i8)) -> AclRow {
+    AclRow {
+        resource_type: name_of(resource.0, ResourceType::from_wire, ResourceType::name),
+        resource_name: resource.1,
+        pattern_type: name_of(resource.2, PatternType::from_wire, PatternType::name),
+        principal: entry.0.to_string(),
+        host: entry.1.to_string(),
+        operation: name_of(entry.2, Operation::from_wire, Operation::name),
+        permission: name_of(entry.3, Permission::from_wire, Permission::name),
+    }
+}
+
 fn filter_parts(
     sel: &Selector,
     op: Option<Operation>,
@@ -162,14 +176,11 @@ pub(crate) async fn list(c: &mut Client, sel: &Selector) -> anyhow::Result<Vec<A
         .into_iter()
         .flat_map(|r| {
             let (rt, name, pt) = (r.resource_type, r.resource_name.to_string(), r.pattern_type);
-            r.acls.into_iter().map(move |a| AclRow {
-                resource_type: name_of(rt, ResourceType::from_wire, ResourceType::name),
-                resource_name: name.clone(),
-                pattern_type: name_of(pt, PatternType::from_wire, PatternType::name),
-                principal: a.principal.to_string(),
-                host: a.host.to_string(),
-                operation: name_of(a.operation, Operation::from_wire, Operation::name),
-                permission: name_of(a.permission_type, Permission::from_wire, Permission::name),
+            r.acls.into_iter().map(move |a| {
+                row(
+                    (rt, name.clone(), pt),
+                    (&a.principal, &a.host, a.operation, a.permission_type),
+                )
             })
         })
         .collect())
@@ -210,19 +221,10 @@ pub(crate) async fn remove(c: &mut Client, sel: &Selector) -> anyhow::Result<Vec
             );
         }
         for a in r.matching_acls {
-            out.push(AclRow {
-                resource_type: name_of(
-                    a.resource_type,
-                    ResourceType::from_wire,
-                    ResourceType::name,
-                ),
-                resource_name: a.resource_name.to_string(),
-                pattern_type: name_of(a.pattern_type, PatternType::from_wire, PatternType::name),
-                principal: a.principal.to_string(),
-                host: a.host.to_string(),
-                operation: name_of(a.operation, Operation::from_wire, Operation::name),
-                permission: name_of(a.permission_type, Permission::from_wire, Permission::name),
-            });
+            out.push(row(
+                (a.resource_type, a.resource_name.to_string(), a.pattern_type),
+                (&a.principal, &a.host, a.operation, a.permission_type),
+            ));
         }
     }
     Ok(out)

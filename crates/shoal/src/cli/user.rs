@@ -45,6 +45,17 @@ fn check(results: Vec<(String, i16, Option<StrBytes>)>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn check_alter(
+    resp: kafka_protocol::messages::AlterUserScramCredentialsResponse,
+) -> anyhow::Result<()> {
+    check(
+        resp.results
+            .into_iter()
+            .map(|r| (r.user.to_string(), r.error_code, r.error_message))
+            .collect(),
+    )
+}
+
 /// Creates or replaces `user`'s credentials for `mechanisms`.
 pub(crate) async fn create(
     c: &mut Client,
@@ -78,12 +89,7 @@ pub(crate) async fn create(
             0,
         )
         .await?;
-    check(
-        resp.results
-            .into_iter()
-            .map(|r| (r.user.to_string(), r.error_code, r.error_message))
-            .collect(),
-    )
+    check_alter(resp)
 }
 
 /// Deletes `user`'s credentials for `mechanisms`.
@@ -106,12 +112,7 @@ pub(crate) async fn delete(
             0,
         )
         .await?;
-    check(
-        resp.results
-            .into_iter()
-            .map(|r| (r.user.to_string(), r.error_code, r.error_message))
-            .collect(),
-    )
+    check_alter(resp)
 }
 
 /// A user and its mechanisms.
