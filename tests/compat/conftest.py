@@ -54,13 +54,15 @@ class Broker:
     """A `shoal serve` on its own free port and data directory. `kill()` then `start()`
     restarts it on the same port and data; each run logs to its own file."""
 
-    def __init__(self, settings, prefix="shoal-broker-", extra_args=(), amqp=False):
+    def __init__(self, settings, prefix="shoal-broker-", extra_args=(), amqp=False, http=False):
         self.root = tempfile.mkdtemp(prefix=prefix)
         self.data_dir = os.path.join(self.root, "data")
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         # With `amqp`, AMQP 0-9-1 on its own free port too (kept across restarts).
         self.amqp_port = free_port() if amqp else None
+        # With `http`, the admin HTTP API on a known free port too (else `127.0.0.1:0`).
+        self.http_port = free_port() if http else None
         self.settings = settings
         self.extra_args = list(extra_args)
         self.proc = None
@@ -73,7 +75,8 @@ class Broker:
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [shoal_bin(), "serve", "--kafka-addr", self.bootstrap,
-                 "--http-addr", "127.0.0.1:0", "--amqp-addr", f"127.0.0.1:{self.amqp_port or 0}",
+                 "--http-addr", f"127.0.0.1:{self.http_port or 0}",
+                 "--amqp-addr", f"127.0.0.1:{self.amqp_port or 0}",
                  "--data-dir", self.data_dir, *sets, *self.extra_args],
                 stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
@@ -85,6 +88,8 @@ class Broker:
                 wait_port("127.0.0.1", self.port, timeout=0.5)
                 if self.amqp_port:
                     wait_port("127.0.0.1", self.amqp_port, timeout=0.5)
+                if self.http_port:
+                    wait_port("127.0.0.1", self.http_port, timeout=0.5)
                 return
             except RuntimeError:
                 pass

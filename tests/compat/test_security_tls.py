@@ -6,7 +6,7 @@ Metadata names the SSL port to them; clients without a certificate, with an expi
 from another CA, one whose subject no rule maps, or that do not trust the broker's CA are
 refused, and /metrics counts the refusals. A second broker reads an encrypted PKCS#8 key and
 its certificate chain as inline PEM (`ssl.keystore.key`, `ssl.key.password`) with
-`ssl.client.auth=none`. Certificates are made with the `openssl` CLI."""
+`ssl.client.auth=none`. Certificates are made with the `openssl` CLI (tls_pki)."""
 import concurrent.futures
 import json
 import logging
@@ -29,74 +29,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from conftest import Broker, free_port, wait_port
+from tls_pki import Ca, openssl
 
 KAFKAJS = pathlib.Path(__file__).parent / "kafkajs"
 MAPPING_RULE = "RULE:^CN=(.*?),OU=eng,.*$/$1/L"
 KEY_PASSWORD = "s3cret-pass"
-
-CA_CNF = """\
-[ca]
-default_ca = this_ca
-[this_ca]
-dir = .
-database = index.txt
-new_certs_dir = newcerts
-serial = serial
-certificate = ca.pem
-private_key = ca.key
-default_md = sha256
-policy = any_subject
-unique_subject = no
-[any_subject]
-commonName = supplied
-organizationalUnitName = optional
-organizationName = optional
-[server_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-[client_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-"""
-
-
-def openssl(*args, cwd):
-    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, f"openssl {' '.join(args)} failed:\n{r.stderr}"
-
-
-class Ca:
-    """A CA in its own directory, issuing with `openssl ca` (which can back-date)."""
-
-    def __init__(self, root, name, cn):
-        self.dir = os.path.join(root, name)
-        os.makedirs(os.path.join(self.dir, "newcerts"))
-        with open(os.path.join(self.dir, "ca.cnf"), "w") as f:
-            f.write(CA_CNF)
-        open(os.path.join(self.dir, "index.txt"), "w").close()
-        with open(os.path.join(self.dir, "serial"), "w") as f:
-            f.write("01\n")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", f"/CN={cn}",
-                "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
-        self.cert = os.path.join(self.dir, "ca.pem")
-
-    def issue(self, name, subject, ext, expired=False):
-        """A key and certificate; `subject` in openssl's /A=../B=.. order (most general first,
-        so RFC 2253 prints it the other way round). Returns (cert, key) paths."""
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
-                cwd=self.dir)
-        validity = (["-startdate", "20200101000000Z", "-enddate", "20201231000000Z"] if expired
-                    else ["-days", "2"])
-        openssl("ca", "-batch", "-config", "ca.cnf", "-preserveDN", "-notext", "-extensions", ext,
-                *validity, "-in", f"{name}.csr", "-out", f"{name}.pem", cwd=self.dir)
-        return os.path.join(self.dir, f"{name}.pem"), os.path.join(self.dir, f"{name}.key")
-
 
 class Pki:
     pass
@@ -111,10 +48,7 @@ def pki():
     # by the CA names the broker sends (librdkafka) still present dave's.
     other = Ca(root, "other", "Shoal Test CA")
     p.ca, p.other_ca = ca.cert, other.cert
-    p.server_cert, p.server_key = ca.issue("server", "/O=Shoal/CN=localhost", "server_ext")
-    p.keystore = os.path.join(root, "server.keystore.pem")
-    pathlib.Path(p.keystore).write_text(
-        pathlib.Path(p.server_key).read_text() + pathlib.Path(p.server_cert).read_text())
+    p.keystore, p.server_cert, p.server_key = ca.server_keystore()
     p.server_key_encrypted = os.path.join(root, "server.key.enc")
     openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", p.server_key,
             "-out", p.server_key_encrypted, "-passout", f"pass:{KEY_PASSWORD}", cwd=root)
@@ -131,44 +65,10 @@ def pki():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def listening_ports(pid):
-    """The TCP ports process `pid` listens on (its sockets' inodes in /proc/net/tcp)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and cols[9] in inodes:   # 0A: LISTEN
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def http_address(b):
-    """conftest starts the broker with `--http-addr 127.0.0.1:0` and its stdout discarded
-    (and `--http-addr` cannot be given twice), so the admin HTTP port is found among the
-    process's listening ports: the one that answers GET /metrics."""
-    for port in sorted(listening_ports(b.proc.pid) - {b.port, b.ssl_port}):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                if r.status == 200:
-                    return f"127.0.0.1:{port}"
-        except Exception:
-            continue
-    raise AssertionError(f"no listening port of pid {b.proc.pid} serves /metrics")
-
-
 def start_with_ssl(settings):
     """A `Broker` whose first listener is PLAINTEXT on its own port, plus an SSL listener on
-    `broker.ssl_port`."""
-    b = Broker(dict(settings), prefix="shoal-tls-")
+    `broker.ssl_port`, and the admin HTTP API on `broker.http_port`."""
+    b = Broker(dict(settings), prefix="shoal-tls-", http=True)
     b.ssl_port = free_port()
     b.ssl_bootstrap = f"127.0.0.1:{b.ssl_port}"
     b.settings["listeners"] = f"PLAINTEXT://{b.bootstrap},SSL://{b.ssl_bootstrap}"
@@ -192,7 +92,6 @@ def tls_broker(pki):
         "ssl.client.auth": "required",
         "ssl.principal.mapping.rules": MAPPING_RULE,
     })
-    b.http = http_address(b)
     yield b
     b.finish()
 
@@ -203,7 +102,7 @@ def broker_log(b):
 
 
 def failed_authentications(b):
-    with urllib.request.urlopen(f"http://{b.http}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     m = re.search(r"^shoal_failed_authentication_total (\S+)$", text, re.M)
     assert m, "no shoal_failed_authentication_total on /metrics"

@@ -116,7 +116,7 @@ impl SaslConn {
                 let cid = header.correlation_id;
                 match request {
                     RequestKind::SaslHandshake(r) => {
-                        self.handshake(broker, version, cid, r.mechanism.as_str())
+                        self.handshake(broker, version, cid, r.mechanism.as_str(), conn)
                     }
                     RequestKind::SaslAuthenticate(r) => {
                         self.authenticate(broker, version, cid, &r.auth_bytes, conn)
@@ -143,7 +143,14 @@ impl SaslConn {
         }
     }
 
-    fn handshake(&mut self, broker: &Broker, version: i16, cid: i32, mechanism: &str) -> Intercept {
+    fn handshake(
+        &mut self,
+        broker: &Broker,
+        version: i16,
+        cid: i32,
+        mechanism: &str,
+        conn: &ConnInfo,
+    ) -> Intercept {
         let enabled: Vec<StrBytes> = self
             .mechanisms
             .iter()
@@ -170,20 +177,18 @@ impl SaslConn {
                 close: true,
             };
         }
-        if !self.mechanisms.iter().any(|m| m == mechanism) {
-            tracing::info!(mechanism, "SASL mechanism not enabled; closing");
-            return Intercept::Answer {
-                outcomes: vec![answer(code::UNSUPPORTED_SASL_MECHANISM)],
-                close: true,
-            };
-        }
-        let exchange = match broker.sasl.start(mechanism) {
-            Ok(e) => e,
-            Err(_) => {
-                return Intercept::Answer {
-                    outcomes: vec![answer(code::UNSUPPORTED_SASL_MECHANISM)],
-                    close: true,
-                }
+        // Kafka's UnsupportedSaslMechanismException is an AuthenticationException: counted,
+        // answered after the failed-authentication delay, then the connection closes.
+        let exchange = match self
+            .mechanisms
+            .iter()
+            .any(|m| m == mechanism)
+            .then(|| broker.sasl.start(mechanism))
+        {
+            Some(Ok(e)) => e,
+            _ => {
+                tracing::info!(peer = %conn.peer, listener = %conn.listener, mechanism, "SASL mechanism not enabled; closing");
+                return self.failed(broker, answer(code::UNSUPPORTED_SASL_MECHANISM));
             }
         };
         self.state = if version == 0 {
@@ -243,7 +248,6 @@ impl SaslConn {
                 if let Err(why) = self.authenticated(broker, conn, &user, &mechanism) {
                     return self.failed(
                         broker,
-                        conn,
                         answer(code::SASL_AUTHENTICATION_FAILED, Some(why), Vec::new(), 0),
                     );
                 }
@@ -261,7 +265,6 @@ impl SaslConn {
                 tracing::info!(peer = %conn.peer, listener = %conn.listener, %mechanism, reason = %why, "SASL authentication failed");
                 self.failed(
                     broker,
-                    conn,
                     answer(code::SASL_AUTHENTICATION_FAILED, Some(why), Vec::new(), 0),
                 )
             }
@@ -293,14 +296,14 @@ impl SaslConn {
                     },
                     Err(why) => {
                         tracing::info!(peer = %conn.peer, reason = %why, "SASL authentication failed");
-                        self.failed(broker, conn, Outcome::NoResponse)
+                        self.failed(broker, Outcome::NoResponse)
                     }
                 }
             }
             Step::Failed(why) => {
                 tracing::info!(peer = %conn.peer, listener = %conn.listener, %mechanism, reason = %why, "SASL authentication failed");
                 // v0 has no error frame: the connection just closes.
-                self.failed(broker, conn, Outcome::NoResponse)
+                self.failed(broker, Outcome::NoResponse)
             }
         }
     }
@@ -338,7 +341,7 @@ impl SaslConn {
     }
 
     /// Answers a failure after `connection.failed.authentication.delay.ms`, then closes.
-    fn failed(&mut self, broker: &Broker, conn: &ConnInfo, answer: Outcome) -> Intercept {
+    fn failed(&mut self, broker: &Broker, answer: Outcome) -> Intercept {
         broker.metrics.failed_authentication();
         self.state = State::Idle;
         let delay = std::time::Duration::from_millis(
@@ -351,11 +354,10 @@ impl SaslConn {
             tokio::time::sleep(delay).await;
             answer
         }));
+        // The reader stops; the writer sends the delayed answer, then the connection closes
+        // (logged at INFO by the caller, as Kafka logs failed authentications).
         Intercept::Answer {
-            outcomes: vec![
-                delayed,
-                Outcome::Close(format!("authentication failed for {}", conn.peer)),
-            ],
+            outcomes: vec![delayed],
             close: true,
         }
     }
