@@ -140,6 +140,50 @@ def running_broker(settings, prefix="shoal-broker-", **kw):
         b.finish()
 
 
+def add_listeners(b, listeners):
+    """Gives the not yet started `b` one listener per entry of `listeners` (attribute name ->
+    security protocol, e.g. {"ssl": "SSL"}) after its PLAINTEXT one, each on its own free port,
+    as `b.<name>_port` and `b.<name>_bootstrap`. Returns the new ports, in order."""
+    ports, spec = [], [f"PLAINTEXT://{b.bootstrap}"]
+    for name, protocol in listeners.items():
+        port = free_port()
+        setattr(b, f"{name}_port", port)
+        setattr(b, f"{name}_bootstrap", f"127.0.0.1:{port}")
+        spec.append(f"{protocol}://127.0.0.1:{port}")
+        ports.append(port)
+    b.settings["listeners"] = ",".join(spec)
+    return ports
+
+
+def discard(b):
+    """Stops `b` and removes its directory without checking its logs (for a broker that did
+    not start, or was not meant to). Returns None."""
+    b.stop()
+    shutil.rmtree(b.root, ignore_errors=True)
+
+
+def start_broker(settings, prefix="shoal-broker-", listeners=None, **kw):
+    """A started [`Broker`] on a copy of `settings`, with the extra `listeners` of
+    `add_listeners` (each waited for too); `kw` as for `Broker`. A broker that does not come up
+    is discarded before the error propagates. Returns the broker (end it with `finish()`)."""
+    b = Broker(dict(settings), prefix=prefix, **kw)
+    ports = add_listeners(b, listeners) if listeners else []
+    try:
+        b.start()
+        for port in ports:
+            wait_port("127.0.0.1", port, timeout=10)
+    except BaseException:
+        discard(b)
+        raise
+    return b
+
+
+def broker_log(b):
+    """The text of `b`'s current log (its latest run's)."""
+    with open(b.logs[-1], errors="replace") as f:
+        return f.read()
+
+
 @pytest.fixture(scope="session")
 def broker():
     data = tempfile.mkdtemp(prefix="shoal-compat-")

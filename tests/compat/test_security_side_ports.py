@@ -9,12 +9,9 @@ requires client certificates on the HTTP port only (`listener.name.http.ssl.clie
 Certificates are made with the `openssl` CLI (tls_pki)."""
 import http.client
 import json
-import pathlib
 import re
-import shutil
 import socket
 import ssl
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,41 +21,25 @@ import pika
 import pika.exceptions
 import pytest
 
-from amqp_harness import consume_n, queue_counts
-from conftest import Broker
-from tls_pki import Ca
+from amqp_harness import Endpoint, consume_n, queue_counts, wait_until
+from conftest import broker_log, start_broker
+from tls_pki import admin_get, client_context, failed_authentications, temporary_pki
 
 # The map replaces Kafka's default wholesale: every name in use is listed.
 PROTOCOL_MAP = ("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,"
                 "AMQP:SSL,HTTP:SSL")
 
 
-class Pki:
-    pass
-
-
 @pytest.fixture(scope="module")
 def pki():
-    root = tempfile.mkdtemp(prefix="shoal-side-pki-")
-    p = Pki()
-    ca = Ca(root, "ca", "Shoal Side Ports CA")
-    other = Ca(root, "other", "Some Other CA")
-    p.ca, p.other_ca = ca.cert, other.cert
-    p.keystore, _, _ = ca.server_keystore()
-    p.client = ca.issue("operator", "/O=Shoal/OU=ops/CN=operator", "client_ext")
-    yield p
-    shutil.rmtree(root, ignore_errors=True)
+    with temporary_pki("shoal-side-pki-", "Shoal Side Ports CA", other_cn="Some Other CA") as p:
+        p.client = p.issuer.issue("operator", "/O=Shoal/OU=ops/CN=operator", "client_ext")
+        yield p
 
 
 def start(settings):
-    b = Broker(settings, prefix="shoal-side-", amqp=True, http=True)
-    try:
-        b.start()
-    except BaseException:
-        b.stop()
-        shutil.rmtree(b.root, ignore_errors=True)
-        raise
-    return b
+    """A started `Broker` with AMQP and the admin HTTP API on their own ports. Returns it."""
+    return start_broker(settings, prefix="shoal-side-", amqp=True, http=True)
 
 
 @pytest.fixture(scope="module")
@@ -71,46 +52,23 @@ def side_broker(pki):
 
 
 def trusting(pki, cert=None, ca=None):
-    ctx = ssl.create_default_context(cafile=ca or pki.ca)
-    if cert:
-        ctx.load_cert_chain(*cert)
-    return ctx
+    """An ssl client context trusting `ca` (default: the module's CA), presenting `cert`."""
+    return client_context(ca or pki.ca, cert)
 
 
-def https_get(b, path, ctx, timeout=10):
-    with urllib.request.urlopen(f"https://127.0.0.1:{b.http_port}{path}", context=ctx,
-                                timeout=timeout) as r:
-        assert r.status == 200
-        return r.read().decode()
-
-
-def failed_authentications(b, ctx):
-    text = https_get(b, "/metrics", ctx)
-    m = re.search(r"^shoal_failed_authentication_total (\S+)$", text, re.M)
-    assert m, "no shoal_failed_authentication_total on /metrics"
-    return float(m.group(1))
+def amqp_endpoint(b):
+    """The broker's AMQP port as an `Endpoint`."""
+    return Endpoint("127.0.0.1", b.amqp_port, "shoal")
 
 
 def amqps(b, ctx, **kw):
-    kw.setdefault("credentials", pika.PlainCredentials("guest", "guest"))
-    return pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", b.amqp_port, ssl_options=pika.SSLOptions(ctx), connection_attempts=1,
-        socket_timeout=10, blocked_connection_timeout=30, **kw))
-
-
-def log_text(b):
-    return pathlib.Path(b.logs[-1]).read_text(errors="replace")
+    """A pika connection over TLS with `ctx` (guest/guest, one attempt)."""
+    return amqp_endpoint(b).connect(ssl_options=pika.SSLOptions(ctx), **kw)
 
 
 def wait_for(predicate, what, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    """Polls `predicate` until it is truthy (or fails after `timeout`); returns its value."""
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def bare_connect(b, port):
@@ -120,7 +78,7 @@ def bare_connect(b, port):
     local = s.getsockname()[1]
     s.close()
     wait_for(lambda: re.search(rf"TLS connection refused peer=127\.0\.0\.1:{local} "
-                               r"error=TLS handshake: peer closed", log_text(b)),
+                               r"error=TLS handshake: peer closed", broker_log(b)),
              f"the broker to see {local} hang up")
 
 
@@ -165,9 +123,7 @@ def test_plain_amqp_and_an_untrusting_client_fail_on_the_amqps_port(side_broker,
     before = failed_authentications(side_broker, trusting(pki))
     start = time.monotonic()
     with pytest.raises(pika.exceptions.AMQPConnectionError):
-        pika.BlockingConnection(pika.ConnectionParameters(
-            "127.0.0.1", side_broker.amqp_port, connection_attempts=1, socket_timeout=5,
-            blocked_connection_timeout=5))
+        amqp_endpoint(side_broker).connect(socket_timeout=5, blocked_connection_timeout=5)
     assert time.monotonic() - start < 10
     # Plain AMQP where a ClientHello belongs is a refused handshake (as Kafka counts a
     # plaintext client on an SSL listener).
@@ -183,7 +139,7 @@ def test_plain_amqp_and_an_untrusting_client_fail_on_the_amqps_port(side_broker,
 # ---- https ---------------------------------------------------------------------------------
 
 def test_admin_api_over_https_and_plain_http_fails(side_broker, pki):
-    cluster = json.loads(https_get(side_broker, "/api/v1/cluster", trusting(pki)))
+    cluster = json.loads(admin_get(side_broker, "/api/v1/cluster", trusting(pki)))
     assert cluster["kafka_addr"] == side_broker.bootstrap, cluster
     assert cluster["node_id"] == 0, cluster
 
@@ -206,10 +162,7 @@ def test_refused_client_hellos_count_bare_connects_do_not(side_broker, pki):
     assert failed_authentications(b, ctx) == before, "a bare TCP connect and close counted"
 
     # TLS 1.1 only: the broker refuses the ClientHello with an alert.
-    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    old.load_verify_locations(pki.ca)
-    old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    old = client_context(pki.ca, version=ssl.TLSVersion.TLSv1_1)
     for port in (b.amqp_port, b.http_port):
         e = tls_client_hello(port, old)
         assert isinstance(e, ssl.SSLError) and "ALERT" in str(e).upper(), e
@@ -241,10 +194,10 @@ def test_http_port_requires_a_client_certificate(pki):
 
         with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError,
                             http.client.HTTPException)) as e:
-            https_get(b, "/api/v1/cluster", trusting(pki))
+            admin_get(b, "/api/v1/cluster", trusting(pki))
         assert "CERTIFICATE_REQUIRED" in repr(e.value).upper(), repr(e.value)
 
-        cluster = json.loads(https_get(b, "/api/v1/cluster", with_cert))
+        cluster = json.loads(admin_get(b, "/api/v1/cluster", with_cert))
         assert cluster["kafka_addr"] == b.bootstrap, cluster
 
         wait_for(lambda: failed_authentications(b, with_cert) == before + 1,

@@ -8,19 +8,13 @@ refused, and /metrics counts the refusals. A second broker reads an encrypted PK
 its certificate chain as inline PEM (`ssl.keystore.key`, `ssl.key.password`) with
 `ssl.client.auth=none`. Certificates are made with the `openssl` CLI (tls_pki)."""
 import concurrent.futures
-import json
-import logging
 import os
 import pathlib
 import re
-import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
-import threading
 import time
-import urllib.request
 
 import confluent_kafka
 import pytest
@@ -28,58 +22,41 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from conftest import Broker, free_port, wait_port
-from tls_pki import Ca, openssl
+from conftest import Broker, add_listeners, broker_log, discard, start_broker
+from tls_pki import (client_context, confluent_consume, failed_authentications,
+                     kafka_python_conf, kafka_python_consume, librdkafka_conf, openssl,
+                     refused_confluent, refused_kafka_python, run_kafkajs, run_kcat,
+                     temporary_pki)
 
-KAFKAJS = pathlib.Path(__file__).parent / "kafkajs"
 MAPPING_RULE = "RULE:^CN=(.*?),OU=eng,.*$/$1/L"
 KEY_PASSWORD = "s3cret-pass"
-
-class Pki:
-    pass
 
 
 @pytest.fixture(scope="module")
 def pki():
-    root = tempfile.mkdtemp(prefix="shoal-tls-pki-")
-    p = Pki()
-    ca = Ca(root, "ca", "Shoal Test CA")
     # An impostor: another key under the same name, so clients that pick their certificate
     # by the CA names the broker sends (librdkafka) still present dave's.
-    other = Ca(root, "other", "Shoal Test CA")
-    p.ca, p.other_ca = ca.cert, other.cert
-    p.keystore, p.server_cert, p.server_key = ca.server_keystore()
-    p.server_key_encrypted = os.path.join(root, "server.key.enc")
-    openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", p.server_key,
-            "-out", p.server_key_encrypted, "-passout", f"pass:{KEY_PASSWORD}", cwd=root)
-    # Subjects, RFC 2253: CN=alice,OU=eng,O=Shoal (mapped to "alice"); CN=bob,OU=ops,O=Shoal
-    # (no rule maps it); carol is OU=eng but expired in 2020; dave is OU=eng from another CA.
-    p.alice = ca.issue("alice", "/O=Shoal/OU=eng/CN=alice", "client_ext")
-    p.bob = ca.issue("bob", "/O=Shoal/OU=ops/CN=bob", "client_ext")
-    p.expired = ca.issue("carol", "/O=Shoal/OU=eng/CN=carol", "client_ext", expired=True)
-    p.stranger = other.issue("dave", "/O=Shoal/OU=eng/CN=dave", "client_ext")
-    r = subprocess.run(["openssl", "x509", "-in", p.alice[0], "-noout", "-subject",
-                        "-nameopt", "RFC2253"], capture_output=True, text=True, timeout=10)
-    assert r.stdout.strip() == "subject=CN=alice,OU=eng,O=Shoal", r.stdout
-    yield p
-    shutil.rmtree(root, ignore_errors=True)
+    with temporary_pki("shoal-tls-pki-", "Shoal Test CA", other_cn="Shoal Test CA") as p:
+        p.server_key_encrypted = os.path.join(p.root, "server.key.enc")
+        openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", p.server_key,
+                "-out", p.server_key_encrypted, "-passout", f"pass:{KEY_PASSWORD}", cwd=p.root)
+        # Subjects, RFC 2253: CN=alice,OU=eng,O=Shoal (mapped to "alice"); CN=bob,OU=ops,O=Shoal
+        # (no rule maps it); carol is OU=eng but expired in 2020; dave is OU=eng from another CA.
+        p.alice = p.issuer.issue("alice", "/O=Shoal/OU=eng/CN=alice", "client_ext")
+        p.bob = p.issuer.issue("bob", "/O=Shoal/OU=ops/CN=bob", "client_ext")
+        p.expired = p.issuer.issue("carol", "/O=Shoal/OU=eng/CN=carol", "client_ext",
+                                   expired=True)
+        p.stranger = p.other_issuer.issue("dave", "/O=Shoal/OU=eng/CN=dave", "client_ext")
+        r = subprocess.run(["openssl", "x509", "-in", p.alice[0], "-noout", "-subject",
+                            "-nameopt", "RFC2253"], capture_output=True, text=True, timeout=10)
+        assert r.stdout.strip() == "subject=CN=alice,OU=eng,O=Shoal", r.stdout
+        yield p
 
 
 def start_with_ssl(settings):
-    """A `Broker` whose first listener is PLAINTEXT on its own port, plus an SSL listener on
-    `broker.ssl_port`, and the admin HTTP API on `broker.http_port`."""
-    b = Broker(dict(settings), prefix="shoal-tls-", http=True)
-    b.ssl_port = free_port()
-    b.ssl_bootstrap = f"127.0.0.1:{b.ssl_port}"
-    b.settings["listeners"] = f"PLAINTEXT://{b.bootstrap},SSL://{b.ssl_bootstrap}"
-    try:
-        b.start()
-        wait_port("127.0.0.1", b.ssl_port, timeout=10)
-    except BaseException:
-        b.stop()
-        shutil.rmtree(b.root, ignore_errors=True)
-        raise
-    return b
+    """A started `Broker` whose first listener is PLAINTEXT on its own port, plus an SSL
+    listener on `broker.ssl_port`, and the admin HTTP API on `broker.http_port`. Returns it."""
+    return start_broker(settings, prefix="shoal-tls-", listeners={"ssl": "SSL"}, http=True)
 
 
 @pytest.fixture(scope="module")
@@ -96,48 +73,23 @@ def tls_broker(pki):
     b.finish()
 
 
-def broker_log(b):
-    with open(b.logs[-1], errors="replace") as f:
-        return f.read()
-
-
-def failed_authentications(b):
-    with urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    m = re.search(r"^shoal_failed_authentication_total (\S+)$", text, re.M)
-    assert m, "no shoal_failed_authentication_total on /metrics"
-    return float(m.group(1))
-
-
 # ---- client configurations -------------------------------------------------------------
+# On `b`'s SSL listener, trusting `ca` (default: the module's CA), presenting `cert`.
 
 def kcat(b, pki, *args, cert=None, ca=None, input=None, timeout=20):
-    cert, key = cert if cert else (None, None)
-    tls = ["-X", "security.protocol=ssl", "-X", f"ssl.ca.location={ca or pki.ca}"]
-    if cert:
-        tls += ["-X", f"ssl.certificate.location={cert}", "-X", f"ssl.key.location={key}"]
-    r = subprocess.run(["kcat", "-b", b.ssl_bootstrap, *tls, *args], input=input,
-                       capture_output=True, text=True, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
+    """kcat ARGS on the SSL listener. Returns (returncode, stdout, stderr)."""
+    return run_kcat(b.ssl_bootstrap, "SSL", *args, ca=ca or pki.ca, cert=cert, input=input,
+                    timeout=timeout)
 
 
 def rdkafka_ssl(b, pki, cert=None, ca=None, **extra):
-    conf = {"bootstrap.servers": b.ssl_bootstrap, "security.protocol": "ssl",
-            "ssl.ca.location": ca or pki.ca, "reconnect.backoff.ms": 100,
-            "reconnect.backoff.max.ms": 500}
-    if cert:
-        conf["ssl.certificate.location"], conf["ssl.key.location"] = cert
-    conf.update(extra)
-    return conf
+    """A confluent-kafka configuration for the SSL listener. Returns a dict."""
+    return librdkafka_conf(b.ssl_bootstrap, "SSL", ca=ca or pki.ca, cert=cert, **extra)
 
 
 def kpy_ssl(b, pki, cert=None, ca=None, **extra):
-    conf = dict(bootstrap_servers=b.ssl_bootstrap, security_protocol="SSL",
-                ssl_cafile=ca or pki.ca, request_timeout_ms=10000)
-    if cert:
-        conf["ssl_certfile"], conf["ssl_keyfile"] = cert
-    conf.update(extra)
-    return conf
+    """kafka-python keyword arguments for the SSL listener. Returns a dict."""
+    return kafka_python_conf(b.ssl_bootstrap, "SSL", ca=ca or pki.ca, cert=cert, **extra)
 
 
 # ---- over TLS ----------------------------------------------------------------------------
@@ -181,12 +133,7 @@ def test_kafka_python_admin_produce_group_commit_over_ssl(tls_broker, pki):
         tls_broker, pki, pki.alice, group_id="tls-kpy-group", auto_offset_reset="earliest",
         enable_auto_commit=False, bootstrap_timeout_ms=10000))
     try:
-        got = {}
-        deadline = time.monotonic() + 20
-        while len(got) < 20 and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    got[r.key.decode()] = r.value.decode()
+        got = kafka_python_consume(consumer, 20)
         assert got == {f"k{i}": f"kpy-{i}" for i in range(20)}
         consumer.commit()
         committed = sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in (0, 1))
@@ -211,14 +158,7 @@ def test_confluent_kafka_produce_group_and_metadata_over_ssl(tls_broker, pki):
                                     "enable.auto.commit": False}))
     try:
         consumer.subscribe([topic])
-        got = []
-        deadline = time.monotonic() + 20
-        while len(got) < 30 and time.monotonic() < deadline:
-            m = consumer.poll(0.5)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            got.append((m.key().decode(), m.value().decode()))
+        got = confluent_consume(consumer, 30)
         assert got == [(f"k{i}", f"ck-{i}-{'x' * (i * 37)}") for i in range(30)]
         consumer.commit(asynchronous=False)
         committed = consumer.committed([confluent_kafka.TopicPartition(topic, 0)], timeout=10)
@@ -230,10 +170,7 @@ def test_confluent_kafka_produce_group_and_metadata_over_ssl(tls_broker, pki):
 
 def test_kafkajs_produces_and_consumes_over_ssl(tls_broker, pki):
     cert, key = pki.alice
-    r = subprocess.run(["node", str(KAFKAJS / "tls.js"), tls_broker.ssl_bootstrap, pki.ca, cert,
-                        key, "tls-kjs"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    found = json.loads(r.stdout.strip().splitlines()[-1])
+    found = run_kafkajs("tls.js", tls_broker.ssl_bootstrap, pki.ca, cert, key, "tls-kjs")
     assert found["brokers"] == [tls_broker.ssl_bootstrap]
     assert found["got"] == sorted(f"k{i}=kjs-tls-{i}" for i in range(10))
 
@@ -276,14 +213,7 @@ def test_plaintext_listener_beside_ssl(tls_broker, pki):
 
 def tls_handshake(port, ca, cert=None, version=None):
     """A bare TLS handshake with Python's ssl; returns the negotiated version."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(ca)
-    if cert:
-        ctx.load_cert_chain(*cert)
-    if version:
-        ctx.minimum_version = ctx.maximum_version = version
-        if version < ssl.TLSVersion.TLSv1_2:
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx = client_context(ca, cert, version)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
             return t.version()
@@ -302,65 +232,17 @@ def test_tls_versions_1_2_and_1_3_only(tls_broker, pki):
 
 # ---- refusals ----------------------------------------------------------------------------
 
-class Collect(logging.Handler):
-    """Keeps the messages of the records that pass `accept`."""
-
-    def __init__(self, accept=lambda record: True):
-        super().__init__(logging.DEBUG)
-        self.accept, self.lines = accept, []
-
-    def emit(self, record):
-        if self.accept(record):
-            self.lines.append(record.getMessage())
+def what_confluent_saw(name, conf):
+    """`refused_confluent`; returns what librdkafka logged and reported about the connection
+    attempts, as one text."""
+    errors, logged = refused_confluent(name, conf)
+    return "\n".join([logged, *(text for _, text in errors)])
 
 
-def refused_confluent(name, conf):
-    """Metadata through librdkafka must fail within its timeout; returns what librdkafka
-    logged and reported about the connection attempts."""
-    logger = logging.getLogger(f"shoal-tls-rdkafka-{name}")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    collect = Collect()
-    logger.addHandler(collect)
-    conf = {**conf, "logger": logger, "error_cb": lambda err: collect.lines.append(str(err)),
-            "socket.connection.setup.timeout.ms": 3000}
-    admin = AdminClient(conf)
-    start = time.monotonic()
-    try:
-        admin.list_topics(timeout=4)
-    except confluent_kafka.KafkaException:
-        pass
-    else:
-        raise AssertionError(f"confluent-kafka, {name}: Metadata answered; the client got in")
-    assert time.monotonic() - start < 10
-    admin.poll(0.5)   # serves the queued log and error callbacks
-    logger.removeHandler(collect)
-    return "\n".join(collect.lines)
-
-
-def refused_kafka_python(name, conf):
-    """kafka-python's bootstrap must fail within its timeout; returns what it logged (on this
-    thread or its own IO thread) and the exception."""
-    client_id = f"refused-{re.sub(r'[^a-z]+', '-', name)}"
-    threads = {threading.current_thread().name, f"kafka-io-{client_id}"}
-    collect = Collect(lambda record: record.threadName in threads)
-    logging.getLogger("kafka").addHandler(collect)
-    start = time.monotonic()
-    try:
-        admin = KafkaAdminClient(**conf, client_id=client_id, bootstrap_timeout_ms=4000,
-                                 reconnect_backoff_ms=100, reconnect_backoff_max_ms=500)
-        try:
-            topics = admin.list_topics()
-        finally:
-            admin.close()
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-    else:
-        raise AssertionError(f"kafka-python, {name}: listed topics {topics}; the client got in")
-    finally:
-        logging.getLogger("kafka").removeHandler(collect)
-    assert time.monotonic() - start < 15
-    return "\n".join(collect.lines + [error])
+def what_kafka_python_saw(name, conf):
+    """`refused_kafka_python`; returns what it logged and the exception, as one text."""
+    error, logged = refused_kafka_python(name, conf)
+    return "\n".join([logged, f"{type(error).__name__}: {error}"])
 
 
 def test_refused_clients_and_the_failed_authentication_metric(tls_broker, pki):
@@ -373,9 +255,9 @@ def test_refused_clients_and_the_failed_authentication_metric(tls_broker, pki):
         "client not trusting the broker's CA": dict(cert=pki.alice, ca=pki.other_ca),
     }
     with concurrent.futures.ThreadPoolExecutor(2 * len(cases)) as pool:
-        ck = {name: pool.submit(refused_confluent, name, rdkafka_ssl(tls_broker, pki, **c))
+        ck = {name: pool.submit(what_confluent_saw, name, rdkafka_ssl(tls_broker, pki, **c))
               for name, c in cases.items()}
-        kp = {name: pool.submit(refused_kafka_python, name, kpy_ssl(tls_broker, pki, **c))
+        kp = {name: pool.submit(what_kafka_python_saw, name, kpy_ssl(tls_broker, pki, **c))
               for name, c in cases.items()}
         ck = {name: f.result() for name, f in ck.items()}
         kp = {name: f.result() for name, f in kp.items()}
@@ -429,23 +311,20 @@ def test_inline_pem_encrypted_key_without_client_auth(pki):
     })
     try:
         # No client certificate needed: the broker only proves itself.
-        conf = {"bootstrap.servers": b.ssl_bootstrap, "security.protocol": "ssl",
-                "ssl.ca.location": pki.ca}
+        conf = rdkafka_ssl(b, pki)
         md = AdminClient(conf).list_topics(timeout=10)
         assert [(x.host, x.port) for x in md.brokers.values()] == [("127.0.0.1", b.ssl_port)]
         p = confluent_kafka.Producer(conf)
         for i in range(5):
             p.produce("tls-inline", value=f"inline-{i}".encode())
         assert p.flush(10) == 0
-        r = subprocess.run(["kcat", "-b", b.ssl_bootstrap, "-X", "security.protocol=ssl",
-                            "-X", f"ssl.ca.location={pki.ca}", "-C", "-t", "tls-inline", "-e"],
-                           capture_output=True, text=True, timeout=20)
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.splitlines() == [f"inline-{i}" for i in range(5)]
+        rc, out, err = kcat(b, pki, "-C", "-t", "tls-inline", "-e")
+        assert rc == 0, err
+        assert out.splitlines() == [f"inline-{i}" for i in range(5)]
 
-        kc = KafkaConsumer("tls-inline", bootstrap_servers=b.ssl_bootstrap, security_protocol="SSL",
-                           ssl_cafile=pki.ca, auto_offset_reset="earliest",
-                           bootstrap_timeout_ms=10000, consumer_timeout_ms=10000)
+        kc = KafkaConsumer("tls-inline", **kpy_ssl(b, pki, auto_offset_reset="earliest",
+                                                   bootstrap_timeout_ms=10000,
+                                                   consumer_timeout_ms=10000))
         try:
             got = []
             for m in kc:
@@ -461,11 +340,10 @@ def test_inline_pem_encrypted_key_without_client_auth(pki):
     # A wrong ssl.key.password stops start-up with a message naming the setting.
     bad = Broker({"ssl.keystore.certificate.chain": chain, "ssl.keystore.key": key,
                   "ssl.key.password": "wrong"}, prefix="shoal-tls-bad-")
-    bad.settings["listeners"] = f"PLAINTEXT://{bad.bootstrap},SSL://127.0.0.1:{free_port()}"
+    add_listeners(bad, {"ssl": "SSL"})
     try:
         with pytest.raises(RuntimeError, match="exited") as e:
             bad.start(timeout=15)
         assert "ssl.key.password" in str(e.value), e.value
     finally:
-        bad.stop()
-        shutil.rmtree(bad.root, ignore_errors=True)
+        discard(bad)
