@@ -62,6 +62,11 @@ pub struct BrokerConfig {
     pub super_users: Vec<String>,
     /// `allow.everyone.if.no.acl.found` (default false).
     pub allow_everyone_if_no_acl_found: bool,
+    /// `quota.window.num` (default 11, at least 1) and `quota.window.size.seconds` (default
+    /// 1, at least 1): client quotas let a client run `num − 1` windows ahead of its quota and
+    /// cap request-time throttles at one window ([`crate::auth::quota`]).
+    pub quota_window_num: usize,
+    pub quota_window_size_seconds: u64,
     /// `sasl.server.max.receive.size` (default 524288 bytes): the largest frame a SASL
     /// connection may send before it has authenticated.
     pub sasl_server_max_receive_size: i32,
@@ -91,6 +96,20 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `connections.max.idle.ms`: close connections idle this long (default 600000).
     pub connections_max_idle_ms: i64,
+    /// `max.connections.per.ip` (default i32::MAX as in Kafka): connections one address may
+    /// hold open; more are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides` (`host:count,host:count`, hosts as IP addresses):
+    /// per-address exceptions to `max.connections.per.ip`.
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// `queued.max.request.bytes` (default -1 = no limit, as Kafka): bytes of requests read
+    /// and not yet handled, across all connections; a connection whose next frame does not
+    /// fit waits before reading it.
+    pub queued_max_request_bytes: i64,
+    /// Shoal's `connections.handshake.timeout.ms` (default 10000): a TLS handshake, and on
+    /// SASL listeners the whole authentication, must finish this soon after accept, or the
+    /// connection is closed (Kafka bounds them only by `connections.max.idle.ms`).
+    pub connections_handshake_timeout_ms: i64,
     /// `log.segment.bytes` (default 1 GiB; 14 to 2147483647, as Kafka 3.x).
     pub log_segment_bytes: u64,
     /// `log.roll.ms` (default 7 days, from `log.roll.hours` = 168).
@@ -198,6 +217,8 @@ impl Default for BrokerConfig {
             authorizer_class_name: String::new(),
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             advertised_host: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
@@ -209,6 +230,10 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             max_connections: 10_000,
             connections_max_idle_ms: 600_000,
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            queued_max_request_bytes: -1,
+            connections_handshake_timeout_ms: 10_000,
             log_segment_bytes: 1 << 30,
             log_roll_ms: 168 * 3_600_000,
             log_retention_ms: 168 * 3_600_000,
@@ -317,6 +342,15 @@ fn invalid<'a>(key: &'a str, value: &'a str) -> impl Fn(String) -> ConfigError +
     }
 }
 
+/// A whole number of at least 1 (Kafka's `atLeast(1)`).
+fn at_least_one(key: &str, value: &str) -> Result<u64, ConfigError> {
+    let n: u64 = parse(key, value)?;
+    if n == 0 {
+        return Err(invalid(key, value)("must be at least 1".into()));
+    }
+    Ok(n)
+}
+
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
@@ -423,6 +457,8 @@ impl BrokerConfig {
             "allow.everyone.if.no.acl.found" => {
                 self.allow_everyone_if_no_acl_found = parse(key, value)?
             }
+            "quota.window.num" => self.quota_window_num = at_least_one(key, value)? as usize,
+            "quota.window.size.seconds" => self.quota_window_size_seconds = at_least_one(key, value)?,
             "sasl.server.max.receive.size" => {
                 self.sasl_server_max_receive_size = parse(key, value)?
             }
@@ -441,6 +477,27 @@ impl BrokerConfig {
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "max.connections" => self.max_connections = parse(key, value)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse(key, value)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = parse(key, value)?,
+            "max.connections.per.ip.overrides" => {
+                let mut overrides = BTreeMap::new();
+                for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                    let parsed = entry.rsplit_once(':').and_then(|(host, n)| {
+                        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+                        Some((host.parse().ok()?, n.trim().parse().ok()?))
+                    });
+                    let Some((ip, n)) = parsed else {
+                        return Err(invalid(key, value)(format!(
+                            "`{entry}` is not ip:count (hosts are IP addresses)"
+                        )));
+                    };
+                    overrides.insert(ip, n);
+                }
+                self.max_connections_per_ip_overrides = overrides;
+            }
+            "queued.max.request.bytes" => self.queued_max_request_bytes = parse(key, value)?,
+            "connections.handshake.timeout.ms" => {
+                self.connections_handshake_timeout_ms = at_least_one(key, value)? as i64
+            }
             "log.segment.bytes" => self.log_segment_bytes = segment_bytes(key, value)?,
             "log.roll.ms" => self.log_roll_ms = parse(key, value)?,
             "log.roll.hours" => self.log_roll_ms = parse::<i64>(key, value)? * 3_600_000,

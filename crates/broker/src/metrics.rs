@@ -5,6 +5,14 @@
 //! - `shoal_requests_total{api}` and `shoal_request_duration_seconds{api}` (histogram, s):
 //!   every Kafka request by API name (`Produce`, `Fetch`, ...), from its frame to its answer;
 //! - `shoal_connections` (open) and `shoal_connections_accepted_total`;
+//! - `shoal_quota_throttle_seconds_total{quota_type,user,client_id}` and
+//!   `shoal_quota_throttled_total{...}`: time clients were throttled for, and how many
+//!   responses carried a throttle, by quota type (`Produce`, `Fetch`, `Request`,
+//!   `ControllerMutation`) and the user / client-id the quota was matched for (empty where it
+//!   does not distinguish), as Kafka's `throttle-time` sensors are tagged;
+//! - `shoal_connections_refused_total{reason}`: connections closed at accept or before they
+//!   authenticated by a limit (`max.connections`, `max.connections.per.ip`,
+//!   `handshake.timeout`);
 //! - `shoal_failed_authentication_total`: TLS handshakes that failed and client certificates
 //!   that mapped to no principal (Kafka's `failed-authentication-total`);
 //! - `shoal_topic_bytes_in_total{topic}`, `shoal_topic_records_in_total{topic}`: appended
@@ -52,6 +60,18 @@ use serde::Serialize;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabel {
     api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabel {
+    quota_type: String,
+    user: String,
+    client_id: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -207,6 +227,9 @@ pub struct Metrics {
     connections: Gauge,
     connections_accepted: Counter,
     failed_authentication: Counter,
+    quota_throttle_seconds: Family<QuotaLabel, Counter<f64, AtomicU64>>,
+    quota_throttled: Family<QuotaLabel, Counter>,
+    connections_refused: Family<ReasonLabel, Counter>,
     bytes_in: Family<TopicLabel, Counter>,
     records_in: Family<TopicLabel, Counter>,
     bytes_out: Family<TopicLabel, Counter>,
@@ -260,6 +283,9 @@ impl Metrics {
             connections: Gauge::default(),
             connections_accepted: Counter::default(),
             failed_authentication: Counter::default(),
+            quota_throttle_seconds: Family::default(),
+            quota_throttled: Family::default(),
+            connections_refused: Family::default(),
             bytes_in: Family::default(),
             records_in: Family::default(),
             bytes_out: Family::default(),
@@ -319,6 +345,22 @@ impl Metrics {
             "shoal_failed_authentication",
             "Connections whose TLS handshake or authentication failed",
             m.failed_authentication.clone(),
+        );
+        registry.register_with_unit(
+            "shoal_quota_throttle",
+            "Time clients were throttled for by client quotas",
+            prometheus_client::registry::Unit::Seconds,
+            m.quota_throttle_seconds.clone(),
+        );
+        registry.register(
+            "shoal_connections_refused",
+            "Connections closed by a connection limit",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "shoal_quota_throttled",
+            "Responses that carried a client-quota throttle",
+            m.quota_throttled.clone(),
         );
         registry.register(
             "shoal_topic_bytes_in",
@@ -459,6 +501,29 @@ impl Metrics {
     /// A connection failed its TLS handshake or authentication.
     pub fn failed_authentication(&self) {
         self.failed_authentication.inc();
+    }
+
+    /// A response carried a throttle of `ms` for quota `quota_type` matched for `user` and
+    /// `client_id`.
+    pub fn throttled(&self, quota_type: &str, user: &str, client_id: &str, ms: u64) {
+        let l = QuotaLabel {
+            quota_type: quota_type.to_string(),
+            user: user.to_string(),
+            client_id: client_id.to_string(),
+        };
+        self.quota_throttle_seconds
+            .get_or_create(&l)
+            .inc_by(ms as f64 / 1000.0);
+        self.quota_throttled.get_or_create(&l).inc();
+    }
+
+    /// A connection was closed by limit `reason`.
+    pub fn connection_refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// A connection closed.

@@ -115,6 +115,13 @@ impl Broker {
             },
             &topics,
         );
+        let quotas = crate::auth::quota::QuotaManager::load(
+            &topics,
+            crate::auth::quota::QuotaConfig {
+                samples: config.quota_window_num,
+                window_ms: config.quota_window_size_seconds.saturating_mul(1000),
+            },
+        );
         let broker = Arc::new(Self {
             config,
             topics,
@@ -128,6 +135,7 @@ impl Broker {
             credentials,
             sasl,
             authorizer,
+            quotas,
         });
         crate::dead_letter::spawn(Arc::downgrade(&broker), dead_letter_rx);
         crate::txn_coordinator::spawn_marker_writer(Arc::downgrade(&broker), markers);

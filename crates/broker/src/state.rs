@@ -40,6 +40,8 @@ pub struct Broker {
     pub sasl: crate::auth::sasl::SaslAuthenticator,
     /// ACLs ([`crate::auth::acl`]), replayed from `__shoal_metadata`.
     pub authorizer: crate::auth::acl::Authorizer,
+    /// Client quotas ([`crate::auth::quota`]), replayed from `__shoal_metadata`.
+    pub quotas: crate::auth::quota::QuotaManager,
 }
 
 impl Broker {

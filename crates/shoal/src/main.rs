@@ -63,6 +63,97 @@ enum Command {
     User(UserArgs),
     /// ACLs: add, remove, list (like kafka-acls.sh).
     Acl(AclArgs),
+    /// Client quotas: alter, describe (like kafka-configs.sh --entity-type users|clients|ips).
+    Quota(QuotaArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct QuotaArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: QuotaCommand,
+}
+
+/// The entity a quota command names.
+#[derive(clap::Args, Debug)]
+struct QuotaEntity {
+    /// A user (principal name, e.g. `alice`).
+    #[arg(long, conflicts_with = "user_default")]
+    user: Option<String>,
+    /// The default user entity (`<default>`).
+    #[arg(long)]
+    user_default: bool,
+    /// A client-id.
+    #[arg(long, conflicts_with = "client_id_default")]
+    client_id: Option<String>,
+    /// The default client-id entity.
+    #[arg(long)]
+    client_id_default: bool,
+    /// An IP address (for connection_creation_rate).
+    #[arg(long, conflicts_with = "ip_default")]
+    ip: Option<String>,
+    /// The default IP entity.
+    #[arg(long)]
+    ip_default: bool,
+}
+
+impl QuotaEntity {
+    fn components(&self) -> Vec<cli::quota::Component> {
+        let mut out = Vec::new();
+        let mut one = |t, name: &Option<String>, default: bool| {
+            if name.is_some() || default {
+                out.push((t, name.clone()));
+            }
+        };
+        one("user", &self.user, self.user_default);
+        one("client-id", &self.client_id, self.client_id_default);
+        one("ip", &self.ip, self.ip_default);
+        out
+    }
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum QuotaCommand {
+    /// Set or remove quotas of one entity (AlterClientQuotas).
+    Alter {
+        #[command(flatten)]
+        entity: QuotaEntity,
+        /// `KEY=VALUE[,KEY=VALUE]`: producer_byte_rate, consumer_byte_rate (bytes/s),
+        /// request_percentage (%), controller_mutation_rate (partitions/s) (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        add: Vec<String>,
+        /// Keys to remove (repeatable or comma-separated).
+        #[arg(long, value_name = "KEY", value_delimiter = ',')]
+        delete: Vec<String>,
+    },
+    /// The quotas of the entities named (all when none is) (DescribeClientQuotas).
+    Describe {
+        #[command(flatten)]
+        entity: QuotaEntity,
+    },
+}
+
+async fn quota(args: QuotaArgs) -> anyhow::Result<()> {
+    let out = args.client.output;
+    let mut c = args.client.connect().await?;
+    match args.command {
+        QuotaCommand::Alter {
+            entity,
+            add,
+            delete,
+        } => {
+            let add = cli::quota::parse_add(&add)?;
+            cli::quota::alter(&mut c, &entity.components(), &add, &delete).await?;
+            let v = serde_json::json!({"altered": true});
+            cli::group::print(out, &v, || "Completed updating quotas.\n".to_string());
+        }
+        QuotaCommand::Describe { entity } => {
+            let rows = cli::quota::describe(&mut c, &entity.components()).await?;
+            cli::group::print(out, &rows, || cli::quota::text(&rows));
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -772,6 +863,7 @@ fn main() -> std::process::ExitCode {
         Command::Queue(args) => client_runtime().and_then(|rt| rt.block_on(cli::queue::run(args))),
         Command::User(args) => client_runtime().and_then(|rt| rt.block_on(user(args))),
         Command::Acl(args) => client_runtime().and_then(|rt| rt.block_on(acl(args))),
+        Command::Quota(args) => client_runtime().and_then(|rt| rt.block_on(quota(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

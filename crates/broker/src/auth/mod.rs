@@ -1,8 +1,9 @@
 //! Who a connection is: [`principal::KafkaPrincipal`] (`User:<name>`) from a TLS client
 //! certificate, mapped with `ssl.principal.mapping.rules` as Kafka's `SslPrincipalMapper`
-//! does. ACLs and quotas will key on it.
+//! does. ACLs ([`acl`]) and client quotas ([`quota`]) key on it.
 
 pub mod acl;
 pub mod principal;
+pub mod quota;
 pub mod sasl;
 pub mod scram;

@@ -112,6 +112,7 @@ pub fn create_topics(
     broker: &Broker,
     ctx: &RequestContext,
     req: CreateTopicsRequest,
+    mutations: &mut super::quotas::Mutations<'_>,
 ) -> CreateTopicsResponse {
     let topics = req
         .topics
@@ -162,6 +163,21 @@ pub fn create_topics(
                     "replication factor {} is larger than the 1 available broker",
                     t.replication_factor
                 )))
+            } else if !req.validate_only
+                && partitions > 0
+                && broker.topics.get(&name).is_none()
+                && crate::topics::validate_topic_name(&name).is_ok()
+            {
+                // The controller mutation quota (KIP-599): one token per partition.
+                if let Err((code, msg)) = mutations.take(partitions.unsigned_abs()) {
+                    return result
+                        .with_error_code(code)
+                        .with_error_message(Some(s(msg)));
+                }
+                broker
+                    .topics
+                    .create(&name, partitions, configs.clone(), false)
+                    .map(Some)
             } else if req.validate_only {
                 crate::topics::validate_topic_name(&name)
                     .and_then(|_| TopicManager::validate_configs(&configs))
@@ -226,6 +242,7 @@ pub async fn delete_topics(
     broker: &Broker,
     ctx: &RequestContext,
     req: DeleteTopicsRequest,
+    mutations: &mut super::quotas::Mutations<'_>,
 ) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names
@@ -266,6 +283,17 @@ pub async fn delete_topics(
                 responses.push(base.with_error_code(code::TOPIC_AUTHORIZATION_FAILED));
                 continue;
             }
+            // The controller mutation quota (KIP-599): one token per partition deleted.
+            let partitions = resolved
+                .as_deref()
+                .and_then(|n| broker.topics.get(n))
+                .map(|t| t.partitions.len());
+            if let Some(n) = partitions {
+                if let Err((code, msg)) = mutations.take(u32::try_from(n).unwrap_or(u32::MAX)) {
+                    responses.push(base.with_error_code(code).with_error_message(Some(s(msg))));
+                    continue;
+                }
+            }
             match resolved.map(|n| (broker.topics.delete(&n), n)) {
                 None => base.with_error_code(code::UNKNOWN_TOPIC_ID),
                 Some((Ok(id), n)) => {
@@ -291,12 +319,22 @@ pub async fn delete_topics(
 pub fn create_partitions(
     broker: &Broker,
     req: CreatePartitionsRequest,
+    mutations: &mut super::quotas::Mutations<'_>,
 ) -> CreatePartitionsResponse {
     let results = req
         .topics
         .into_iter()
         .map(|t| {
             let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            // The controller mutation quota (KIP-599): one token per partition added.
+            let added = broker.topics.get(&t.name.0).map_or(0, |topic| {
+                i64::from(t.count) - topic.partitions.len() as i64
+            });
+            if added > 0 && !req.validate_only {
+                if let Err((code, msg)) = mutations.take(u32::try_from(added).unwrap_or(u32::MAX)) {
+                    return r.with_error_code(code).with_error_message(Some(s(msg)));
+                }
+            }
             match broker
                 .topics
                 .add_partitions(&t.name.0, t.count, req.validate_only)

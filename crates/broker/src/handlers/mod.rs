@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partitions;
 pub mod produce;
+pub mod quotas;
 pub mod security;
 pub mod share;
 pub mod txn;
@@ -32,6 +33,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::auth::quota::QuotaType;
 use crate::state::Broker;
 
 /// A piece of a response frame.
@@ -81,6 +83,10 @@ pub struct ConnInfo {
     pub listener: std::sync::Arc<str>,
     /// Who it authenticated as (`User:ANONYMOUS` without TLS client certificate or SASL).
     pub principal: std::sync::Arc<crate::auth::principal::KafkaPrincipal>,
+    /// Set by [`dispatch`] when a client quota throttles the request: for how long (ms) the
+    /// connection must read no further request (KIP-219). The reader takes it (resetting it
+    /// to 0) after each request.
+    pub mute_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConnInfo {
@@ -92,6 +98,7 @@ impl ConnInfo {
             id,
             listener: std::sync::Arc::from("PLAINTEXT"),
             principal: std::sync::Arc::new(crate::auth::principal::KafkaPrincipal::anonymous()),
+            mute_ms: Default::default(),
         }
     }
 }
@@ -178,6 +185,7 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         } else {
             api_key.request_header_version(version)
         };
+    let frame_bytes = frame.len() + 4;
     let mut body = frame;
     let header = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         RequestHeader::decode(&mut body, header_version)
@@ -226,15 +234,73 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             return Outcome::Close(why);
         }
     }
+    let mut mutations = quotas::Mutations::new(broker, &ctx, api_key, version);
+    let mut busy = std::time::Duration::ZERO;
+    let handled = {
+        let mut running = std::pin::pin!(handle(
+            broker,
+            &ctx,
+            api_key,
+            version,
+            request,
+            &mut mutations
+        ));
+        // Only the time spent running the handler counts towards `request_percentage`, not
+        // the time it waits (long polls, parked joins), as Kafka counts request-thread time.
+        std::future::poll_fn(|cx| {
+            let started = std::time::Instant::now();
+            let polled = std::future::Future::poll(running.as_mut(), cx);
+            busy += started.elapsed();
+            polled
+        })
+        .await
+    };
+    let mutation_throttle = mutations.throttle.clone();
+    quotas::answer(
+        broker,
+        &ctx,
+        conn,
+        (api_key, version, correlation_id),
+        frame_bytes,
+        busy,
+        mutation_throttle,
+        handled,
+    )
+}
+
+/// What a handler produced, before quotas and encoding.
+pub(crate) enum Handled {
+    Response(ResponseKind),
+    /// A Produce, appended; answered once durable.
+    Produce(produce::PendingProduce),
+    /// A Fetch and its file ranges ([`fetch::respond`]).
+    Fetch(
+        kafka_protocol::messages::FetchResponse,
+        Vec<(Bytes, shoal_log::FileSlice)>,
+    ),
+    /// Answered (or closed) already.
+    Done(Outcome),
+}
+
+/// Runs the handler for a decoded, authorized request.
+async fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    api_key: ApiKey,
+    version: i16,
+    request: RequestKind,
+    mutations: &mut quotas::Mutations<'_>,
+) -> Handled {
+    let _ = api_key;
     let response = match request {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(api_versions::api_versions(version))
         }
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(broker, &ctx, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(broker, ctx, r)),
         RequestKind::Produce(r) => {
             // Produce v12+ adds the transaction's new partitions first (KIP-890 part 2);
             // awaited here, so this connection's later requests still append after it.
-            let refused = if let Some(denied) = produce::transactional_id_refusals(broker, &ctx, &r)
+            let refused = if let Some(denied) = produce::transactional_id_refusals(broker, ctx, &r)
             {
                 denied
             } else if version >= 12 {
@@ -243,38 +309,36 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
                 produce::Refused::new()
             };
             // Appended now, in arrival order; answered once durable.
-            let pending = produce::append(broker, &ctx, r, &refused);
-            let flusher = broker.flusher.clone();
-            return Outcome::Deferred(Box::pin(async move {
-                match produce::finish(&flusher, pending).await {
-                    Some(resp) => respond(
-                        api_key,
-                        version,
-                        correlation_id,
-                        &ResponseKind::Produce(resp),
-                    ),
-                    None => Outcome::NoResponse,
-                }
-            }));
+            return Handled::Produce(produce::append(broker, ctx, r, &refused));
         }
-        RequestKind::Fetch(r) => {
-            let (resp, slices) = fetch::fetch(broker, &ctx, r).await;
-            return fetch::respond(version, correlation_id, resp, slices);
+        RequestKind::Fetch(mut r) => {
+            // A consumer quota bounds one response to what it allows in its window (Kafka's
+            // `getMaxValueInQuotaWindow`).
+            let window = broker.quotas.max_value_in_window(
+                QuotaType::Fetch,
+                &ctx.principal.name,
+                &ctx.client_id,
+            );
+            if let Some(window) = window {
+                r.max_bytes = r.max_bytes.min(i32::try_from(window).unwrap_or(i32::MAX));
+            }
+            let (resp, slices) = fetch::fetch(broker, ctx, r).await;
+            return Handled::Fetch(resp, slices);
         }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(fetch::list_offsets(broker, &ctx, r))
+            ResponseKind::ListOffsets(fetch::list_offsets(broker, ctx, r))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, &ctx, r))
+            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(broker, ctx, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(broker, &ctx, r))
+            ResponseKind::CreateTopics(admin::create_topics(broker, ctx, r, mutations))
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, &ctx, r).await)
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, ctx, r, mutations).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r))
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r, mutations))
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(broker, r).await)
@@ -302,25 +366,25 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::DescribeTopicPartitions(partitions::describe_topic_partitions(broker, r))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, &ctx, r))
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, ctx, r))
         }
         RequestKind::InitProducerId(r) => match r.transactional_id.as_ref() {
             Some(id) => {
                 let id = id.0.to_string();
-                ResponseKind::InitProducerId(txn::init_producer_id(broker, &ctx, r, id).await)
+                ResponseKind::InitProducerId(txn::init_producer_id(broker, ctx, r, id).await)
             }
             None => ResponseKind::InitProducerId(produce::init_producer_id(broker, r)),
         },
         RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(txn::add_partitions(broker, &ctx, r).await)
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(broker, ctx, r).await)
         }
         RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(txn::add_offsets(broker, &ctx, r).await)
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(broker, ctx, r).await)
         }
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(broker, &ctx, r).await)
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(broker, ctx, r).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(broker, &ctx, r).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(broker, ctx, r).await),
         RequestKind::DescribeTransactions(r) => {
             ResponseKind::DescribeTransactions(txn::describe_transactions(broker, r).await)
         }
@@ -334,14 +398,14 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::WriteTxnMarkers(txn::write_txn_markers(broker, r).await)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, &ctx, r))
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, ctx, r))
         }
         RequestKind::JoinGroup(r) => {
             let group_id = r.group_id.0.to_string();
-            let resp = groups::join(broker, &ctx, r).await;
+            let resp = groups::join(broker, ctx, r).await;
             seen(
                 broker,
-                &ctx,
+                ctx,
                 resp.error_code,
                 group_id,
                 resp.member_id.to_string(),
@@ -352,19 +416,17 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
         RequestKind::Heartbeat(r) => {
             let ids = (r.group_id.0.to_string(), r.member_id.to_string());
             let resp = groups::heartbeat(broker, r).await;
-            seen(broker, &ctx, resp.error_code, ids.0, ids.1);
+            seen(broker, ctx, resp.error_code, ids.0, ids.1);
             ResponseKind::Heartbeat(resp)
         }
-        RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(groups::leave(broker, &ctx, r).await)
-        }
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(broker, ctx, r).await),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(broker, r).await),
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(groups::describe(broker, r).await)
         }
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(broker, r).await),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offsets::commit(broker, &ctx, r).await)
+            ResponseKind::OffsetCommit(offsets::commit(broker, ctx, r).await)
         }
         RequestKind::OffsetFetch(r) => {
             let asked_all: Vec<bool> = if version >= 8 {
@@ -372,22 +434,22 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             } else {
                 vec![r.topics.is_none()]
             };
-            let resp = offsets::fetch(broker, &ctx, r).await;
-            ResponseKind::OffsetFetch(authz::filter_offset_fetch(broker, &ctx, &asked_all, resp))
+            let resp = offsets::fetch(broker, ctx, r).await;
+            ResponseKind::OffsetFetch(authz::filter_offset_fetch(broker, ctx, &asked_all, resp))
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let group_id = r.group_id.0.to_string();
-            let resp = groups::consumer_heartbeat(broker, &ctx, r).await;
+            let resp = groups::consumer_heartbeat(broker, ctx, r).await;
             if resp.member_epoch >= 0 {
                 let member_id = resp.member_id.as_ref().map(|m| m.to_string());
                 if let Some(member_id) = member_id {
-                    seen(broker, &ctx, resp.error_code, group_id, member_id);
+                    seen(broker, ctx, resp.error_code, group_id, member_id);
                 }
             }
             ResponseKind::ConsumerGroupHeartbeat(resp)
         }
         RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, &ctx, r).await)
+            ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, ctx, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
@@ -396,14 +458,14 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
         }
         RequestKind::ShareGroupHeartbeat(r) => {
-            ResponseKind::ShareGroupHeartbeat(share::heartbeat(broker, &ctx, r).await)
+            ResponseKind::ShareGroupHeartbeat(share::heartbeat(broker, ctx, r).await)
         }
         RequestKind::ShareGroupDescribe(r) => {
             ResponseKind::ShareGroupDescribe(share::describe(broker, r).await)
         }
-        RequestKind::ShareFetch(r) => ResponseKind::ShareFetch(share::fetch(broker, &ctx, r).await),
+        RequestKind::ShareFetch(r) => ResponseKind::ShareFetch(share::fetch(broker, ctx, r).await),
         RequestKind::ShareAcknowledge(r) => {
-            ResponseKind::ShareAcknowledge(share::acknowledge(broker, &ctx, r).await)
+            ResponseKind::ShareAcknowledge(share::acknowledge(broker, ctx, r).await)
         }
         RequestKind::DescribeShareGroupOffsets(r) => {
             ResponseKind::DescribeShareGroupOffsets(share::describe_offsets(broker, r).await)
@@ -415,19 +477,19 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
             ResponseKind::DeleteShareGroupOffsets(share::delete_offsets(broker, r).await)
         }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-            security::alter_user_scram_credentials(broker, &ctx, r),
+            security::alter_user_scram_credentials(broker, ctx, r),
         ),
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
-            security::describe_user_scram_credentials(broker, &ctx, r),
+            security::describe_user_scram_credentials(broker, ctx, r),
         ),
         RequestKind::CreateAcls(r) => {
-            ResponseKind::CreateAcls(security::create_acls(broker, &ctx, r))
+            ResponseKind::CreateAcls(security::create_acls(broker, ctx, r))
         }
         RequestKind::DescribeAcls(r) => {
-            ResponseKind::DescribeAcls(security::describe_acls(broker, &ctx, r))
+            ResponseKind::DescribeAcls(security::describe_acls(broker, ctx, r))
         }
         RequestKind::DeleteAcls(r) => {
-            ResponseKind::DeleteAcls(security::delete_acls(broker, &ctx, r))
+            ResponseKind::DeleteAcls(security::delete_acls(broker, ctx, r))
         }
         // SASL listeners answer these before dispatch (`server::sasl`); here the connection
         // is not in a SASL exchange, as Kafka's KafkaApis answers them.
@@ -442,9 +504,15 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
                     "SaslAuthenticate request received outside a SASL exchange",
                 ))),
         ),
-        other => return Outcome::Close(format!("no handler for {other:?}")),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe_client_quotas(broker, ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter_client_quotas(broker, ctx, r))
+        }
+        other => return Handled::Done(Outcome::Close(format!("no handler for {other:?}"))),
     };
-    respond(api_key, version, correlation_id, &response)
+    Handled::Response(response)
 }
 
 /// Tells the coordinator which connection a group member uses, when
@@ -564,4 +632,5 @@ pub mod code {
     pub const RESOURCE_NOT_FOUND: i16 = 91;
     pub const DUPLICATE_RESOURCE: i16 = 92;
     pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
 }

@@ -11,9 +11,15 @@
 //!
 //! Bounds: a frame larger than `socket.request.max.bytes` (or negative, or too small to hold a
 //! header) closes the connection before anything is allocated for it; connections beyond
-//! `max.connections` are closed at accept; a connection idle for `connections.max.idle.ms`
-//! (or that takes that long to send one frame) is closed; a frame's buffer grows with the bytes
-//! that arrive, not with the length claimed.
+//! `max.connections`, or beyond `max.connections.per.ip` (`max.connections.per.ip.overrides`)
+//! from one address, are closed at accept; a connection idle for `connections.max.idle.ms`
+//! (or that takes that long to send one frame) is closed; a TLS handshake, and on SASL
+//! listeners the authentication, must finish within `connections.handshake.timeout.ms` of the
+//! accept; a frame's buffer grows with the bytes that arrive, not with the length claimed;
+//! with `queued.max.request.bytes` set, a frame that has arrived is handled only once the
+//! requests read and not yet handled, over all connections, leave room for it (a frame larger
+//! than the whole limit waits for all of it). Refusals are counted in
+//! `shoal_connections_refused_total{reason}`.
 //!
 //! Frames are read into one buffer per connection and split off it without copying; a
 //! Produce's batches are written to the log straight from that buffer. A Fetch answer may
@@ -26,6 +32,10 @@
 //! 256 KiB reads instead of `sendfile` (as Kafka, which also loses zero-copy under TLS). The
 //! connection's principal ([`crate::auth::principal`]) is `User:ANONYMOUS` unless a client
 //! certificate names it.
+//!
+//! Client quotas ([`crate::auth::quota`]): a request a quota throttles is answered at once
+//! with its `throttle_time_ms`, then the connection reads no further request for that long
+//! (KIP-219: muted, as Kafka's `KafkaChannel` is while throttled).
 //!
 //! Graceful shutdown (after mini-redis's `server.rs`): when `shutdown` turns true the listener
 //! stops accepting and is closed; every connection stops reading new requests (a frame not yet
@@ -88,6 +98,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    let limits = Arc::new(Limits::new(&broker.config));
     // Every connection task holds a clone; `recv` returns `None` once all are dropped.
     let (running, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let accepting: Vec<_> = listeners
@@ -97,6 +108,7 @@ pub async fn serve(
                 Arc::clone(&broker),
                 l,
                 Arc::clone(&open),
+                Arc::clone(&limits),
                 running.clone(),
                 shutdown.clone(),
             ))
@@ -125,11 +137,65 @@ pub async fn serve(
     }
 }
 
+/// Limits shared by every listener's connections.
+struct Limits {
+    /// Open connections per peer address.
+    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// `queued.max.request.bytes` as permits, one per byte of a frame being read or handled.
+    queued: Option<Arc<tokio::sync::Semaphore>>,
+    queued_max: u32,
+}
+
+impl Limits {
+    fn new(config: &crate::config::BrokerConfig) -> Self {
+        let queued_max = u32::try_from(config.queued_max_request_bytes.max(0))
+            .unwrap_or(u32::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        Self {
+            per_ip: Default::default(),
+            queued: (config.queued_max_request_bytes > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(queued_max as usize))),
+            queued_max,
+        }
+    }
+
+    /// Counts a connection from `ip`; false (nothing counted) if it would exceed the
+    /// address's limit.
+    fn admit(&self, config: &crate::config::BrokerConfig, ip: std::net::IpAddr) -> bool {
+        let limit = config
+            .max_connections_per_ip_overrides
+            .get(&ip)
+            .copied()
+            .unwrap_or(config.max_connections_per_ip);
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= limit {
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: std::net::IpAddr) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
 /// One listener's accept loop; returns (closing the listener) once `shutdown` is true.
 async fn accept(
     broker: Arc<Broker>,
     listener: BoundListener,
     open: Arc<AtomicUsize>,
+    limits: Arc<Limits>,
     running: tokio::sync::mpsc::Sender<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -146,7 +212,14 @@ async fn accept(
                     }
                 };
                 if open.load(Ordering::Relaxed) >= broker.config.max_connections {
-                    tracing::warn!(%peer, "max.connections reached; closing new connection");
+                    tracing::debug!(%peer, "max.connections reached; closing new connection");
+                    broker.metrics.connection_refused("max.connections");
+                    drop(stream);
+                    continue;
+                }
+                if !limits.admit(&broker.config, peer.ip()) {
+                    tracing::debug!(%peer, "max.connections.per.ip reached; closing new connection");
+                    broker.metrics.connection_refused("max.connections.per.ip");
                     drop(stream);
                     continue;
                 }
@@ -158,20 +231,24 @@ async fn accept(
                 let shutdown = shutdown.clone();
                 let running = running.clone();
                 let tls = listener.tls.clone();
+                let limits = Arc::clone(&limits);
                 let sasl = listener.protocol.sasl();
                 let conn = ConnInfo {
                     peer,
                     id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
                     listener: Arc::clone(&name),
                     principal: Arc::new(KafkaPrincipal::anonymous()),
+                    mute_ms: Default::default(),
                 };
                 tokio::spawn(async move {
                     let metrics = Arc::clone(&broker.metrics);
                     let groups = broker.groups.clone();
                     let id = conn.id;
-                    if let Err(e) = connection(broker, stream, conn, tls, sasl, shutdown).await {
+                    let conn_limits = Arc::clone(&limits);
+                    if let Err(e) = connection(broker, stream, conn, tls, sasl, &conn_limits, shutdown).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
+                    conn_limits.release(peer.ip());
                     // Share-group records acquired over this connection go back at once.
                     groups.connection_closed(id);
                     open.fetch_sub(1, Ordering::Relaxed);
@@ -194,16 +271,23 @@ async fn connection(
     mut conn: ConnInfo,
     tls: Option<tls::TlsListener>,
     sasl: bool,
+    limits: &Limits,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let accepted = tokio::time::Instant::now();
+    let handshake = std::time::Duration::from_millis(
+        broker.config.connections_handshake_timeout_ms.max(1) as u64,
+    );
     let sasl = sasl.then(|| sasl::SaslConn::new(&broker, &conn.listener));
+    let limits = Conn {
+        limits,
+        handshake_deadline: accepted + handshake,
+    };
     let Some(tls) = tls else {
         let (rd, wr) = stream.into_split();
-        return serve_connection(broker, rd, Writer::Plain(wr), conn, sasl, shutdown).await;
+        return serve_connection(broker, rd, Writer::Plain(wr), conn, sasl, limits, shutdown).await;
     };
-    let idle =
-        std::time::Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
-    let stream = match tls.handshake(stream, idle).await {
+    let stream = match tls.handshake(stream, handshake).await {
         Ok((stream, principal)) => {
             conn.principal = Arc::new(principal);
             stream
@@ -218,7 +302,14 @@ async fn connection(
     };
     tracing::debug!(peer = %conn.peer, listener = %conn.listener, principal = %conn.principal, "TLS connection established");
     let (rd, wr) = tokio::io::split(stream);
-    serve_connection(broker, rd, Writer::Tls(wr), conn, sasl, shutdown).await
+    serve_connection(broker, rd, Writer::Tls(wr), conn, sasl, limits, shutdown).await
+}
+
+/// A connection's view of the [`Limits`].
+struct Conn<'a> {
+    limits: &'a Limits,
+    /// On SASL listeners, authentication must be done by then.
+    handshake_deadline: tokio::time::Instant,
 }
 
 async fn serve_connection<R: AsyncRead + Unpin + Send>(
@@ -227,11 +318,21 @@ async fn serve_connection<R: AsyncRead + Unpin + Send>(
     wr: Writer,
     mut conn: ConnInfo,
     sasl: Option<sasl::SaslConn>,
+    limits: Conn<'_>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Outcome>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, rx, conn.peer));
-    let read = read_requests(Arc::clone(&broker), rd, &mut conn, sasl, shutdown, tx).await;
+    let read = read_requests(
+        Arc::clone(&broker),
+        rd,
+        &mut conn,
+        sasl,
+        limits,
+        shutdown,
+        tx,
+    )
+    .await;
     // The writer finishes the answers already queued, then ends.
     let written = writer
         .await
@@ -405,6 +506,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     mut rd: R,
     conn: &mut ConnInfo,
     mut sasl: Option<sasl::SaslConn>,
+    limits: Conn<'_>,
     mut shutdown: watch::Receiver<bool>,
     tx: tokio::sync::mpsc::Sender<Outcome>,
 ) -> std::io::Result<()> {
@@ -420,8 +522,22 @@ async fn read_requests<R: AsyncRead + Unpin>(
         if *shutdown.borrow() {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + idle;
+        // Until a SASL connection has authenticated, the handshake deadline applies too.
+        let authenticating = sasl.as_ref().is_some_and(|s| !s.is_authenticated());
+        let bound = |deadline: tokio::time::Instant| {
+            if authenticating {
+                deadline.min(limits.handshake_deadline)
+            } else {
+                deadline
+            }
+        };
+        let deadline = bound(tokio::time::Instant::now() + idle);
         if !fill(&mut rd, &mut buf, 4, deadline, &mut shutdown).await? {
+            if authenticating && tokio::time::Instant::now() >= limits.handshake_deadline {
+                tracing::info!(peer = %conn.peer, "SASL authentication not done within connections.handshake.timeout.ms; closing");
+                broker.metrics.connection_refused("handshake.timeout");
+                return Ok(());
+            }
             if !buf.is_empty() {
                 tracing::debug!(peer = %conn.peer, "connection closed or idle mid-frame");
             }
@@ -445,11 +561,25 @@ async fn read_requests<R: AsyncRead + Unpin>(
             return Ok(());
         }
         // A frame must arrive within the idle timeout.
-        let deadline = tokio::time::Instant::now() + idle;
+        let deadline = bound(tokio::time::Instant::now() + idle);
         if !fill(&mut rd, &mut buf, 4 + len as usize, deadline, &mut shutdown).await? {
             tracing::warn!(peer = %conn.peer, frame_bytes = len, "request frame not received within connections.max.idle.ms; closing");
             return Ok(());
         }
+        // `queued.max.request.bytes`: room for this frame among those read and not yet
+        // handled (taken once it has arrived, so a client sending slowly holds none).
+        let _queued = match &limits.limits.queued {
+            Some(sem) => {
+                let want = u32::try_from(len)
+                    .unwrap_or(u32::MAX)
+                    .min(limits.limits.queued_max);
+                tokio::select! {
+                    p = Arc::clone(sem).acquire_many_owned(want) => p.ok(),
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            None => None,
+        };
         buf.advance(4);
         let frame = buf.split_to(len as usize).freeze();
         if let Some(s) = sasl.as_mut() {
@@ -494,6 +624,16 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let closing = matches!(outcome, Outcome::Close(_));
         if tx.send(outcome).await.is_err() || closing {
             return Ok(()); // the writer stopped (write error or close)
+        }
+        // A client quota throttled the request: read nothing more from this client for that
+        // long (KIP-219); its next requests wait in the socket.
+        let mute = conn.mute_ms.swap(0, Ordering::Relaxed);
+        if mute > 0 {
+            let until = tokio::time::Instant::now() + std::time::Duration::from_millis(mute);
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
 }

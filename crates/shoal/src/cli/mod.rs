@@ -15,6 +15,7 @@ pub(crate) mod group;
 pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod queue;
+pub(crate) mod quota;
 pub(crate) mod topic;
 pub(crate) mod user;
 

@@ -138,7 +138,9 @@ pub(crate) async fn create(
                     })
                     .collect(),
             )]);
-    let (resp, _) = client.call(req, 5).await?;
+    // v7: a controller mutation quota refuses with THROTTLING_QUOTA_EXCEEDED (v6+, KIP-599)
+    // instead of throttling silently.
+    let (resp, _) = client.call(req, 7).await?;
     for t in resp.topics {
         if let Some(e) = kafka_error(t.error_code) {
             let detail = t
