@@ -50,6 +50,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The admin HTTP API's token (`http.auth.token`) every test broker gets; it is required only
+# while security is on (an authorizer or a non-PLAINTEXT Kafka listener).
+ADMIN_TOKEN = "shoal-test-token"
+
+
 class Broker:
     """A `shoal serve` on its own free port and data directory. `kill()` then `start()`
     restarts it on the same port and data; each run logs to its own file."""
@@ -71,7 +76,8 @@ class Broker:
     def start(self, timeout=60):
         log_path = os.path.join(self.root, f"broker-{len(self.logs) + 1}.log")
         self.logs.append(log_path)
-        sets = [a for k, v in self.settings.items() for a in ("--set", f"{k}={v}")]
+        settings = {"http.auth.token": ADMIN_TOKEN, **self.settings}
+        sets = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [shoal_bin(), "serve", "--kafka-addr", self.bootstrap,

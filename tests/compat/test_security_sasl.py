@@ -15,6 +15,7 @@ in the SCRAM client-final-message (confluentinc/librdkafka#4895). Shoal compares
 exactly, as RFC 5802 and Kafka 4 do, so that kcat fails SCRAM; the kcat SCRAM case runs kcat
 on the newer librdkafka that confluent-kafka bundles, and another case pins the refusal of the
 old one."""
+import base64
 import concurrent.futures
 import glob
 import json
@@ -28,13 +29,15 @@ import struct
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import confluent_kafka
 import pytest
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from conftest import broker_log, discard, shoal_bin, start_broker
+from conftest import ADMIN_TOKEN, broker_log, discard, shoal_bin, start_broker
 from tls_pki import (confluent_consume, failed_authentications, kafka_python_conf,
                      kafka_python_consume, librdkafka_conf, refused_confluent,
                      refused_kafka_python, run_kafkajs, run_kcat, temporary_pki)
@@ -537,3 +540,29 @@ def test_deleted_user_is_refused(sasl_broker):
         assert any(PLAIN_FAILED in t for _, t in plain.result()), plain.result()
         assert_kafka_python_refused(b, "deleted carol", kpy.result(), "SCRAM-SHA-256",
                                     scram_failed("SCRAM-SHA-256"))
+
+
+def test_admin_http_api_needs_the_token_while_security_is_on(sasl_broker):
+    """With SASL listeners the admin HTTP API answers only requests with `http.auth.token`:
+    as a bearer token, or as the password of HTTP Basic credentials (what a browser sends for
+    the console); anything else is 401 with WWW-Authenticate."""
+    url = f"http://127.0.0.1:{sasl_broker.http_port}/api/v1/cluster"
+
+    def status(headers):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=10) as r:
+                return r.status, r.headers, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, json.loads(e.read())
+
+    code, headers, body = status({})
+    assert code == 401 and body["error"] == "UNAUTHORIZED", (code, body)
+    assert "Basic" in (headers.get("WWW-Authenticate") or ""), dict(headers)
+    code, _, body = status({"Authorization": "Bearer not-the-token"})
+    assert code == 401, (code, body)
+    code, _, body = status({"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert code == 200 and body["node_id"] == 0, (code, body)
+    basic = base64.b64encode(f"anyone:{ADMIN_TOKEN}".encode()).decode()
+    code, _, body = status({"Authorization": f"Basic {basic}"})
+    assert code == 200, (code, body)

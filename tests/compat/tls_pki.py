@@ -23,6 +23,8 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 
+from conftest import ADMIN_TOKEN
+
 KAFKAJS = pathlib.Path(__file__).parent / "kafkajs"
 
 CA_CNF = """\
@@ -300,11 +302,12 @@ def refused_kafka_python(name, conf, reconnect_backoff_max_ms=500):
 # ---- the admin HTTP API --------------------------------------------------------------------
 
 def admin_get(b, path, context=None, timeout=10):
-    """GET `path` from the broker's admin HTTP port: https with the ssl `context`, else plain
-    http. Must answer 200; returns the body as text."""
+    """GET `path` from the broker's admin HTTP port with the test token: https with the ssl
+    `context`, else plain http. Must answer 200; returns the body as text."""
     scheme = "http" if context is None else "https"
-    with urllib.request.urlopen(f"{scheme}://127.0.0.1:{b.http_port}{path}", context=context,
-                                timeout=timeout) as r:
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{b.http_port}{path}",
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(req, context=context, timeout=timeout) as r:
         assert r.status == 200
         return r.read().decode()
 

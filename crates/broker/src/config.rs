@@ -76,6 +76,11 @@ pub struct BrokerConfig {
     /// Host advertised in Metadata (`advertised.host`, Shoal's older setting) for listeners
     /// `advertised.listeners` does not name; defaults to the listener's host.
     pub advertised_host: Option<String>,
+    /// Shoal's `http.auth.token` (default empty): when security is on
+    /// ([`BrokerConfig::security_on`]), the admin HTTP API answers only requests carrying it
+    /// (`Authorization: Bearer <token>`, or HTTP Basic with it as the password), unless the
+    /// HTTP port requires client certificates. Never logged nor described.
+    pub http_auth_token: String,
     /// HTTP address for the admin API and metrics (`--http-addr`, default 127.0.0.1:8080).
     pub http_addr: SocketAddr,
     /// Where logs live (`--data-dir`, `log.dirs`; default ./data).
@@ -217,6 +222,7 @@ impl Default for BrokerConfig {
             authorizer_class_name: String::new(),
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
+            http_auth_token: String::new(),
             quota_window_num: 11,
             quota_window_size_seconds: 1,
             advertised_host: None,
@@ -427,6 +433,7 @@ impl BrokerConfig {
                     .insert(setting.to_string(), value.to_string());
             }
             "http.addr" => self.http_addr = parse(key, value)?,
+            "http.auth.token" => self.http_auth_token = value.trim().to_string(),
             "sasl.enabled.mechanisms" => self.sasl_enabled_mechanisms = mechanisms(key, value)?,
             "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse(key, value)?,
             "authorizer.class.name" => match value.trim() {
@@ -757,6 +764,27 @@ impl BrokerConfig {
         self.listener_security_protocol_map
             .get(name)
             .is_some_and(|p| p.tls())
+    }
+
+    /// Whether security is on: an authorizer is configured or a Kafka listener is not
+    /// PLAINTEXT. The admin HTTP API then needs `http.auth.token` or mTLS.
+    pub fn security_on(&self) -> bool {
+        !self.authorizer_class_name.is_empty()
+            || self.listeners.iter().any(|l| {
+                self.listener_security_protocol_map
+                    .get(&l.name)
+                    .is_some_and(|p| *p != SecurityProtocol::Plaintext)
+            })
+    }
+
+    /// Whether the admin HTTP port verifies a client certificate on every connection
+    /// (`HTTP:SSL` with `ssl.client.auth=required`).
+    pub fn http_requires_client_certificates(&self) -> bool {
+        self.side_port_tls("HTTP")
+            && self
+                .ssl_settings("HTTP")
+                .get("ssl.client.auth")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("required"))
     }
 
     /// `sasl.enabled.mechanisms` on `listener` (its `listener.name.<name>.` override, else

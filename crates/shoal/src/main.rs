@@ -456,7 +456,8 @@ enum GroupCommand {
         group: String,
         /// A Shoal broker's admin HTTP API (`host:port`, its `--http-addr`): share groups
         /// also show each share-partition's in-flight window and records by state, and LAG
-        /// is Kafka's share lag (without it, log end offset minus start offset).
+        /// is Kafka's share lag (without it, log end offset minus start offset). A broker
+        /// with security on needs its `http.auth.token` in `SHOAL_HTTP_TOKEN`.
         #[arg(long, env = "SHOAL_ADMIN_API", value_name = "HOST:PORT")]
         admin_api: Option<String>,
     },

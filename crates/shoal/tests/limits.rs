@@ -2,7 +2,8 @@
 //! dribbled a byte at a time) do not stop a librdkafka producer and consumer;
 //! `max.connections.per.ip.overrides` caps one address and leaves others alone; a SASL
 //! connection that never authenticates is closed after `connections.handshake.timeout.ms`;
-//! `queued.max.request.bytes` smaller than a request still serves it.
+//! `queued.max.request.bytes` smaller than a request still serves it; with security on, the
+//! admin HTTP API refuses requests without `http.auth.token`.
 
 mod common;
 
@@ -41,13 +42,15 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 
 fn round_trip(broker: &Shoal, topic: &str, n: usize) -> Duration {
     let started = Instant::now();
-    let records: Vec<(String, String)> = (0..n)
-        .map(|i| (format!("k{i}"), format!("v{i}")))
-        .collect();
+    let records: Vec<(String, String)> =
+        (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
     common::produce(broker, topic, &records, &[]);
     let c: BaseConsumer = broker
         .client()
-        .set("group.id", format!("flood-{n}-{}", started.elapsed().as_nanos()))
+        .set(
+            "group.id",
+            format!("flood-{n}-{}", started.elapsed().as_nanos()),
+        )
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -119,7 +122,11 @@ fn flood_of_idle_and_slow_connections_leaves_clients_working() {
         })
     });
     assert!(
-        common::wait_until(Duration::from_secs(20), || metric(&broker, "shoal_connections ", "") >= 2050.0),
+        common::wait_until(Duration::from_secs(20), || metric(
+            &broker,
+            "shoal_connections ",
+            ""
+        ) >= 2050.0),
         "the broker holds the idle and slow connections"
     );
     // Clients still produce and consume, through the flood.
@@ -143,7 +150,11 @@ fn flood_of_idle_and_slow_connections_leaves_clients_working() {
         assert!(!closed_within(&mut another, Duration::from_millis(300)).await);
     });
     assert_eq!(
-        metric(&broker, "shoal_connections_refused_total", "reason=\"max.connections.per.ip\""),
+        metric(
+            &broker,
+            "shoal_connections_refused_total",
+            "reason=\"max.connections.per.ip\""
+        ),
         10.0
     );
 
@@ -160,9 +171,22 @@ fn flood_of_idle_and_slow_connections_leaves_clients_working() {
         );
     });
     assert_eq!(
-        metric(&broker, "shoal_connections_refused_total", "reason=\"handshake.timeout\""),
+        metric(
+            &broker,
+            "shoal_connections_refused_total",
+            "reason=\"handshake.timeout\""
+        ),
         1.0
     );
+
+    // Security is on (a SASL listener): the admin HTTP API needs `http.auth.token`.
+    let (status, body) = common::http_get_with(&broker, "/api/v1/cluster", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("UNAUTHORIZED"), "{body}");
+    let (status, _) = common::http_get_with(&broker, "/metrics", "Authorization: Bearer nope\r\n");
+    assert_eq!(status, 401);
+    assert_eq!(http_get(&broker, "/api/v1/cluster").0, 200);
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     slow.join().unwrap();
     drop(idle);

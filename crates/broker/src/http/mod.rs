@@ -22,6 +22,12 @@
 //! routes (`/api/v1/queues`, `/api/v1/exchanges`) and `GET /metrics` appends its metric
 //! families before the closing `# EOF`, so one page stays one valid OpenMetrics exposition.
 //!
+//! Access ([`require_token`]): when security is on (an authorizer, or a Kafka listener other
+//! than PLAINTEXT), every route needs `Authorization: Bearer <http.auth.token>` (or HTTP Basic
+//! with the token as the password, so a browser can open the console), unless the port
+//! verifies a client certificate on every connection (`HTTP:SSL`, `ssl.client.auth=required`).
+//! Otherwise the answer is 401 `{error: "UNAUTHORIZED"}` with `WWW-Authenticate`.
+//!
 //! Errors are JSON `{error, message}` with HTTP 503 when the coordinator is unavailable.
 //! docs/operations.md documents the shapes.
 
@@ -278,11 +284,66 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/groups/{group_id}", get(group))
         .route("/api/v1/groups/{group_id}/lag", get(lag))
-        .with_state(broker);
-    match extension {
+        .with_state(Arc::clone(&broker));
+    let app = match extension {
         Some(routes) => app.merge(routes),
         None => app,
+    };
+    let config = &broker.config;
+    if !config.security_on() || config.http_requires_client_certificates() {
+        return app;
     }
+    if config.http_auth_token.is_empty() {
+        tracing::warn!("security is on and http.auth.token is not set: the admin HTTP API refuses every request (set it, or require client certificates on the HTTP port)");
+    }
+    let token: Arc<str> = Arc::from(config.http_auth_token.as_str());
+    app.layer(axum::middleware::from_fn(move |req, next| {
+        require_token(Arc::clone(&token), req, next)
+    }))
+}
+
+/// Answers 401 unless the request carries `token` as a bearer token or as the password of
+/// HTTP Basic credentials; an empty `token` refuses everything. Compared in constant time.
+pub async fn require_token(
+    token: Arc<str>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use base64::Engine;
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            if let Some(t) = v.strip_prefix("Bearer ") {
+                return Some(t.trim().as_bytes().to_vec());
+            }
+            let basic = base64::engine::general_purpose::STANDARD
+                .decode(v.strip_prefix("Basic ")?.trim())
+                .ok()?;
+            let at = basic.iter().position(|&b| b == b':')?;
+            basic.get(at + 1..).map(<[u8]>::to_vec)
+        });
+    let ok = !token.is_empty()
+        && given.is_some_and(|g| {
+            g.len() == token.len()
+                && g.iter()
+                    .zip(token.as_bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+    if ok {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer realm=\"shoal\", Basic realm=\"shoal\"")],
+        Json(serde_json::json!({
+            "error": "UNAUTHORIZED",
+            "message": "the admin API needs Authorization: Bearer <http.auth.token> (or client certificates) while security is on",
+        })),
+    )
+        .into_response()
 }
 
 /// Serves the admin API on `listener` until `shutdown` turns true; over TLS when `tls` is

@@ -766,7 +766,10 @@ async fn admin_get(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}Connection: close\r\n\r\n",
+            super::admin_auth_header()
+        );
         stream.write_all(req.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.take(16 << 20).read_to_end(&mut raw).await?;

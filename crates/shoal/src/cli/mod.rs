@@ -20,6 +20,16 @@ pub(crate) mod topic;
 pub(crate) mod user;
 
 use clap::ValueEnum;
+
+/// The `Authorization` header line (CRLF-terminated) for a Shoal admin HTTP API, from
+/// `SHOAL_HTTP_TOKEN` (the broker's `http.auth.token`, needed while its security is on);
+/// empty without it.
+pub(crate) fn admin_auth_header() -> String {
+    match std::env::var("SHOAL_HTTP_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => format!("Authorization: Bearer {}\r\n", t.trim()),
+        _ => String::new(),
+    }
+}
 use kafka_protocol::error::ParseResponseErrorCode;
 
 /// `--output`.

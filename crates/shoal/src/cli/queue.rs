@@ -24,7 +24,8 @@ const MAX_RESPONSE: u64 = 64 << 20;
 #[derive(clap::Args, Debug)]
 pub(crate) struct QueueArgs {
     /// A Shoal broker's admin HTTP API (its `--http-addr`): `http://HOST:PORT` or
-    /// `HOST:PORT`.
+    /// `HOST:PORT`. A broker with security on needs its `http.auth.token` in
+    /// `SHOAL_HTTP_TOKEN`.
     #[arg(
         long,
         env = "SHOAL_ADMIN_API",
@@ -252,6 +253,7 @@ impl AdminApi {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
         );
+        req.push_str(&super::admin_auth_header());
         if body.is_some() {
             req.push_str("Content-Type: application/json\r\n");
         }

@@ -51,6 +51,9 @@ impl Shoal {
             .arg("--http-addr")
             .arg("127.0.0.1:0");
         cmd.arg("--set").arg("group.initial.rebalance.delay.ms=0");
+        // Required by the admin HTTP API only while security is on; `http_get` sends it.
+        cmd.arg("--set")
+            .arg(format!("http.auth.token={ADMIN_TOKEN}"));
         for s in extra {
             cmd.arg("--set").arg(s);
         }
@@ -285,14 +288,27 @@ pub fn produce(
     })
 }
 
-/// `GET path` on the broker's admin HTTP API; returns (status, body).
+/// `GET path` on the broker's admin HTTP API, with the test token; returns (status, body).
 pub fn http_get(broker: &Shoal, path: &str) -> (u16, String) {
+    http_get_with(
+        broker,
+        path,
+        &format!("Authorization: Bearer {ADMIN_TOKEN}\r\n"),
+    )
+}
+
+/// The admin HTTP API's token (`http.auth.token`) every test broker is started with.
+pub const ADMIN_TOKEN: &str = "shoal-test-token";
+
+/// `GET path` with `headers` (each line ending in CRLF) and no token unless they carry it;
+/// returns (status, body).
+pub fn http_get_with(broker: &Shoal, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(&broker.http_addr).expect("connect admin API");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\n{headers}Connection: close\r\n\r\n",
         broker.http_addr
     )
     .expect("write request");
