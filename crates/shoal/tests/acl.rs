@@ -294,3 +294,99 @@ fn acl_matrix_with_librdkafka_and_the_cli() {
         "after restart"
     );
 }
+
+/// Group APIs checked per group, as Kafka does (no ALTER on the cluster needed): ListGroups
+/// shows only the groups a principal may DESCRIBE, DescribeGroups refuses the others, and
+/// DeleteGroups deletes only those it may DELETE (GROUP_AUTHORIZATION_FAILED for the rest).
+#[test]
+fn group_listing_and_deletion_follow_group_acls() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let broker = start(&data, "127.0.0.1:0", false);
+    for u in ["admin", "carol"] {
+        let (ok, out) = cli(
+            &broker,
+            None,
+            &["user", "create", u, "--password", &format!("{u}-pw")],
+        );
+        assert!(ok, "{out}");
+    }
+    let addr = broker.addr.clone();
+    drop(broker);
+    let broker = start(&data, &addr, true);
+    let (ok, out) = cli(&broker, Some("admin"), &["topic", "create", "events"]);
+    assert!(ok, "{out}");
+    assert_eq!(produce(&broker, "admin", "events"), Ok(()));
+    for g in ["team-a", "team-b", "team-c"] {
+        assert_eq!(consume(&broker, "admin", "events", g).as_deref(), Ok("v"));
+    }
+    for (op, group) in [
+        ("describe", "team-a"),
+        ("describe", "team-b"),
+        ("delete", "team-b"),
+    ] {
+        let (ok, out) = cli(
+            &broker,
+            Some("admin"),
+            &[
+                "acl",
+                "add",
+                "--principal",
+                "User:carol",
+                "--operation",
+                op,
+                "--group",
+                group,
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+    let carol: BaseConsumer = client(&broker, "carol").create().unwrap();
+    let listed = carol
+        .fetch_group_list(None, Duration::from_secs(10))
+        .expect("ListGroups and DescribeGroups as carol");
+    let mut names: Vec<&str> = listed.groups().iter().map(|g| g.name()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["team-a", "team-b"],
+        "carol sees the groups she may describe"
+    );
+    let one = carol
+        .fetch_group_list(Some("team-c"), Duration::from_secs(10))
+        .expect("DescribeGroups of a group carol may not describe");
+    assert!(
+        one.groups()
+            .iter()
+            .all(|g| g.name() != "team-c" || g.state().is_empty()),
+        "team-c is not described to carol"
+    );
+
+    let admin: AdminClient<DefaultClientContext> = client(&broker, "carol").create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt
+        .block_on(admin.delete_groups(&["team-a", "team-b"], &AdminOptions::new()))
+        .expect("DeleteGroups as carol");
+    let by_group: std::collections::BTreeMap<String, Result<(), RDKafkaErrorCode>> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(g) => (g, Ok(())),
+            Err((g, e)) => (g, Err(e)),
+        })
+        .collect();
+    assert_eq!(
+        by_group.get("team-a"),
+        Some(&Err(RDKafkaErrorCode::GroupAuthorizationFailed))
+    );
+    assert_eq!(by_group.get("team-b"), Some(&Ok(())));
+    let (ok, out) = cli(&broker, Some("admin"), &["group", "list"]);
+    assert!(
+        ok && out.contains("team-a") && !out.contains("team-b"),
+        "{out}"
+    );
+}

@@ -28,18 +28,10 @@ pub fn needs_cluster_alter(api: ApiKey) -> bool {
             | DescribeProducers
             | DescribeTransactions
             | ListTransactions
-            | ListGroups
-            | DescribeGroups
-            | DeleteGroups
             | OffsetDelete
-            | ConsumerGroupDescribe
-            | ShareGroupDescribe
             | DescribeShareGroupOffsets
             | AlterShareGroupOffsets
             | DeleteShareGroupOffsets
-            | AddPartitionsToTxn
-            | ShareFetch
-            | ShareAcknowledge
             | ElectLeaders
             | AlterPartitionReassignments
             | ListPartitionReassignments
@@ -61,6 +53,27 @@ fn txn(broker: &Broker, ctx: &RequestContext, id: &str) -> bool {
         ResourceType::TransactionalId,
         id,
     )
+}
+
+/// GROUP_AUTHORIZATION_FAILED without READ on `group`, else TOPIC_AUTHORIZATION_FAILED when a
+/// topic (by id; unknown ids are the handler's business) may not be READ; `None` if allowed.
+fn share_denied(
+    broker: &Broker,
+    ctx: &RequestContext,
+    group_id: Option<&str>,
+    topics: impl Iterator<Item = uuid::Uuid>,
+) -> Option<i16> {
+    if !group(broker, ctx, Operation::Read, group_id.unwrap_or("")) {
+        return Some(code::GROUP_AUTHORIZATION_FAILED);
+    }
+    let mut topics = topics;
+    topics
+        .any(|id| {
+            broker.topics.get_by_id(id).is_some_and(|t| {
+                !allowed(broker, ctx, Operation::Read, ResourceType::Topic, &t.name)
+            })
+        })
+        .then_some(code::TOPIC_AUTHORIZATION_FAILED)
 }
 
 /// The answer to a request refused as a whole, or `None` to run its handler. `Err` closes
@@ -237,6 +250,83 @@ pub fn check(
         {
             ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_error_code(GROUP_DENIED))
         }
+        // v4+ is sent by brokers (verify only): CLUSTER_ACTION on the cluster.
+        RequestKind::AddPartitionsToTxn(_)
+            if ctx.api_version >= 4 && !cluster_allowed(broker, ctx, Operation::ClusterAction) =>
+        {
+            ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default()
+                    .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED),
+            )
+        }
+        // v0-3: WRITE on the transactional id, then on each topic (Kafka answers the others
+        // OPERATION_NOT_ATTEMPTED).
+        RequestKind::AddPartitionsToTxn(r) if ctx.api_version < 4 => {
+            let id_denied = !txn(broker, ctx, &r.v3_and_below_transactional_id);
+            let topic_denied =
+                |name: &str| !allowed(broker, ctx, Operation::Write, ResourceType::Topic, name);
+            if !id_denied && !r.v3_and_below_topics.iter().any(|t| topic_denied(&t.name)) {
+                return Ok(None);
+            }
+            let results = r
+                .v3_and_below_topics
+                .iter()
+                .map(|t| {
+                    let error = if id_denied {
+                        TXN_DENIED
+                    } else if topic_denied(&t.name) {
+                        code::TOPIC_AUTHORIZATION_FAILED
+                    } else {
+                        code::OPERATION_NOT_ATTEMPTED
+                    };
+                    add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_results_by_partition(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(*p)
+                                        .with_partition_error_code(error)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+            )
+        }
+        // Share groups (KIP-932): READ on the group, then READ on every topic named (Shoal
+        // refuses the whole request when one topic is denied).
+        RequestKind::ShareFetch(r) => {
+            let error = share_denied(
+                broker,
+                ctx,
+                r.group_id.as_ref().map(|g| &*g.0),
+                r.topics.iter().map(|t| t.topic_id),
+            );
+            match error {
+                Some(e) => {
+                    ResponseKind::ShareFetch(ShareFetchResponse::default().with_error_code(e))
+                }
+                None => return Ok(None),
+            }
+        }
+        RequestKind::ShareAcknowledge(r) => {
+            let error = share_denied(
+                broker,
+                ctx,
+                r.group_id.as_ref().map(|g| &*g.0),
+                r.topics.iter().map(|t| t.topic_id),
+            );
+            match error {
+                Some(e) => ResponseKind::ShareAcknowledge(
+                    ShareAcknowledgeResponse::default().with_error_code(e),
+                ),
+                None => return Ok(None),
+            }
+        }
         _ => return Ok(None),
     };
     Ok(Some(refused))
@@ -286,5 +376,87 @@ pub fn filter_offset_fetch(
             }
         }
     }
+    resp
+}
+
+/// Group listings and descriptions after their handlers (Kafka's rules): ListGroups keeps
+/// only the groups the principal may DESCRIBE (all with DESCRIBE on the cluster);
+/// DescribeGroups, ConsumerGroupDescribe and ShareGroupDescribe answer
+/// GROUP_AUTHORIZATION_FAILED, with nothing else, for a group it may not DESCRIBE.
+pub fn filter_groups(broker: &Broker, ctx: &RequestContext, resp: ResponseKind) -> ResponseKind {
+    use kafka_protocol::messages::*;
+    if !broker.authorizer.config.enabled {
+        return resp;
+    }
+    let visible = |id: &str| group(broker, ctx, Operation::Describe, id);
+    const DENIED: i16 = code::GROUP_AUTHORIZATION_FAILED;
+    match resp {
+        ResponseKind::ListGroups(mut r) => {
+            if !cluster_allowed(broker, ctx, Operation::Describe) {
+                r.groups.retain(|g| visible(&g.group_id));
+            }
+            ResponseKind::ListGroups(r)
+        }
+        ResponseKind::DescribeGroups(mut r) => {
+            for g in &mut r.groups {
+                if !visible(&g.group_id) {
+                    *g = describe_groups_response::DescribedGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(DENIED);
+                }
+            }
+            ResponseKind::DescribeGroups(r)
+        }
+        ResponseKind::ConsumerGroupDescribe(mut r) => {
+            for g in &mut r.groups {
+                if !visible(&g.group_id) {
+                    *g = consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(DENIED);
+                }
+            }
+            ResponseKind::ConsumerGroupDescribe(r)
+        }
+        ResponseKind::ShareGroupDescribe(mut r) => {
+            for g in &mut r.groups {
+                if !visible(&g.group_id) {
+                    *g = share_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(DENIED);
+                }
+            }
+            ResponseKind::ShareGroupDescribe(r)
+        }
+        other => other,
+    }
+}
+
+/// DeleteGroups before its handler: the groups the principal may not DELETE are taken out of
+/// the request and returned, to be answered GROUP_AUTHORIZATION_FAILED ([`deleted_groups`]).
+pub fn undeletable_groups(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: &mut kafka_protocol::messages::DeleteGroupsRequest,
+) -> Vec<kafka_protocol::messages::GroupId> {
+    if !broker.authorizer.config.enabled {
+        return Vec::new();
+    }
+    let (denied, kept) = std::mem::take(&mut req.groups_names)
+        .into_iter()
+        .partition(|g| !group(broker, ctx, Operation::Delete, g));
+    req.groups_names = kept;
+    denied
+}
+
+/// DeleteGroups after its handler: the refused groups answered GROUP_AUTHORIZATION_FAILED.
+pub fn deleted_groups(
+    mut resp: kafka_protocol::messages::DeleteGroupsResponse,
+    refused: Vec<kafka_protocol::messages::GroupId>,
+) -> kafka_protocol::messages::DeleteGroupsResponse {
+    resp.results.extend(refused.into_iter().map(|g| {
+        kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+            .with_group_id(g)
+            .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
+    }));
     resp
 }

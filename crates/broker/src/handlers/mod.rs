@@ -424,7 +424,11 @@ async fn handle(
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(groups::describe(broker, r).await)
         }
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(broker, r).await),
+        RequestKind::DeleteGroups(mut r) => {
+            let refused = authz::undeletable_groups(broker, ctx, &mut r);
+            let resp = groups::delete(broker, r).await;
+            ResponseKind::DeleteGroups(authz::deleted_groups(resp, refused))
+        }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(offsets::commit(broker, ctx, r).await)
         }
@@ -512,7 +516,7 @@ async fn handle(
         }
         other => return Handled::Done(Outcome::Close(format!("no handler for {other:?}"))),
     };
-    Handled::Response(response)
+    Handled::Response(authz::filter_groups(broker, ctx, response))
 }
 
 /// Tells the coordinator which connection a group member uses, when
