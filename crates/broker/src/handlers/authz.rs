@@ -19,12 +19,7 @@ pub fn needs_cluster_alter(api: ApiKey) -> bool {
     use ApiKey::*;
     matches!(
         api,
-        CreatePartitions
-            | DescribeConfigs
-            | AlterConfigs
-            | IncrementalAlterConfigs
-            | DeleteRecords
-            | DescribeTopicPartitions
+        DescribeTopicPartitions
             | DescribeProducers
             | DescribeTransactions
             | ListTransactions
@@ -459,4 +454,64 @@ pub fn deleted_groups(
             .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
     }));
     resp
+}
+
+/// Takes out of `items` the topics (named by `name`) on which the principal may not do `op`
+/// and returns them, for the caller to answer TOPIC_AUTHORIZATION_FAILED.
+pub fn refuse_topics<T>(
+    broker: &Broker,
+    ctx: &RequestContext,
+    op: Operation,
+    items: &mut Vec<T>,
+    name: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    if !broker.authorizer.config.enabled {
+        return Vec::new();
+    }
+    let (denied, kept) = std::mem::take(items)
+        .into_iter()
+        .partition(|t| !allowed(broker, ctx, op, ResourceType::Topic, name(t)));
+    *items = kept;
+    denied
+}
+
+/// Takes out of `items` the config resources (`(resource_type, name)` by `key`, Kafka's
+/// `ConfigResource.Type`) on which the principal may not do `op` (DESCRIBE_CONFIGS or
+/// ALTER_CONFIGS: on the topic, on the cluster for a broker or broker logger, on the group),
+/// returning `(resource_type, name, error)`: TOPIC_, CLUSTER_ or GROUP_AUTHORIZATION_FAILED.
+/// Unknown resource types are left for the handler.
+pub fn refuse_config_resources<T>(
+    broker: &Broker,
+    ctx: &RequestContext,
+    op: Operation,
+    items: &mut Vec<T>,
+    key: impl Fn(&T) -> (i8, &str),
+) -> Vec<(i8, kafka_protocol::protocol::StrBytes, i16)> {
+    if !broker.authorizer.config.enabled {
+        return Vec::new();
+    }
+    let mut denied = Vec::new();
+    items.retain(|item| {
+        let (t, name) = key(item);
+        let (resource, resource_name, error) = match t {
+            2 => (ResourceType::Topic, name, code::TOPIC_AUTHORIZATION_FAILED),
+            4 | 8 => (
+                ResourceType::Cluster,
+                "kafka-cluster",
+                code::CLUSTER_AUTHORIZATION_FAILED,
+            ),
+            32 => (ResourceType::Group, name, code::GROUP_AUTHORIZATION_FAILED),
+            _ => return true,
+        };
+        if allowed(broker, ctx, op, resource, resource_name) {
+            return true;
+        }
+        denied.push((
+            t,
+            kafka_protocol::protocol::StrBytes::from_string(name.to_string()),
+            error,
+        ));
+        false
+    });
+    denied
 }

@@ -33,6 +33,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::auth::acl::Operation;
 use crate::auth::quota::QuotaType;
 use crate::state::Broker;
 
@@ -337,15 +338,74 @@ async fn handle(
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(admin::delete_topics(broker, ctx, r, mutations).await)
         }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r, mutations))
+        RequestKind::CreatePartitions(mut r) => {
+            let denied =
+                authz::refuse_topics(broker, ctx, Operation::Alter, &mut r.topics, |t| &t.name);
+            let mut resp = admin::create_partitions(broker, r, mutations);
+            resp.results.extend(denied.into_iter().map(|t| {
+                kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+            }));
+            ResponseKind::CreatePartitions(resp)
         }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r).await)
+        RequestKind::DescribeConfigs(mut r) => {
+            let denied = authz::refuse_config_resources(
+                broker,
+                ctx,
+                Operation::DescribeConfigs,
+                &mut r.resources,
+                |c| (c.resource_type, &c.resource_name),
+            );
+            let mut resp = admin::describe_configs(broker, r).await;
+            resp.results
+                .extend(denied.into_iter().map(|(t, name, error)| {
+                kafka_protocol::messages::describe_configs_response::DescribeConfigsResult::default(
+                )
+                .with_error_code(error)
+                .with_resource_type(t)
+                .with_resource_name(name)
+            }));
+            ResponseKind::DescribeConfigs(resp)
         }
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin::alter_configs(broker, r)),
-        RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(partitions::delete_records(broker, r))
+        RequestKind::AlterConfigs(mut r) => {
+            let denied = authz::refuse_config_resources(
+                broker,
+                ctx,
+                Operation::AlterConfigs,
+                &mut r.resources,
+                |c| (c.resource_type, &c.resource_name),
+            );
+            let mut resp = admin::alter_configs(broker, r);
+            resp.responses.extend(denied.into_iter().map(|(t, name, error)| {
+                kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(error)
+                    .with_resource_type(t)
+                    .with_resource_name(name)
+            }));
+            ResponseKind::AlterConfigs(resp)
+        }
+        RequestKind::DeleteRecords(mut r) => {
+            let denied =
+                authz::refuse_topics(broker, ctx, Operation::Delete, &mut r.topics, |t| &t.name);
+            let mut resp = partitions::delete_records(broker, r);
+            resp.topics.extend(denied.into_iter().map(|t| {
+                use kafka_protocol::messages::delete_records_response::*;
+                DeleteRecordsTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                DeleteRecordsPartitionResult::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_low_watermark(-1)
+                                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                            })
+                            .collect(),
+                    )
+            }));
+            ResponseKind::DeleteRecords(resp)
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(partitions::describe_log_dirs(broker, r))
@@ -455,8 +515,22 @@ async fn handle(
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, ctx, r).await)
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let denied = authz::refuse_config_resources(
+                broker,
+                ctx,
+                Operation::AlterConfigs,
+                &mut r.resources,
+                |c| (c.resource_type, &c.resource_name),
+            );
+            let mut resp = admin::incremental_alter_configs(broker, r).await;
+            resp.responses.extend(denied.into_iter().map(|(t, name, error)| {
+                kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(error)
+                    .with_resource_type(t)
+                    .with_resource_name(name)
+            }));
+            ResponseKind::IncrementalAlterConfigs(resp)
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
