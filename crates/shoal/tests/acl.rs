@@ -112,6 +112,16 @@ fn consume(
     Err(RDKafkaErrorCode::RequestTimedOut)
 }
 
+/// A per-name admin result as (name, Ok or the error code).
+fn outcome(
+    r: Result<String, (String, RDKafkaErrorCode)>,
+) -> (String, Result<(), RDKafkaErrorCode>) {
+    match r {
+        Ok(name) => (name, Ok(())),
+        Err((name, e)) => (name, Err(e)),
+    }
+}
+
 fn visible_topics(broker: &Shoal, user: &str) -> Vec<String> {
     let c: BaseConsumer = client(broker, user).create().unwrap();
     let md = c
@@ -373,13 +383,8 @@ fn group_and_topic_admin_apis_follow_per_resource_acls() {
     let results = rt
         .block_on(admin.delete_groups(&["team-a", "team-b"], &AdminOptions::new()))
         .expect("DeleteGroups as carol");
-    let by_group: std::collections::BTreeMap<String, Result<(), RDKafkaErrorCode>> = results
-        .into_iter()
-        .map(|r| match r {
-            Ok(g) => (g, Ok(())),
-            Err((g, e)) => (g, Err(e)),
-        })
-        .collect();
+    let by_group: std::collections::BTreeMap<String, Result<(), RDKafkaErrorCode>> =
+        results.into_iter().map(outcome).collect();
     assert_eq!(
         by_group.get("team-a"),
         Some(&Err(RDKafkaErrorCode::GroupAuthorizationFailed))
@@ -467,13 +472,8 @@ fn group_and_topic_admin_apis_follow_per_resource_acls() {
             &opts,
         ))
         .expect("CreatePartitions as carol");
-    let grown: std::collections::BTreeMap<String, Result<(), RDKafkaErrorCode>> = grown
-        .into_iter()
-        .map(|r| match r {
-            Ok(t) => (t, Ok(())),
-            Err((t, e)) => (t, Err(e)),
-        })
-        .collect();
+    let grown: std::collections::BTreeMap<String, Result<(), RDKafkaErrorCode>> =
+        grown.into_iter().map(outcome).collect();
     assert_eq!(grown.get("events"), Some(&Ok(())));
     assert_eq!(
         grown.get("other"),

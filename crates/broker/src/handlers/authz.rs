@@ -384,7 +384,18 @@ pub fn filter_groups(broker: &Broker, ctx: &RequestContext, resp: ResponseKind) 
         return resp;
     }
     let visible = |id: &str| group(broker, ctx, Operation::Describe, id);
-    const DENIED: i16 = code::GROUP_AUTHORIZATION_FAILED;
+    // A described group the principal may not DESCRIBE becomes its id and the error only.
+    macro_rules! deny_groups {
+        ($groups:expr, $ty:ty) => {
+            for g in &mut $groups {
+                if !visible(&g.group_id) {
+                    *g = <$ty>::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+                }
+            }
+        };
+    }
     match resp {
         ResponseKind::ListGroups(mut r) => {
             if !cluster_allowed(broker, ctx, Operation::Describe) {
@@ -393,33 +404,15 @@ pub fn filter_groups(broker: &Broker, ctx: &RequestContext, resp: ResponseKind) 
             ResponseKind::ListGroups(r)
         }
         ResponseKind::DescribeGroups(mut r) => {
-            for g in &mut r.groups {
-                if !visible(&g.group_id) {
-                    *g = describe_groups_response::DescribedGroup::default()
-                        .with_group_id(g.group_id.clone())
-                        .with_error_code(DENIED);
-                }
-            }
+            deny_groups!(r.groups, describe_groups_response::DescribedGroup);
             ResponseKind::DescribeGroups(r)
         }
         ResponseKind::ConsumerGroupDescribe(mut r) => {
-            for g in &mut r.groups {
-                if !visible(&g.group_id) {
-                    *g = consumer_group_describe_response::DescribedGroup::default()
-                        .with_group_id(g.group_id.clone())
-                        .with_error_code(DENIED);
-                }
-            }
+            deny_groups!(r.groups, consumer_group_describe_response::DescribedGroup);
             ResponseKind::ConsumerGroupDescribe(r)
         }
         ResponseKind::ShareGroupDescribe(mut r) => {
-            for g in &mut r.groups {
-                if !visible(&g.group_id) {
-                    *g = share_group_describe_response::DescribedGroup::default()
-                        .with_group_id(g.group_id.clone())
-                        .with_error_code(DENIED);
-                }
-            }
+            deny_groups!(r.groups, share_group_describe_response::DescribedGroup);
             ResponseKind::ShareGroupDescribe(r)
         }
         other => other,

@@ -269,6 +269,26 @@ pub async fn dispatch(broker: &Broker, frame: Bytes, conn: &ConnInfo) -> Outcome
     )
 }
 
+/// Runs a config API (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs) on the resources
+/// the principal may `$op` and answers the others with their authorization error
+/// ([`authz::refuse_config_resources`]) in `$field` rows of type `$row`.
+macro_rules! per_config_resource {
+    ($broker:expr, $ctx:expr, $op:expr, $req:ident, $call:expr, $field:ident, $row:ty) => {{
+        let denied = authz::refuse_config_resources($broker, $ctx, $op, &mut $req.resources, |c| {
+            (c.resource_type, &c.resource_name)
+        });
+        let mut resp = $call;
+        resp.$field
+            .extend(denied.into_iter().map(|(t, name, error)| {
+                <$row>::default()
+                    .with_error_code(error)
+                    .with_resource_type(t)
+                    .with_resource_name(name)
+            }));
+        resp
+    }};
+}
+
 /// What a handler produced, before quotas and encoding.
 pub(crate) enum Handled {
     Response(ResponseKind),
@@ -349,42 +369,12 @@ async fn handle(
             }));
             ResponseKind::CreatePartitions(resp)
         }
-        RequestKind::DescribeConfigs(mut r) => {
-            let denied = authz::refuse_config_resources(
-                broker,
-                ctx,
-                Operation::DescribeConfigs,
-                &mut r.resources,
-                |c| (c.resource_type, &c.resource_name),
-            );
-            let mut resp = admin::describe_configs(broker, r).await;
-            resp.results
-                .extend(denied.into_iter().map(|(t, name, error)| {
-                kafka_protocol::messages::describe_configs_response::DescribeConfigsResult::default(
-                )
-                .with_error_code(error)
-                .with_resource_type(t)
-                .with_resource_name(name)
-            }));
-            ResponseKind::DescribeConfigs(resp)
-        }
-        RequestKind::AlterConfigs(mut r) => {
-            let denied = authz::refuse_config_resources(
-                broker,
-                ctx,
-                Operation::AlterConfigs,
-                &mut r.resources,
-                |c| (c.resource_type, &c.resource_name),
-            );
-            let mut resp = admin::alter_configs(broker, r);
-            resp.responses.extend(denied.into_iter().map(|(t, name, error)| {
-                kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_error_code(error)
-                    .with_resource_type(t)
-                    .with_resource_name(name)
-            }));
-            ResponseKind::AlterConfigs(resp)
-        }
+        RequestKind::DescribeConfigs(mut r) => ResponseKind::DescribeConfigs(per_config_resource!(
+            broker, ctx, Operation::DescribeConfigs, r, admin::describe_configs(broker, r).await, results, kafka_protocol::messages::describe_configs_response::DescribeConfigsResult
+        )),
+        RequestKind::AlterConfigs(mut r) => ResponseKind::AlterConfigs(per_config_resource!(
+            broker, ctx, Operation::AlterConfigs, r, admin::alter_configs(broker, r), responses, kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse
+        )),
         RequestKind::DeleteRecords(mut r) => {
             let denied =
                 authz::refuse_topics(broker, ctx, Operation::Delete, &mut r.topics, |t| &t.name);
@@ -515,23 +505,9 @@ async fn handle(
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_describe(broker, ctx, r).await)
         }
-        RequestKind::IncrementalAlterConfigs(mut r) => {
-            let denied = authz::refuse_config_resources(
-                broker,
-                ctx,
-                Operation::AlterConfigs,
-                &mut r.resources,
-                |c| (c.resource_type, &c.resource_name),
-            );
-            let mut resp = admin::incremental_alter_configs(broker, r).await;
-            resp.responses.extend(denied.into_iter().map(|(t, name, error)| {
-                kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_error_code(error)
-                    .with_resource_type(t)
-                    .with_resource_name(name)
-            }));
-            ResponseKind::IncrementalAlterConfigs(resp)
-        }
+        RequestKind::IncrementalAlterConfigs(mut r) => ResponseKind::IncrementalAlterConfigs(per_config_resource!(
+            broker, ctx, Operation::AlterConfigs, r, admin::incremental_alter_configs(broker, r).await, responses, kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse
+        )),
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
         }
