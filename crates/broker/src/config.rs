@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     /// cap request-time throttles at one window ([`crate::auth::quota`]).
     pub quota_window_num: usize,
     pub quota_window_size_seconds: u64,
+    /// `sasl.oauthbearer.*`: how OAUTHBEARER tokens are validated
+    /// ([`crate::auth::oauthbearer`]).
+    pub sasl_oauthbearer: crate::auth::oauthbearer::OAuthBearerConfig,
     /// `sasl.server.max.receive.size` (default 524288 bytes): the largest frame a SASL
     /// connection may send before it has authenticated.
     pub sasl_server_max_receive_size: i32,
@@ -219,6 +222,7 @@ impl Default for BrokerConfig {
             connections_max_reauth_ms: 0,
             connection_failed_authentication_delay_ms: 100,
             sasl_server_max_receive_size: 524_288,
+            sasl_oauthbearer: Default::default(),
             authorizer_class_name: String::new(),
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
@@ -466,6 +470,12 @@ impl BrokerConfig {
             }
             "quota.window.num" => self.quota_window_num = at_least_one(key, value)? as usize,
             "quota.window.size.seconds" => self.quota_window_size_seconds = at_least_one(key, value)?,
+            k if k.starts_with("sasl.oauthbearer.") => {
+                match self.sasl_oauthbearer.set(k, value) {
+                    Some(r) => r.map_err(invalid(key, value))?,
+                    None => return Err(ConfigError::UnknownKey(k.to_string())),
+                }
+            }
             "sasl.server.max.receive.size" => {
                 self.sasl_server_max_receive_size = parse(key, value)?
             }
@@ -795,6 +805,19 @@ impl BrokerConfig {
             .and_then(|o| o.get("sasl.enabled.mechanisms"))
             .and_then(|v| mechanisms("sasl.enabled.mechanisms", v).ok())
             .unwrap_or_else(|| self.sasl_enabled_mechanisms.clone())
+    }
+
+    /// Whether any SASL listener offers OAUTHBEARER.
+    pub fn oauthbearer_enabled(&self) -> bool {
+        self.listener_protocols().is_ok_and(|ls| {
+            ls.iter().any(|(e, p)| {
+                p.sasl()
+                    && self
+                        .sasl_mechanisms_for(&e.name)
+                        .iter()
+                        .any(|m| m == "OAUTHBEARER")
+            })
+        })
     }
 
     /// `connections.max.reauth.ms` on `listener` (override, else global).

@@ -105,7 +105,16 @@ impl Broker {
         )?;
         let (appended, _) = watch::channel(0u64);
         let credentials = crate::auth::scram::CredentialStore::load(&topics);
-        let sasl = crate::auth::sasl::SaslAuthenticator::new(Arc::clone(&credentials))
+        let oauth = config
+            .sasl_oauthbearer
+            .validator()
+            .map_err(BrokerError::Config)?;
+        if matches!(oauth, crate::auth::oauthbearer::Validator::Unsecured(_))
+            && config.oauthbearer_enabled()
+        {
+            tracing::warn!("OAUTHBEARER is enabled with the unsecured token validator (no sasl.oauthbearer.jwks.endpoint.url): any unsigned token is accepted; not for production");
+        }
+        let sasl = crate::auth::sasl::SaslAuthenticator::new(Arc::clone(&credentials), oauth)
             .map_err(BrokerError::Config)?;
         let authorizer = crate::auth::acl::Authorizer::load(
             crate::auth::acl::AuthorizerConfig {

@@ -15,22 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, Statistics, TopicPartitionList};
 
-fn cli(broker: &Shoal, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .args(["--bootstrap-server", &broker.addr])
-        .output()
-        .expect("run shoal");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 fn quota(broker: &Shoal, args: &[&str]) -> String {
-    let (ok, out) = cli(broker, &[&["quota"], args].concat());
+    let (ok, out) = broker.cli(&[&["quota"], args].concat());
     assert!(ok, "shoal quota {args:?}: {out}");
     out
 }
@@ -286,7 +272,7 @@ fn consumer_quota_by_client_id_and_the_cli() {
             "ip may not be combined",
         ),
     ] {
-        let (ok, out) = cli(&broker, &[&["quota", "alter"], args].concat());
+        let (ok, out) = broker.cli(&[&["quota", "alter"], args].concat());
         assert!(
             !ok && out.contains("InvalidRequest") && out.contains(why),
             "{args:?}: {out}"
@@ -381,9 +367,9 @@ fn request_and_controller_mutation_quotas() {
             "controller_mutation_rate=1",
         ],
     );
-    let (ok, out) = cli(&broker, &["topic", "create", "m1", "--partitions", "4"]);
+    let (ok, out) = broker.cli(&["topic", "create", "m1", "--partitions", "4"]);
     assert!(ok, "{out}");
-    let (ok, out) = cli(&broker, &["topic", "create", "m2", "--partitions", "1"]);
+    let (ok, out) = broker.cli(&["topic", "create", "m2", "--partitions", "1"]);
     assert!(!ok && out.contains("ThrottlingQuotaExceeded"), "{out}");
     assert!(
         metric(
@@ -394,6 +380,6 @@ fn request_and_controller_mutation_quotas() {
     );
     // It refills at 1 partition/s: 4 tokens owed, then the allowance of 2 windows.
     std::thread::sleep(Duration::from_millis(2_600));
-    let (ok, out) = cli(&broker, &["topic", "create", "m2", "--partitions", "1"]);
+    let (ok, out) = broker.cli(&["topic", "create", "m2", "--partitions", "1"]);
     assert!(ok, "{out}");
 }

@@ -20,20 +20,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 
-fn shoal_cli(broker: &Shoal, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .args(["--bootstrap-server", &broker.addr])
-        .output()
-        .expect("run shoal");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 fn sasl_client(
     addr: &str,
     protocol: &str,
@@ -97,40 +83,31 @@ fn scram_and_plain_over_sasl_listeners_with_users_from_the_cli() {
     let data = tmp.path().join("data");
     let mut broker = start(&data, &ca, "127.0.0.1:0");
     broker.allowed_errors.push("authentication");
-    let (ok, out) = shoal_cli(
-        &broker,
-        &["user", "create", "alice", "--password", "alice-secret"],
-    );
+    let (ok, out) = broker.cli(&["user", "create", "alice", "--password", "alice-secret"]);
     assert!(ok, "{out}");
-    let (ok, out) = shoal_cli(
-        &broker,
-        &[
-            "user",
-            "create",
-            "bob",
-            "--password",
-            "bob-secret",
-            "--mechanism",
-            "SCRAM-SHA-512",
-            "--iterations",
-            "4096",
-        ],
-    );
+    let (ok, out) = broker.cli(&[
+        "user",
+        "create",
+        "bob",
+        "--password",
+        "bob-secret",
+        "--mechanism",
+        "SCRAM-SHA-512",
+        "--iterations",
+        "4096",
+    ]);
     assert!(ok, "{out}");
-    let (ok, out) = shoal_cli(
-        &broker,
-        &[
-            "user",
-            "create",
-            "carol",
-            "--password",
-            "x",
-            "--iterations",
-            "100",
-        ],
-    );
+    let (ok, out) = broker.cli(&[
+        "user",
+        "create",
+        "carol",
+        "--password",
+        "x",
+        "--iterations",
+        "100",
+    ]);
     assert!(!ok && out.contains("UnacceptableCredential"), "{out}");
-    let (ok, out) = shoal_cli(&broker, &["user", "list", "--output", "json"]);
+    let (ok, out) = broker.cli(&["user", "list", "--output", "json"]);
     assert!(ok, "{out}");
     let users: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(users[0]["user"], "alice");
@@ -282,13 +259,13 @@ fn scram_and_plain_over_sasl_listeners_with_users_from_the_cli() {
         Ok(port(&tls)),
         "after restart"
     );
-    let (ok, out) = shoal_cli(&broker, &["user", "delete", "alice"]);
+    let (ok, out) = broker.cli(&["user", "delete", "alice"]);
     assert!(ok, "{out}");
     assert!(
         metadata(&cfg, Duration::from_secs(4)).is_err(),
         "deleted user refused"
     );
-    let (ok, out) = shoal_cli(&broker, &["user", "list", "alice"]);
+    let (ok, out) = broker.cli(&["user", "list", "alice"]);
     assert!(!ok && out.contains("ResourceNotFound"), "{out}");
 }
 

@@ -3,7 +3,8 @@
 // (common.js).
 // Usage: node sasl.js BOOTSTRAP CA_PEM MECHANISM USER PASSWORD TOPIC [--refused]
 // (CA_PEM `-`: no TLS, for a SASL_PLAINTEXT listener)
-// (MECHANISM as kafkajs spells it: plain, scram-sha-256, scram-sha-512). Prints one JSON line
+// (MECHANISM as kafkajs spells it: plain, scram-sha-256, scram-sha-512, oauthbearer; for
+// oauthbearer PASSWORD is the bearer token and USER is ignored). Prints one JSON line
 // of findings. With --refused the admin client must fail to connect: prints the error's
 // name, type and message and exits 0 (1 if it got in).
 const { pem, client, roundTrip, report, run } = require('./common');
@@ -14,7 +15,9 @@ function saslClient(retries) {
   return client('kjs-sasl', bootstrap, retries, {
     authenticationTimeout: 5000,
     ssl: caFile === '-' ? false : { ca: [pem(caFile)] },
-    sasl: { mechanism, username, password },
+    sasl: mechanism === 'oauthbearer'
+      ? { mechanism, oauthBearerProvider: async () => ({ value: password }) }
+      : { mechanism, username, password },
   });
 }
 

@@ -1,12 +1,14 @@
-//! The server side of SASL exchanges (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) through `rsasl`,
-//! against the [`CredentialStore`]. Wire framing (SaslHandshake / SaslAuthenticate) is in
-//! [`crate::server::sasl`].
+//! The server side of SASL exchanges: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 through `rsasl`
+//! against the [`CredentialStore`], and OAUTHBEARER through [`super::oauthbearer`]. Wire
+//! framing (SaslHandshake / SaslAuthenticate) is in [`crate::server::sasl`].
 //!
 //! - PLAIN (RFC 4616): `authzid\0authcid\0password`; the password is checked against the
 //!   user's SCRAM-SHA-512, else SCRAM-SHA-256, credential. An authzid other than empty or the
 //!   user is refused, as Kafka's `PlainSaslServer` does.
 //! - SCRAM (RFC 5802/7677): rsasl runs the exchange with the stored salt, StoredKey,
 //!   ServerKey and iterations. An unknown user fails like a wrong password.
+//! - OAUTHBEARER (RFC 7628, KIP-255/768): the bearer token is checked by the broker's
+//!   [`Validator`]; the token's `exp` bounds the session.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -17,10 +19,11 @@ use rsasl::prelude::{Mechname, SASLConfig, SASLServer, Session, SessionError, St
 use rsasl::property::{AuthId, AuthzId, Password};
 use rsasl::validate::{Validate, ValidationError};
 
+use super::oauthbearer::{OAuthExchange, OAuthStep, Validator};
 use super::scram::{CredentialStore, ScramMechanism};
 
 /// Mechanisms Shoal serves, by SASL name.
-pub const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 /// The validated user name, or why it was refused.
 struct ShoalValidation;
@@ -97,6 +100,7 @@ impl SessionCallback for Callback {
 #[derive(Clone)]
 pub struct SaslAuthenticator {
     config: Arc<SASLConfig>,
+    oauth: Arc<Validator>,
 }
 
 impl std::fmt::Debug for SaslAuthenticator {
@@ -110,16 +114,27 @@ impl std::fmt::Debug for SaslAuthenticator {
 pub enum Step {
     /// Send these bytes; the client answers.
     Continue(Vec<u8>),
-    /// Authenticated as `user`; send `response` (SCRAM's server-final, empty for PLAIN).
-    Done { user: String, response: Vec<u8> },
+    /// Authenticated as `user`; send `response` (SCRAM's server-final, empty for PLAIN and
+    /// OAUTHBEARER). `expires_ms`: when the credential ends (an OAUTHBEARER token's `exp`,
+    /// ms since the epoch), which ends the session too (KIP-368).
+    Done {
+        user: String,
+        response: Vec<u8>,
+        expires_ms: Option<i64>,
+    },
     /// Refused, with the message Kafka gives the client.
     Failed(String),
 }
 
 /// One client's exchange.
 pub struct Exchange {
-    session: Session<ShoalValidation>,
+    inner: Inner,
     mechanism: String,
+}
+
+enum Inner {
+    Rsasl(Box<Session<ShoalValidation>>),
+    OAuth(OAuthExchange, Arc<Validator>),
 }
 
 impl std::fmt::Debug for Exchange {
@@ -131,13 +146,18 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl SaslAuthenticator {
+    /// `oauth` checks OAUTHBEARER tokens.
+    ///
     /// Errors: rsasl refuses the configuration (it does not with these mechanisms).
-    pub fn new(store: Arc<CredentialStore>) -> Result<Self, String> {
+    pub fn new(store: Arc<CredentialStore>, oauth: Validator) -> Result<Self, String> {
         let config = SASLConfig::builder()
             .with_defaults()
             .with_callback(Callback { store })
             .map_err(|e| e.to_string())?;
-        Ok(Self { config })
+        Ok(Self {
+            config,
+            oauth: Arc::new(oauth),
+        })
     }
 
     /// Starts an exchange with `mechanism` (one of [`MECHANISMS`]).
@@ -147,12 +167,17 @@ impl SaslAuthenticator {
         if !MECHANISMS.contains(&mechanism) {
             return Err(format!("unsupported SASL mechanism {mechanism}"));
         }
-        let name = Mechname::parse(mechanism.as_bytes()).map_err(|e| e.to_string())?;
-        let session = SASLServer::<ShoalValidation>::new(Arc::clone(&self.config))
-            .start_suggested(name)
-            .map_err(|e| e.to_string())?;
+        let inner = if mechanism == "OAUTHBEARER" {
+            Inner::OAuth(OAuthExchange::default(), Arc::clone(&self.oauth))
+        } else {
+            let name = Mechname::parse(mechanism.as_bytes()).map_err(|e| e.to_string())?;
+            let session = SASLServer::<ShoalValidation>::new(Arc::clone(&self.config))
+                .start_suggested(name)
+                .map_err(|e| e.to_string())?;
+            Inner::Rsasl(Box::new(session))
+        };
         Ok(Exchange {
-            session,
+            inner,
             mechanism: mechanism.to_string(),
         })
     }
@@ -172,13 +197,28 @@ impl Exchange {
                 self.mechanism
             ))
         };
+        let session = match &mut self.inner {
+            Inner::Rsasl(session) => session,
+            Inner::OAuth(exchange, validator) => {
+                return match exchange.step(validator, input, crate::clock::now_ms()) {
+                    OAuthStep::Challenge(json) => Step::Continue(json.into_bytes()),
+                    OAuthStep::Done(token) => Step::Done {
+                        user: token.principal,
+                        response: Vec::new(),
+                        expires_ms: Some(token.expires_ms),
+                    },
+                    OAuthStep::Failed(why) => Step::Failed(why),
+                };
+            }
+        };
         let mut out = Cursor::new(Vec::new());
-        match self.session.step(Some(input), &mut out) {
+        match session.step(Some(input), &mut out) {
             Ok(State::Running) => Step::Continue(out.into_inner()),
-            Ok(State::Finished(_)) => match self.session.validation() {
+            Ok(State::Finished(_)) => match session.validation() {
                 Some(Ok(user)) => Step::Done {
                     user,
                     response: out.into_inner(),
+                    expires_ms: None,
                 },
                 Some(Err(why)) => Step::Failed(why),
                 None => failed(),
@@ -239,7 +279,11 @@ mod tests {
 
     #[test]
     fn plain_and_scram_against_stored_credentials() {
-        let auth = SaslAuthenticator::new(store()).unwrap();
+        let auth = SaslAuthenticator::new(
+            store(),
+            Validator::Unsecured(crate::auth::oauthbearer::ClaimRules::default()),
+        )
+        .unwrap();
         for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] {
             assert!(
                 matches!(exchange(&auth, mech, "alice", "alice-secret"), Step::Done { ref user, .. } if user == "alice"),

@@ -13,7 +13,8 @@
 //! With `connections.max.reauth.ms` > 0, SaslAuthenticate v1+ answers `session_lifetime_ms`
 //! and the client must re-authenticate (a new SaslHandshake v1 + SaslAuthenticate on the same
 //! connection, same principal) before it ends; a request other than those after the end closes
-//! the connection.
+//! the connection. A credential with an end (an OAUTHBEARER token's `exp`) ends the session
+//! then, whether or not `connections.max.reauth.ms` is set, as in Kafka.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -135,7 +136,7 @@ impl SaslConn {
                     .is_some_and(|end| tokio::time::Instant::now() >= end)
                 {
                     return close(
-                        "SASL session expired (connections.max.reauth.ms) without re-authentication",
+                        "SASL session expired (connections.max.reauth.ms or the credential's end) without re-authentication",
                     );
                 }
                 Intercept::Pass
@@ -244,18 +245,21 @@ impl SaslConn {
                 outcomes: vec![answer(code::NONE, None, bytes, 0)],
                 close: false,
             },
-            Step::Done { user, response } => {
-                if let Err(why) = self.authenticated(broker, conn, &user, &mechanism) {
-                    return self.failed(
-                        broker,
-                        answer(code::SASL_AUTHENTICATION_FAILED, Some(why), Vec::new(), 0),
-                    );
-                }
-                let lifetime = if version >= 1 {
-                    self.reauth_ms.max(0)
-                } else {
-                    0
+            Step::Done {
+                user,
+                response,
+                expires_ms,
+            } => {
+                let lifetime = match self.authenticated(conn, &user, &mechanism, expires_ms) {
+                    Ok(lifetime) => lifetime,
+                    Err(why) => {
+                        return self.failed(
+                            broker,
+                            answer(code::SASL_AUTHENTICATION_FAILED, Some(why), Vec::new(), 0),
+                        )
+                    }
                 };
+                let lifetime = if version >= 1 { lifetime } else { 0 };
                 Intercept::Answer {
                     outcomes: vec![answer(code::NONE, None, response, lifetime)],
                     close: false,
@@ -288,18 +292,20 @@ impl SaslConn {
                 outcomes: vec![raw(&bytes)],
                 close: false,
             },
-            Step::Done { user, response } => {
-                match self.authenticated(broker, conn, &user, &mechanism) {
-                    Ok(()) => Intercept::Answer {
-                        outcomes: vec![raw(&response)],
-                        close: false,
-                    },
-                    Err(why) => {
-                        tracing::info!(peer = %conn.peer, reason = %why, "SASL authentication failed");
-                        self.failed(broker, Outcome::NoResponse)
-                    }
+            Step::Done {
+                user,
+                response,
+                expires_ms,
+            } => match self.authenticated(conn, &user, &mechanism, expires_ms) {
+                Ok(_) => Intercept::Answer {
+                    outcomes: vec![raw(&response)],
+                    close: false,
+                },
+                Err(why) => {
+                    tracing::info!(peer = %conn.peer, reason = %why, "SASL authentication failed");
+                    self.failed(broker, Outcome::NoResponse)
                 }
-            }
+            },
             Step::Failed(why) => {
                 tracing::info!(peer = %conn.peer, listener = %conn.listener, %mechanism, reason = %why, "SASL authentication failed");
                 // v0 has no error frame: the connection just closes.
@@ -308,17 +314,20 @@ impl SaslConn {
         }
     }
 
-    /// Records a finished exchange as `user`.
+    /// Records a finished exchange as `user`; returns the session lifetime in ms (0 = no
+    /// end). As Kafka's `SaslServerAuthenticator` computes it, the session ends at the
+    /// sooner of `connections.max.reauth.ms` (when > 0) and the credential's end
+    /// (`expires_ms`, an OAUTHBEARER token's `exp`), even when re-authentication is off.
     ///
     /// Errors: a re-authentication as someone else (Kafka: "Cannot change principals during
     /// re-authentication").
     fn authenticated(
         &mut self,
-        broker: &Broker,
         conn: &mut ConnInfo,
         user: &str,
         mechanism: &str,
-    ) -> Result<(), String> {
+        expires_ms: Option<i64>,
+    ) -> Result<i64, String> {
         if let Some(previous) = &self.user {
             if previous != user {
                 return Err(format!(
@@ -326,18 +335,25 @@ impl SaslConn {
                 ));
             }
         }
-        let _ = broker;
         if self.user.is_some() {
             tracing::info!(peer = %conn.peer, listener = %conn.listener, user, %mechanism, "SASL re-authenticated (KIP-368)");
         }
         self.user = Some(user.to_string());
         self.state = State::Idle;
-        self.session_end = (self.reauth_ms > 0).then(|| {
-            tokio::time::Instant::now() + std::time::Duration::from_millis(self.reauth_ms as u64)
-        });
+        // At least 1 ms: 0 would tell the client its session never ends (KIP-368).
+        let credential_ms = expires_ms.map(|exp| (exp - crate::clock::now_ms()).max(1));
+        let lifetime = match (credential_ms, self.reauth_ms > 0) {
+            (None, false) => None,
+            (None, true) => Some(self.reauth_ms),
+            (Some(c), false) => Some(c),
+            (Some(c), true) => Some(c.min(self.reauth_ms)),
+        };
+        // A zero lifetime still ends the session, at the next request.
+        self.session_end = lifetime
+            .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms as u64));
         conn.principal = std::sync::Arc::new(KafkaPrincipal::user(user));
         tracing::debug!(peer = %conn.peer, listener = %conn.listener, principal = %conn.principal, %mechanism, "SASL authenticated");
-        Ok(())
+        Ok(lifetime.unwrap_or(0))
     }
 
     /// Answers a failure after `connection.failed.authentication.delay.ms`, then closes.

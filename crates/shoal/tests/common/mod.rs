@@ -28,6 +28,22 @@ pub struct Shoal {
 }
 
 impl Shoal {
+    /// Runs the `shoal` CLI with `args` and `--bootstrap-server` this broker's listener.
+    /// Returns (exit status was success, stdout followed by stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(args)
+            .args(["--bootstrap-server", &self.addr])
+            .output()
+            .expect("run shoal");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// Starts a broker on an ephemeral port with `extra` `--set` settings.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Shoal {
         Self::start_on(data_dir, "127.0.0.1:0", extra)
