@@ -3,7 +3,6 @@
 //!
 //! Entry point: [`startup::run`] with a [`config::BrokerConfig`].
 
-pub mod alloc_guard;
 pub mod auth;
 pub mod clock;
 pub mod config;

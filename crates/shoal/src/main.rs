@@ -13,9 +13,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use shoal_broker::BrokerConfig;
 
-#[global_allocator]
-static GLOBAL: shoal_broker::alloc_guard::Guard = shoal_broker::alloc_guard::Guard;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "shoal",

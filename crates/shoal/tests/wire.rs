@@ -215,6 +215,23 @@ fn bad_frames_close_only_their_own_connection() {
         "lying array length closes the connection"
     );
 
+    // 2b. The same in a flexible version: Metadata v12 (header v2: client id, no tags), topics
+    //     as a compact array whose varint count claims 2^32-2 entries.
+    let mut s = connect(&broker);
+    let mut lying = BytesMut::new();
+    lying.extend_from_slice(&3i16.to_be_bytes());
+    lying.extend_from_slice(&12i16.to_be_bytes());
+    lying.extend_from_slice(&1i32.to_be_bytes());
+    lying.extend_from_slice(&0i16.to_be_bytes());
+    lying.extend_from_slice(&[0]);
+    lying.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    send_raw(&mut s, &lying);
+    assert!(
+        read_frame(&mut s).is_none(),
+        "lying compact array length closes the connection"
+    );
+    check(&mut healthy);
+
     // 3. Random garbage, an unknown API key, a negative length.
     for payload in [vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8], {
         let mut v = 9999i16.to_be_bytes().to_vec();

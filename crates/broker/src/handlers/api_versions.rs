@@ -132,3 +132,31 @@ pub fn unsupported_version_response() -> ApiVersionsResponse {
         .with_error_code(code::UNSUPPORTED_VERSION)
         .with_api_keys(table())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every version served has a bounds schema in `shoal-wire`, and `shoal-wire` has none for
+    /// a version not served (regenerate with `scripts/gen-wire-schemas.py` after changing
+    /// [`SUPPORTED`]).
+    #[test]
+    fn every_served_version_has_a_wire_schema_and_no_other() {
+        let mut missing = Vec::new();
+        for &(api, min, max) in SUPPORTED {
+            for v in min..=max {
+                if is_supported(api, v) && shoal_wire::schema(api as i16, v).is_none() {
+                    missing.push(format!("{api:?} v{v}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no wire schema for {missing:?}");
+        let extra: Vec<_> = shoal_wire::versions()
+            .filter(|&(k, v)| ApiKey::try_from(k).map_or(true, |api| !is_supported(api, v)))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "schemas for versions not served: {extra:?}"
+        );
+    }
+}

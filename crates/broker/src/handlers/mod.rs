@@ -119,10 +119,12 @@ pub struct RequestContext {
 }
 
 /// Decodes the request body for `api_key` at `version`. The only place untrusted request
-/// bytes are decoded.
+/// bytes are decoded: [`shoal_wire::decode`] first walks the body and refuses any array count,
+/// string or bytes length larger than the bytes left in the frame (Kafka's rule), so no
+/// allocation is sized from an unchecked length, then decodes it with kafka-protocol.
 ///
-/// Errors: a message when the version is not advertised, the body is malformed, or the
-/// decoder panicked.
+/// Errors: a message when the version is not advertised, a length exceeds the frame, the body
+/// is malformed, or the decoder panicked (caught).
 pub fn decode_request(
     api_key: ApiKey,
     version: i16,
@@ -131,16 +133,8 @@ pub fn decode_request(
     if !api_versions::is_supported(api_key, version) {
         return Err(format!("{api_key:?} v{version} is not supported"));
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        RequestKind::decode(api_key, body, version)
-    }));
-    match result {
-        Ok(Ok(req)) => Ok(req),
-        Ok(Err(e)) => Err(format!("malformed {api_key:?} v{version} request: {e}")),
-        Err(_) => Err(format!(
-            "malformed {api_key:?} v{version} request (decoder panicked)"
-        )),
-    }
+    shoal_wire::decode(api_key, version, body)
+        .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))
 }
 
 /// Encodes a response frame: length, header (v0 or v1 per API/version), body.
