@@ -183,6 +183,10 @@ struct Conn {
     channels: HashMap<u16, Channel>,
     events: mpsc::UnboundedSender<Event>,
     sessions: Sessions,
+    /// Session tasks sent settlements since the last [`Connection::settled_applied`]: a
+    /// `basic.consume` or `basic.get` waits until they are applied, so a message requeued
+    /// before it is at its place again (AMQP 0-9-1 processes a channel's methods in order).
+    unapplied: Vec<Sessions>,
     exclusive_queues: Vec<String>,
     /// The client takes `connection.blocked`/`unblocked`.
     blocked_capable: bool,
@@ -245,6 +249,7 @@ pub async fn run(
         channels: HashMap::new(),
         events: events_tx,
         sessions,
+        unapplied: Vec::new(),
         exclusive_queues: Vec::new(),
         blocked_capable,
         published: false,
@@ -1808,9 +1813,27 @@ impl Conn {
                     done: None,
                 },
             };
+            if !self.unapplied.iter().any(|u| u.same_channel(&sessions)) {
+                self.unapplied.push(sessions.clone());
+            }
             let _ = sessions.send(op);
         }
         Ok(())
+    }
+
+    /// Returns once every settlement this connection sent so far is applied by its session
+    /// task (its own and the dispatchers').
+    async fn settled_applied(&mut self) {
+        let mut waits = Vec::new();
+        for s in std::iter::once(self.sessions.clone()).chain(self.unapplied.drain(..)) {
+            let (tx, rx) = oneshot::channel();
+            if s.send(SessionOp::Barrier { done: tx }).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
+        }
     }
 
     async fn consume(&mut self, ch: u16, c: basic::Consume) -> AmqpResult<()> {
@@ -1836,6 +1859,9 @@ impl Conn {
         let prefetch = chan.consumer_prefetch;
         let shared = Arc::clone(&chan.shared);
         let dispatcher = self.amqp.dispatcher(&q).await?;
+        // Messages this channel requeued before the consume are back at their places before
+        // the new consumer is given any (else it could get later ones first).
+        self.settled_applied().await;
         if !c.nowait {
             self.send(
                 ch,
@@ -1940,9 +1966,7 @@ impl Conn {
         let lock = self.amqp.config.consumer_timeout_ms;
         // Settlements sent before this basic.get are applied first (a requeued message is
         // there to get again).
-        let (tx, rx) = oneshot::channel();
-        let _ = self.sessions.send(SessionOp::Barrier { done: tx });
-        let _ = rx.await;
+        self.settled_applied().await;
         loop {
             let got = match &plan {
                 Some(p) => {
