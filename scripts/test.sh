@@ -6,7 +6,8 @@
 #   3. tests/compat: kcat, kafka-python, confluent-kafka, kafkajs, the seeds' own snippets,
 #      Prometheus metrics (reference parser) and the web console (headless Chromium),
 #   4. tests/compat/librdkafka: librdkafka's own test suite (group and produce/fetch tests),
-#      both consumer group protocols.
+#      both consumer group protocols;
+#   between 2 and 3, a 60 s libFuzzer run over the request decoder (scripts/fuzz.sh).
 # Idempotent; safe to rerun. Needs root (or sudo) for apt on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "coverage-guided fuzzing of the request decoder (scripts/fuzz.sh, ${SHOAL_FUZZ_SECONDS:-60} s; longer runs in docs/operations.md)"
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR-fuzz" SHOAL_FUZZ_NICE="" bash scripts/fuzz.sh "${SHOAL_FUZZ_SECONDS:-60}"
 
 step "real-client compatibility suite (tests/compat)"
 cargo build --release -p shoal

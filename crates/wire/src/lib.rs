@@ -10,6 +10,13 @@
 //! unchecked length, without any process-wide allocator. The walk allocates nothing and reads
 //! each byte once; its cost against the decode itself is in docs/benchmarks.md.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 pub mod gen;
 pub mod requests;
 pub mod schema;
